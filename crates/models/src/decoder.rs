@@ -1,0 +1,521 @@
+//! The forward pass shared by every decoder-only architecture.
+//!
+//! An architecture file (see `arch/`) reads its hyper-parameters and tensors
+//! into a [`ModelConfig`] and [`DecoderWeights`]; this file runs them. The
+//! families differ only in switches carried by those two structs: biases,
+//! per-head q/k norms, fused projections, post-norms, soft-capping, sliding
+//! windows, the RoPE layout and the FFN activation.
+//!
+//! Buffers are token-major: `x[t * n_embd + i]` is dimension `i` of token `t`
+//! of the batch. A batch may hold several sequences, each with its own KV
+//! cache; their tokens are concatenated and share every matrix product, which
+//! is what lets the server step many clients at the cost of one.
+//!
+//! Numerics follow ggml's CPU backend (see ARCHITECTURE.md invariant 3):
+//! activations are quantized to the weight's `vec_dot_type` before each
+//! product; Q is rounded to f16 before `K·q` and the attention weights are
+//! rounded to f16 before `P·V`, because llama.cpp's (non-flash) attention
+//! multiplies an f16 cache with f16-converted operands.
+
+use crate::config::{Activation, LayerConfig, ModelConfig, RopeConfig};
+use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
+use crate::ops;
+use crate::pool::{SyncPtr, ThreadPool};
+use crate::weights::Weight;
+use half::f16;
+use hearth_formats::GgmlType;
+use std::cell::RefCell;
+
+/// Q/K/V projections: three matrices, or one fused `[q; k; v]` matrix (Phi-3).
+#[derive(Debug, Clone)]
+pub enum Qkv {
+    Separate { q: Weight, k: Weight, v: Weight },
+    Fused(Weight),
+}
+
+/// FFN input projections: separate gate and up, or one fused `[gate; up]`
+/// matrix (Phi-3; the first half of its rows is the gate).
+#[derive(Debug, Clone)]
+pub enum GateUp {
+    Separate { gate: Weight, up: Weight },
+    Fused(Weight),
+}
+
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub attn_norm: Vec<f32>,
+    pub qkv: Qkv,
+    pub q_bias: Option<Vec<f32>>,
+    pub k_bias: Option<Vec<f32>>,
+    pub v_bias: Option<Vec<f32>>,
+    /// Per-head RMS norms on q and k (Qwen3, Gemma 3), length head_dim.
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    pub wo: Weight,
+    pub wo_bias: Option<Vec<f32>>,
+    /// Norm applied to the attention output before the residual add (Gemma 2/3).
+    pub post_attn_norm: Option<Vec<f32>>,
+    pub ffn_norm: Vec<f32>,
+    pub gate_up: GateUp,
+    pub down: Weight,
+    pub post_ffn_norm: Option<Vec<f32>>,
+    /// RoPE frequency factors for this layer (Llama 3.1 `rope_freqs`, Phi-3 LongRoPE).
+    pub rope_factors: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecoderWeights {
+    pub tok_embd: Weight,
+    pub output_norm: Vec<f32>,
+    /// `None` when the output projection is tied to `tok_embd`.
+    pub output: Option<Weight>,
+    pub layers: Vec<Layer>,
+}
+
+/// Which logits a sequence wants from a forward call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    None,
+    Last,
+    All,
+}
+
+/// One sequence's part of a batch.
+pub struct SeqInput<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    pub logits: Logits,
+    /// Filled with `n_vocab` (Last) or `tokens.len() * n_vocab` (All) values.
+    pub out: &'a mut Vec<f32>,
+}
+
+/// Reusable buffers so the decode loop allocates nothing after warm-up.
+#[derive(Default)]
+pub struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    qkv: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    acts: Vec<(GgmlType, Vec<u8>)>,
+    out_x: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+fn resize(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+pub struct Decoder {
+    pub cfg: ModelConfig,
+    pub w: DecoderWeights,
+}
+
+impl Decoder {
+    pub fn new(cfg: ModelConfig, w: DecoderWeights) -> Result<Decoder> {
+        if w.layers.len() != cfg.layers.len() {
+            return Err(ModelError::Invalid(format!("{} layer configs for {} layers", cfg.layers.len(), w.layers.len())));
+        }
+        Ok(Decoder { cfg, w })
+    }
+
+    fn output(&self) -> &Weight {
+        self.w.output.as_ref().unwrap_or(&self.w.tok_embd)
+    }
+
+    pub fn forward(&self, seqs: &mut [SeqInput<'_>], pool: &ThreadPool, s: &mut Scratch) -> Result<()> {
+        let cfg = &self.cfg;
+        let n_embd = cfg.n_embd;
+        let n_vocab = cfg.n_vocab;
+        // Validate everything before touching any cache.
+        let mut total = 0usize;
+        for seq in seqs.iter() {
+            for &t in seq.tokens {
+                if t as usize >= n_vocab {
+                    return Err(ModelError::TokenOutOfRange { id: t, n_vocab });
+                }
+            }
+            let needed = seq.cache.len() + seq.tokens.len();
+            if needed > seq.cache.n_ctx() {
+                return Err(ModelError::ContextOverflow { needed, limit: seq.cache.n_ctx() });
+            }
+            total += seq.tokens.len();
+        }
+        for seq in seqs.iter_mut() {
+            seq.cache.reserve(seq.tokens.len())?;
+            seq.out.clear();
+        }
+        if total == 0 {
+            return Ok(());
+        }
+
+        // Token embeddings.
+        resize(&mut s.x, total * n_embd);
+        {
+            let mut row = 0;
+            for seq in seqs.iter() {
+                for &t in seq.tokens {
+                    let dst = &mut s.x[row * n_embd..(row + 1) * n_embd];
+                    self.w.tok_embd.dequantize_row(t as usize, dst);
+                    if let Some(sc) = cfg.embed_scale {
+                        dst.iter_mut().for_each(|v| *v *= sc);
+                    }
+                    row += 1;
+                }
+            }
+        }
+
+        // RoPE tables per distinct rope configuration, per sequence.
+        let mut rope_cfgs: Vec<(&RopeConfig, Option<&[f32]>)> = Vec::new();
+        let mut layer_rope = Vec::with_capacity(cfg.layers.len());
+        for (lc, lw) in cfg.layers.iter().zip(&self.w.layers) {
+            let key = (&lc.rope, lw.rope_factors.as_deref());
+            let idx = match rope_cfgs.iter().position(|c| c.0 == key.0 && c.1 == key.1) {
+                Some(i) => i,
+                None => {
+                    rope_cfgs.push(key);
+                    rope_cfgs.len() - 1
+                }
+            };
+            layer_rope.push(idx);
+        }
+        let tables: Vec<Vec<ops::RopeTables>> = rope_cfgs
+            .iter()
+            .map(|(rc, ff)| seqs.iter().map(|seq| ops::RopeTables::new(rc, *ff, seq.cache.len(), seq.tokens.len())).collect())
+            .collect();
+
+        for (il, (lc, lw)) in cfg.layers.iter().zip(&self.w.layers).enumerate() {
+            self.attention_block(il, lc, lw, &tables[layer_rope[il]], seqs, total, pool, s);
+            self.ffn_block(lc, lw, total, pool, s);
+        }
+        for seq in seqs.iter_mut() {
+            seq.cache.advance(seq.tokens.len());
+        }
+
+        // Output rows.
+        let mut rows: Vec<usize> = Vec::new();
+        let mut row = 0;
+        for seq in seqs.iter() {
+            match seq.logits {
+                Logits::None => {}
+                Logits::Last => rows.push(row + seq.tokens.len() - 1),
+                Logits::All => rows.extend(row..row + seq.tokens.len()),
+            }
+            row += seq.tokens.len();
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let n_out = rows.len();
+        resize(&mut s.out_x, n_out * n_embd);
+        for (i, &r) in rows.iter().enumerate() {
+            ops::rms_norm(&s.x[r * n_embd..(r + 1) * n_embd], &self.w.output_norm, cfg.norm_eps, &mut s.out_x[i * n_embd..(i + 1) * n_embd]);
+        }
+        resize(&mut s.logits, n_out * n_vocab);
+        s.acts.clear();
+        let out_w = self.output();
+        let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(out_w.ty), &s.out_x[..n_out * n_embd], n_out, n_embd);
+        matmul(pool, out_w, a, n_out, &mut s.logits[..n_out * n_vocab]);
+        if let Some(cap) = cfg.final_softcap {
+            ops::softcap(&mut s.logits[..n_out * n_vocab], cap);
+        }
+        let mut i = 0;
+        for seq in seqs.iter_mut() {
+            let n = match seq.logits {
+                Logits::None => 0,
+                Logits::Last => 1,
+                Logits::All => seq.tokens.len(),
+            };
+            seq.out.extend_from_slice(&s.logits[i * n_vocab..(i + n) * n_vocab]);
+            i += n;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention_block(
+        &self,
+        il: usize,
+        lc: &LayerConfig,
+        lw: &Layer,
+        rope: &[ops::RopeTables],
+        seqs: &mut [SeqInput<'_>],
+        total: usize,
+        pool: &ThreadPool,
+        s: &mut Scratch,
+    ) {
+        let cfg = &self.cfg;
+        let n_embd = cfg.n_embd;
+        let (nh, nkv, dk, dv) = (lc.n_head, lc.n_head_kv, lc.head_dim_k, lc.head_dim_v);
+        let (q_dim, k_dim, v_dim) = (nh * dk, nkv * dk, nkv * dv);
+
+        resize(&mut s.xn, total * n_embd);
+        for t in 0..total {
+            ops::rms_norm(&s.x[t * n_embd..(t + 1) * n_embd], &lw.attn_norm, cfg.norm_eps, &mut s.xn[t * n_embd..(t + 1) * n_embd]);
+        }
+        resize(&mut s.q, total * q_dim);
+        resize(&mut s.k, total * k_dim);
+        resize(&mut s.v, total * v_dim);
+        s.acts.clear();
+        match &lw.qkv {
+            Qkv::Separate { q, k, v } => {
+                for (w, out, dim) in [(q, &mut s.q, q_dim), (k, &mut s.k, k_dim), (v, &mut s.v, v_dim)] {
+                    let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
+                    matmul(pool, w, a, total, &mut out[..total * dim]);
+                }
+            }
+            Qkv::Fused(w) => {
+                let all = q_dim + k_dim + v_dim;
+                resize(&mut s.qkv, total * all);
+                let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
+                matmul(pool, w, a, total, &mut s.qkv[..total * all]);
+                for t in 0..total {
+                    let src = &s.qkv[t * all..(t + 1) * all];
+                    s.q[t * q_dim..(t + 1) * q_dim].copy_from_slice(&src[..q_dim]);
+                    s.k[t * k_dim..(t + 1) * k_dim].copy_from_slice(&src[q_dim..q_dim + k_dim]);
+                    s.v[t * v_dim..(t + 1) * v_dim].copy_from_slice(&src[q_dim + k_dim..]);
+                }
+            }
+        }
+        for t in 0..total {
+            add_bias(&mut s.q[t * q_dim..(t + 1) * q_dim], lw.q_bias.as_deref());
+            add_bias(&mut s.k[t * k_dim..(t + 1) * k_dim], lw.k_bias.as_deref());
+            add_bias(&mut s.v[t * v_dim..(t + 1) * v_dim], lw.v_bias.as_deref());
+            if let Some(qn) = &lw.q_norm {
+                for h in 0..nh {
+                    ops::rms_norm_inplace(&mut s.q[t * q_dim + h * dk..t * q_dim + (h + 1) * dk], qn, cfg.norm_eps);
+                }
+            }
+            if let Some(kn) = &lw.k_norm {
+                for h in 0..nkv {
+                    ops::rms_norm_inplace(&mut s.k[t * k_dim + h * dk..t * k_dim + (h + 1) * dk], kn, cfg.norm_eps);
+                }
+            }
+        }
+
+        // RoPE, then append K/V to each sequence's cache.
+        let mut row = 0;
+        for (si, seq) in seqs.iter_mut().enumerate() {
+            let p0 = seq.cache.len();
+            let lkv = &mut seq.cache.layers[il];
+            for i in 0..seq.tokens.len() {
+                let t = row + i;
+                rope[si].apply(i, &mut s.q[t * q_dim..(t + 1) * q_dim], nh, dk);
+                rope[si].apply(i, &mut s.k[t * k_dim..(t + 1) * k_dim], nkv, dk);
+                let pos = p0 + i;
+                for h in 0..nkv {
+                    let kd = &mut lkv.k[(h * lkv.cap + pos) * dk..(h * lkv.cap + pos + 1) * dk];
+                    for (d, &x) in kd.iter_mut().zip(&s.k[t * k_dim + h * dk..t * k_dim + (h + 1) * dk]) {
+                        *d = f16::from_f32(x);
+                    }
+                    let vd = &mut lkv.v[(h * lkv.cap + pos) * dv..(h * lkv.cap + pos + 1) * dv];
+                    for (d, &x) in vd.iter_mut().zip(&s.v[t * v_dim + h * dv..t * v_dim + (h + 1) * dv]) {
+                        *d = f16::from_f32(x);
+                    }
+                }
+            }
+            row += seq.tokens.len();
+        }
+
+        // Attention: one task per (token, head).
+        let attn_dim = nh * dv;
+        resize(&mut s.attn, total * attn_dim);
+        {
+            let mut starts = Vec::with_capacity(seqs.len());
+            let mut row = 0;
+            for seq in seqs.iter() {
+                starts.push((row, seq.tokens.len(), seq.cache.len()));
+                row += seq.tokens.len();
+            }
+            let caches: Vec<&crate::kv_cache::LayerKv> = seqs.iter().map(|q| &q.cache.layers[il]).collect();
+            let q_buf = &s.q;
+            let out = SyncPtr::new(&mut s.attn[..total * attn_dim]);
+            let group = nh / nkv;
+            let scale = cfg.attn_scale;
+            let softcap = cfg.attn_softcap;
+            let window = lc.sliding_window;
+            pool.parallel_for(total * nh, nh.max(1), &|start, end| {
+                SCORES.with(|sc| {
+                    let mut sc = sc.borrow_mut();
+                    for task in start..end {
+                        let (t, h) = (task / nh, task % nh);
+                        let si = starts.iter().rposition(|&(r0, _, _)| r0 <= t).unwrap_or(0);
+                        let (r0, _, p0) = starts[si];
+                        let pos = p0 + (t - r0);
+                        let lkv = caches[si];
+                        let n_keys = pos + 1;
+                        let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                        let g = h / group;
+                        let q: Vec<f32> = q_buf[t * q_dim + h * dk..t * q_dim + (h + 1) * dk]
+                            .iter()
+                            .map(|&x| f16::from_f32(x).to_f32())
+                            .collect();
+                        let keys = lkv.k_head(g, n_keys);
+                        let vals = lkv.v_head(g, n_keys);
+                        sc.clear();
+                        sc.resize(n_keys, f32::NEG_INFINITY);
+                        for j in lo..n_keys {
+                            let kj = &keys[j * dk..(j + 1) * dk];
+                            let mut dot = 0f32;
+                            for (a, b) in q.iter().zip(kj) {
+                                dot += a * b.to_f32();
+                            }
+                            sc[j] = match softcap {
+                                // Gemma 2 caps the raw logits; the softmax
+                                // scale comes after (llama-graph.cpp build_attn_mha).
+                                Some(c) => (dot / c).tanh() * c * scale,
+                                None => dot * scale,
+                            };
+                        }
+                        ops::softmax_inplace(&mut sc[..]);
+                        // SAFETY: each (t, h) task writes its own dv-sized slot.
+                        let o = unsafe { out.slice(t * attn_dim + h * dv, dv) };
+                        o.iter_mut().for_each(|x| *x = 0.0);
+                        for j in lo..n_keys {
+                            let p = f16::from_f32(sc[j]).to_f32();
+                            if p == 0.0 {
+                                continue;
+                            }
+                            for (acc, vv) in o.iter_mut().zip(&vals[j * dv..(j + 1) * dv]) {
+                                *acc += p * vv.to_f32();
+                            }
+                        }
+                    }
+                })
+            });
+        }
+
+        // Output projection and residual.
+        resize(&mut s.proj, total * n_embd);
+        s.acts.clear();
+        let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(lw.wo.ty), &s.attn[..total * attn_dim], total, attn_dim);
+        matmul(pool, &lw.wo, a, total, &mut s.proj[..total * n_embd]);
+        for t in 0..total {
+            let p = &mut s.proj[t * n_embd..(t + 1) * n_embd];
+            add_bias(p, lw.wo_bias.as_deref());
+            if let Some(pn) = &lw.post_attn_norm {
+                ops::rms_norm_inplace(p, pn, cfg.norm_eps);
+            }
+            for (x, &d) in s.x[t * n_embd..(t + 1) * n_embd].iter_mut().zip(p.iter()) {
+                *x += d;
+            }
+        }
+    }
+
+    fn ffn_block(&self, lc: &LayerConfig, lw: &Layer, total: usize, pool: &ThreadPool, s: &mut Scratch) {
+        let cfg = &self.cfg;
+        let n_embd = cfg.n_embd;
+        let n_ff = lc.n_ff;
+        for t in 0..total {
+            ops::rms_norm(&s.x[t * n_embd..(t + 1) * n_embd], &lw.ffn_norm, cfg.norm_eps, &mut s.xn[t * n_embd..(t + 1) * n_embd]);
+        }
+        resize(&mut s.gate, total * n_ff);
+        resize(&mut s.up, total * n_ff);
+        s.acts.clear();
+        match &lw.gate_up {
+            GateUp::Separate { gate, up } => {
+                for (w, out) in [(gate, &mut s.gate), (up, &mut s.up)] {
+                    let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
+                    matmul(pool, w, a, total, &mut out[..total * n_ff]);
+                }
+            }
+            GateUp::Fused(w) => {
+                resize(&mut s.qkv, total * 2 * n_ff);
+                let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
+                matmul(pool, w, a, total, &mut s.qkv[..total * 2 * n_ff]);
+                for t in 0..total {
+                    let src = &s.qkv[t * 2 * n_ff..(t + 1) * 2 * n_ff];
+                    s.gate[t * n_ff..(t + 1) * n_ff].copy_from_slice(&src[..n_ff]);
+                    s.up[t * n_ff..(t + 1) * n_ff].copy_from_slice(&src[n_ff..]);
+                }
+            }
+        }
+        match cfg.activation {
+            Activation::SwiGlu => ops::swiglu(&mut s.gate[..total * n_ff], &s.up[..total * n_ff]),
+            Activation::GeGlu => ops::geglu(&mut s.gate[..total * n_ff], &s.up[..total * n_ff]),
+        }
+        s.acts.clear();
+        let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(lw.down.ty), &s.gate[..total * n_ff], total, n_ff);
+        matmul(pool, &lw.down, a, total, &mut s.proj[..total * n_embd]);
+        for t in 0..total {
+            let p = &mut s.proj[t * n_embd..(t + 1) * n_embd];
+            if let Some(pn) = &lw.post_ffn_norm {
+                ops::rms_norm_inplace(p, pn, cfg.norm_eps);
+            }
+            for (x, &d) in s.x[t * n_embd..(t + 1) * n_embd].iter_mut().zip(p.iter()) {
+                *x += d;
+            }
+        }
+    }
+}
+
+thread_local! {
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
+    if let Some(b) = b {
+        for (v, &bb) in x.iter_mut().zip(b) {
+            *v += bb;
+        }
+    }
+}
+
+/// Quantizes `t` rows of `cols` activations to `ty` once per distinct type
+/// (q, k and v usually share one), reusing the buffer in `cache`.
+fn quantize_acts<'a>(cache: &'a mut Vec<(GgmlType, Vec<u8>)>, ty: GgmlType, x: &[f32], t: usize, cols: usize) -> &'a [u8] {
+    if let Some(i) = cache.iter().position(|(c, _)| *c == ty) {
+        return &cache[i].1;
+    }
+    let rb = ty.row_bytes(cols as u64).expect("activation width is a whole number of blocks") as usize;
+    let mut buf = vec![0u8; rb * t];
+    for r in 0..t {
+        hearth_kernels::quantize_activation(ty, &x[r * cols..(r + 1) * cols], &mut buf[r * rb..(r + 1) * rb]);
+    }
+    cache.push((ty, buf));
+    &cache.last().expect("just pushed").1
+}
+
+/// `out[t][r] = W[r] · a[t]` for all `t` activation rows, parallel over
+/// weight rows.
+pub(crate) fn matmul(pool: &ThreadPool, w: &Weight, a: &[u8], t: usize, out: &mut [f32]) {
+    let rows = w.rows;
+    let cols = w.cols;
+    let rb = w.row_bytes();
+    let wb = w.bytes();
+    let ty = w.ty;
+    debug_assert_eq!(out.len(), t * rows);
+    let out_ptr = SyncPtr::new(out);
+    let chunk = pool.chunk_for(rows, 4, 16);
+    if t == 1 {
+        pool.parallel_for(rows, chunk, &|r0, r1| {
+            // SAFETY: chunks are disjoint row ranges of the single output row.
+            let o = unsafe { out_ptr.slice(r0, r1 - r0) };
+            hearth_kernels::vec_dot_rows(ty, cols, &wb[r0 * rb..r1 * rb], a, o);
+        });
+    } else {
+        pool.parallel_for(rows, chunk, &|r0, r1| {
+            let n = r1 - r0;
+            TILE.with(|tile| {
+                let mut tile = tile.borrow_mut();
+                tile.clear();
+                tile.resize(t * n, 0.0);
+                hearth_kernels::matmul_rows(ty, cols, &wb[r0 * rb..r1 * rb], n, a, t, &mut tile, n);
+                for ti in 0..t {
+                    // SAFETY: this task owns columns r0..r1 of every output row.
+                    let o = unsafe { out_ptr.slice(ti * rows + r0, n) };
+                    o.copy_from_slice(&tile[ti * n..(ti + 1) * n]);
+                }
+            })
+        });
+    }
+}
