@@ -1,0 +1,336 @@
+//! Run-time dispatch to the SIMD kernels.
+//!
+//! Each function returns `None`/`false` when no optimised kernel applies and
+//! the caller (the crate root) falls back to `crate::reference`. The crate
+//! root has already validated every length with `crate::check_row`; the
+//! wrappers here turn the validated slices into the pointers and block counts
+//! the `unsafe` kernels take.
+
+use crate::GgmlType;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(dead_code)] // each target constructs only its own variants
+pub(crate) enum Isa {
+    Scalar = 1,
+    Avx2 = 2,
+    Neon = 3,
+}
+
+static ISA: AtomicU8 = AtomicU8::new(0);
+
+#[cold]
+fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            return Isa::Avx2;
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            return Isa::Neon;
+        }
+    }
+    Isa::Scalar
+}
+
+#[inline]
+pub(crate) fn isa() -> Isa {
+    match ISA.load(Ordering::Relaxed) {
+        2 => Isa::Avx2,
+        3 => Isa::Neon,
+        1 => Isa::Scalar,
+        _ => {
+            let i = detect();
+            ISA.store(i as u8, Ordering::Relaxed);
+            i
+        }
+    }
+}
+
+pub(crate) fn name() -> &'static str {
+    match isa() {
+        Isa::Avx2 => "avx2+fma+f16c",
+        Isa::Neon => "neon",
+        Isa::Scalar => "scalar",
+    }
+}
+
+/// Weight types with R x T tile kernels (the types of Q4_0 and Q4_K_M files).
+fn has_tile(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K)
+}
+
+pub(crate) fn vec_dot(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> Option<f32> {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::vec_dot(ty, n, w, a),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon_dispatch::vec_dot(ty, n, w, a),
+        _ => None,
+    }
+}
+
+pub(crate) fn vec_dot_rows(ty: GgmlType, n: usize, w: &[u8], a: &[u8], out: &mut [f32]) -> bool {
+    let rb = crate::row_bytes(ty, n);
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if has_tile(ty) => {
+            avx2::matmul(ty, n, w, out.len(), rb, a, 1, 0, out, 0);
+            true
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon if has_tile(ty) => {
+            neon_dispatch::matmul(ty, n, w, out.len(), rb, a, 1, 0, out, 0);
+            true
+        }
+        Isa::Scalar => false,
+        _ => {
+            for (o, row) in out.iter_mut().zip(w.chunks_exact(rb)) {
+                match vec_dot(ty, n, row, a) {
+                    Some(v) => *o = v,
+                    None => return false,
+                }
+            }
+            true
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_rows(
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    n_w_rows: usize,
+    a: &[u8],
+    n_a_rows: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) -> bool {
+    let rb = crate::row_bytes(ty, n);
+    let ab = crate::row_bytes(crate::vec_dot_type(ty), n);
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if has_tile(ty) => {
+            avx2::matmul(ty, n, w, n_w_rows, rb, a, n_a_rows, ab, out, out_stride);
+            true
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon if has_tile(ty) => {
+            neon_dispatch::matmul(ty, n, w, n_w_rows, rb, a, n_a_rows, ab, out, out_stride);
+            true
+        }
+        Isa::Scalar => false,
+        _ => {
+            for t in 0..n_a_rows {
+                let arow = &a[t * ab..(t + 1) * ab];
+                let o = &mut out[t * out_stride..t * out_stride + n_w_rows];
+                if !vec_dot_rows(ty, n, w, arow, o) {
+                    return false;
+                }
+            }
+            true
+        }
+    }
+}
+
+pub(crate) fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> bool {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::quantize_activation(ty, src, dst),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon_dispatch::quantize_activation(ty, src, dst),
+        _ => false,
+    }
+}
+
+pub(crate) fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> bool {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::dequantize_row(ty, src, dst),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon_dispatch::dequantize_row(ty, src, dst),
+        _ => false,
+    }
+}
+
+/// Tile shapes: `MR` weight rows x `MT` activation rows per pass in
+/// `matmul_rows`, `DR` weight rows per pass for a single activation row.
+const DR: usize = 4;
+const MR: usize = 4;
+const MT: usize = 2;
+
+/// Drives an R x T tile kernel over all rows. `kernel!(R, T)` must evaluate
+/// to a function `(nb, [*const u8; R], [*const u8; T]) -> [[f32; T]; R]`.
+macro_rules! drive_tiles {
+    ($nb:expr, $w:expr, $n_w:expr, $rb:expr, $a:expr, $n_a:expr, $ab:expr, $out:expr, $stride:expr, $kernel:ident) => {{
+        let (nb, w, n_w, rb, a, n_a, ab, out, stride): (usize, &[u8], usize, usize, &[u8], usize, usize, &mut [f32], usize) =
+            ($nb, $w, $n_w, $rb, $a, $n_a, $ab, $out, $stride);
+        // SAFETY (for every kernel call below): the ISA was detected by
+        // `isa()`; row r of `w` is `w[r*rb..(r+1)*rb]` and row t of `a` is
+        // `a[t*ab..(t+1)*ab]`, in bounds because the caller checked
+        // `w.len() == n_w*rb` and `a.len() == n_a*ab`; each row holds `nb`
+        // blocks because `rb`/`ab` are `row_bytes(.., n)` with n = nb * block.
+        let wp = |r: usize| w[r * rb..].as_ptr();
+        let ap = |t: usize| a[t * ab..].as_ptr();
+        let mut t0 = 0;
+        if n_a == 1 {
+            let mut r0 = 0;
+            while r0 + DR <= n_w {
+                let res = unsafe { $kernel!(DR, 1)(nb, std::array::from_fn(|i| wp(r0 + i)), [ap(0)]) };
+                for i in 0..DR {
+                    out[r0 + i] = res[i][0];
+                }
+                r0 += DR;
+            }
+            while r0 < n_w {
+                let res = unsafe { $kernel!(1, 1)(nb, [wp(r0)], [ap(0)]) };
+                out[r0] = res[0][0];
+                r0 += 1;
+            }
+            t0 = 1;
+        }
+        while t0 < n_a {
+            let tn = if t0 + MT <= n_a { MT } else { 1 };
+            let mut r0 = 0;
+            while r0 < n_w {
+                let rn = if r0 + MR <= n_w { MR } else { 1 };
+                match (rn, tn) {
+                    (MR, MT) => {
+                        let res = unsafe {
+                            $kernel!(MR, MT)(nb, std::array::from_fn(|i| wp(r0 + i)), std::array::from_fn(|j| ap(t0 + j)))
+                        };
+                        for (i, row) in res.iter().enumerate() {
+                            for (j, v) in row.iter().enumerate() {
+                                out[(t0 + j) * stride + r0 + i] = *v;
+                            }
+                        }
+                    }
+                    (MR, _) => {
+                        let res = unsafe { $kernel!(MR, 1)(nb, std::array::from_fn(|i| wp(r0 + i)), [ap(t0)]) };
+                        for (i, row) in res.iter().enumerate() {
+                            out[t0 * stride + r0 + i] = row[0];
+                        }
+                    }
+                    (_, MT) => {
+                        let res = unsafe { $kernel!(1, MT)(nb, [wp(r0)], std::array::from_fn(|j| ap(t0 + j))) };
+                        for (j, v) in res[0].iter().enumerate() {
+                            out[(t0 + j) * stride + r0] = *v;
+                        }
+                    }
+                    _ => {
+                        let res = unsafe { $kernel!(1, 1)(nb, [wp(r0)], [ap(t0)]) };
+                        out[t0 * stride + r0] = res[0][0];
+                    }
+                }
+                r0 += rn;
+            }
+            t0 += tn;
+        }
+    }};
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::x86::{self, act, dot};
+    use super::{DR, MR, MT};
+    use crate::GgmlType;
+
+    macro_rules! q4_0 { ($r:expr, $t:expr) => { dot::tile_q4_0::<{ $r }, { $t }> }; }
+    macro_rules! q8_0 { ($r:expr, $t:expr) => { dot::tile_q8_0::<{ $r }, { $t }> }; }
+    macro_rules! q4_k { ($r:expr, $t:expr) => { dot::tile_q4_k::<{ $r }, { $t }> }; }
+    macro_rules! q6_k { ($r:expr, $t:expr) => { dot::tile_q6_k::<{ $r }, { $t }> }; }
+
+    pub(super) fn vec_dot(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> Option<f32> {
+        let nb = n / ty.block_size();
+        let (w, a) = (w.as_ptr(), a.as_ptr());
+        // SAFETY: AVX2/FMA/F16C detected by isa(); `w`/`a` are one validated
+        // row each of `nb` blocks (`n` elements for the float types).
+        unsafe {
+            Some(match ty {
+                GgmlType::F32 => x86::dot_f32(n, w, a),
+                GgmlType::F16 => x86::dot_f16(n, w, a),
+                GgmlType::BF16 => x86::dot_bf16(n, w, a),
+                GgmlType::Q4_0 => dot::tile_q4_0::<1, 1>(nb, [w], [a])[0][0],
+                GgmlType::Q8_0 => dot::tile_q8_0::<1, 1>(nb, [w], [a])[0][0],
+                GgmlType::Q4_1 => dot::q4_1(nb, w, a),
+                GgmlType::Q5_0 => dot::q5_0(nb, w, a),
+                GgmlType::Q5_1 => dot::q5_1(nb, w, a),
+                GgmlType::Q2_K => dot::q2_k(nb, w, a),
+                GgmlType::Q3_K => dot::q3_k(nb, w, a),
+                GgmlType::Q4_K => dot::tile_q4_k::<1, 1>(nb, [w], [a])[0][0],
+                GgmlType::Q5_K => dot::q5_k(nb, w, a),
+                GgmlType::Q6_K => dot::tile_q6_k::<1, 1>(nb, [w], [a])[0][0],
+                _ => return None,
+            })
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn matmul(
+        ty: GgmlType,
+        n: usize,
+        w: &[u8],
+        n_w: usize,
+        rb: usize,
+        a: &[u8],
+        n_a: usize,
+        ab: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) {
+        let nb = n / ty.block_size();
+        match ty {
+            GgmlType::Q4_0 => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q4_0),
+            GgmlType::Q8_0 => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q8_0),
+            GgmlType::Q4_K => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q4_k),
+            GgmlType::Q6_K => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q6_k),
+            _ => unreachable!("matmul called for a type without tiles"),
+        }
+    }
+
+    pub(super) fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> bool {
+        let n = src.len();
+        let (x, y) = (src.as_ptr(), dst.as_mut_ptr());
+        // SAFETY: ISA detected; `dst` is exactly row_bytes(ty, n) bytes and
+        // `src` n floats (check_row).
+        unsafe {
+            match ty {
+                GgmlType::Q8_0 => act::q8_0(n / 32, x, y),
+                GgmlType::Q8_1 => act::q8_1(n / 32, x, y),
+                GgmlType::Q8_K => act::q8_k(n / 256, x, y),
+                GgmlType::F16 => act::f16(n, x, y),
+                GgmlType::BF16 => act::bf16(n, x, y),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    pub(super) fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> bool {
+        let n = dst.len();
+        let (x, y) = (src.as_ptr(), dst.as_mut_ptr());
+        // SAFETY: ISA detected; `src` is exactly one row of n elements.
+        unsafe {
+            match ty {
+                GgmlType::F16 => x86::dequant_f16(n, x, y),
+                GgmlType::BF16 => x86::dequant_bf16(n, x, y),
+                GgmlType::Q4_0 => x86::dequant_q4_0(n / 32, x, y),
+                GgmlType::Q8_0 => x86::dequant_q8_0(n / 32, x, y),
+                GgmlType::Q4_K => x86::dequant_q4_k(n / 256, x, y),
+                GgmlType::Q6_K => x86::dequant_q6_k(n / 256, x, y),
+                _ => return false,
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,475 @@
+//! AVX2 dot products of quantized weight rows with quantized activation rows.
+//!
+//! The integer core is `_mm256_maddubs_epi16(u8, i8)`: it multiplies unsigned
+//! by signed bytes and adds adjacent pairs into i16 (saturating, which the
+//! value ranges below never reach). Weights are kept UNSIGNED (the stored
+//! nibble / 6-bit value) and the zero-point is removed afterwards with the
+//! activation block's sum: `sum((q - z) * a) = sum(q * a) - z * sum(a)`. For
+//! Q8_K activations `sum(a)` per 16 is stored (`bsums`); for Q8_0 it is
+//! computed once per activation block and shared by every weight row of a
+//! tile. This avoids the sign-flip trick per weight row.
+//!
+//! `tile_*::<R, T>` computes an R x T block of results (R weight rows against
+//! T activation rows): decoding of each weight block is shared by the T
+//! activation rows (prefill) and each activation block's loads and sums by
+//! the R weight rows (decode).
+//!
+//! Saturation bounds (i16 lanes after maddubs: pairs of products):
+//! Q4_0 15*127*2 = 3810, minus 8*127*2: |.| <= 5842; Q5_0 31*127*2 = 7874,
+//! minus 16*127*2: <= 11938; Q4_K 3810; Q5_K 7874; Q6_K 63*127*2 = 16002;
+//! Q3_K 7*127*2; Q2_K 3*127*2; Q8_0 (via sign flip) 128*127*2 = 32512. All
+//! below 32767, assuming activations in [-127, 127], which every activation
+//! quantizer here produces for finite input. Weights can be any bytes.
+
+use super::*;
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn ones16() -> __m256i {
+    _mm256_set1_epi16(1)
+}
+
+/// 16 bytes of nibbles → 32 bytes: low nibbles (elements 0..16) in the low
+/// 128-bit lane, high nibbles (16..32) in the high lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles32(p: *const u8) -> __m256i {
+    let q = loadu128(p);
+    let v = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(q), _mm_srli_epi16::<4>(q));
+    _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
+}
+
+/// Spreads the 32 bits of `qh` to 32 bytes: byte j = 0xFF if bit j is set.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bits32(qh: u32) -> __m256i {
+    let v = _mm256_set1_epi32(qh as i32);
+    // Byte j takes byte j/8 of qh (shuffle works within 128-bit lanes; each
+    // lane holds all four bytes of the broadcast).
+    let idx = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let v = _mm256_and_si256(_mm256_shuffle_epi8(v, idx), bit);
+    _mm256_cmpeq_epi8(v, bit)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn to_f32(v: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(v)
+}
+
+/// Results of an R x T tile: `out[r][t]`.
+type Tile<const R: usize, const T: usize> = [[f32; T]; R];
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn finish<const R: usize, const T: usize>(acc: &[[__m256; T]; R]) -> Tile<R, T> {
+    let mut out = [[0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            out[r][t] = hsum_ps(acc[r][t]);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- Q4_0 x Q8_0
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn tile_q4_0<const R: usize, const T: usize>(
+    nb: usize,
+    w: [*const u8; R],
+    a: [*const u8; T],
+) -> Tile<R, T> {
+    let eight = _mm256_set1_epi8(8);
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    for b in 0..nb {
+        let mut av = [_mm256_setzero_si256(); T];
+        let mut corr = [_mm256_setzero_si256(); T];
+        let mut da = [0f32; T];
+        for t in 0..T {
+            let p = a[t].add(34 * b);
+            da[t] = f16_at(p);
+            av[t] = loadu(p.add(2));
+            corr[t] = _mm256_maddubs_epi16(eight, av[t]); // 8 * (a0 + a1) per pair
+        }
+        for r in 0..R {
+            let p = w[r].add(18 * b);
+            let dw = f16_at(p);
+            let q = nibbles32(p.add(2));
+            for t in 0..T {
+                let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, av[t]), corr[t]);
+                let p32 = _mm256_madd_epi16(p16, ones16());
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[t]), to_f32(p32), acc[r][t]);
+            }
+        }
+    }
+    finish(&acc)
+}
+
+// ---------------------------------------------------------------- Q8_0 x Q8_0
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn tile_q8_0<const R: usize, const T: usize>(
+    nb: usize,
+    w: [*const u8; R],
+    a: [*const u8; T],
+) -> Tile<R, T> {
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    for b in 0..nb {
+        let mut av = [_mm256_setzero_si256(); T];
+        let mut da = [0f32; T];
+        for t in 0..T {
+            let p = a[t].add(34 * b);
+            da[t] = f16_at(p);
+            av[t] = loadu(p.add(2));
+        }
+        for r in 0..R {
+            let p = w[r].add(34 * b);
+            let dw = f16_at(p);
+            let q = loadu(p.add(2));
+            // |q| as unsigned (|-128| = 128 read as u8), sign moved to a.
+            let aq = _mm256_sign_epi8(q, q);
+            for t in 0..T {
+                let p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(av[t], q));
+                let p32 = _mm256_madd_epi16(p16, ones16());
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[t]), to_f32(p32), acc[r][t]);
+            }
+        }
+    }
+    finish(&acc)
+}
+
+// ----------------------------------------------- Q4_1, Q5_0, Q5_1 (one row)
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q4_1(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut summ = 0f32;
+    for b in 0..nb {
+        let (x, y) = (w.add(20 * b), a.add(36 * b));
+        let q = nibbles32(x.add(4));
+        let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu(y.add(4))), ones16());
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x) * f16_at(y)), to_f32(p32), acc);
+        summ += f16_at(x.add(2)) * f16_at(y.add(2));
+    }
+    hsum_ps(acc) + summ
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q5_0(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    let sixteen = _mm256_set1_epi8(16);
+    let mut acc = _mm256_setzero_ps();
+    for b in 0..nb {
+        let (x, y) = (w.add(22 * b), a.add(34 * b));
+        let hb = _mm256_and_si256(bits32(rd32(x.add(2))), sixteen);
+        let q = _mm256_or_si256(nibbles32(x.add(6)), hb); // 0..32
+        let av = loadu(y.add(2));
+        let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, av), _mm256_maddubs_epi16(sixteen, av));
+        let p32 = _mm256_madd_epi16(p16, ones16());
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x) * f16_at(y)), to_f32(p32), acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q5_1(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    let sixteen = _mm256_set1_epi8(16);
+    let mut acc = _mm256_setzero_ps();
+    let mut summ = 0f32;
+    for b in 0..nb {
+        let (x, y) = (w.add(24 * b), a.add(36 * b));
+        let hb = _mm256_and_si256(bits32(rd32(x.add(4))), sixteen);
+        let q = _mm256_or_si256(nibbles32(x.add(8)), hb);
+        let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu(y.add(4))), ones16());
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x) * f16_at(y)), to_f32(p32), acc);
+        summ += f16_at(x.add(2)) * f16_at(y.add(2));
+    }
+    hsum_ps(acc) + summ
+}
+
+// ------------------------------------------------------------- K-quant helpers
+
+/// Q8_K activation block pointers.
+#[inline(always)]
+unsafe fn q8k(a: *const u8, b: usize) -> *const u8 {
+    a.add(292 * b)
+}
+
+/// An i16 vector whose low 128-bit lane is `s[2g]` and high lane `s[2g+1]`
+/// (sign-extended bytes of `s8`): the scales for 32 consecutive elements
+/// spanning two 16-element sub-blocks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pair_scales(s8: __m128i, g: usize) -> __m256i {
+    let lo = 0x0101_0101_0101_0101u64.wrapping_mul(2 * g as u64);
+    let hi = 0x0101_0101_0101_0101u64.wrapping_mul(2 * g as u64 + 1);
+    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, _mm_set_epi64x(hi as i64, lo as i64)))
+}
+
+/// An i16 vector with all 16 lanes equal to lane `j` of `s16` (8 i16 lanes
+/// broadcast to both halves).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn splat_scale(s16x2: __m256i, j: usize) -> __m256i {
+    let b = (2 * j) as u64 | ((2 * j + 1) as u64) << 8;
+    let m = b * 0x0001_0001_0001_0001;
+    _mm256_shuffle_epi8(s16x2, _mm256_set1_epi64x(m as i64))
+}
+
+/// Q4_K/Q5_K 6-bit scales and mins: (8 scales as i16 in both 128-bit lanes,
+/// 8 mins as i16).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_scales(p: *const u8) -> (__m256i, __m128i) {
+    let (w0, w1, w2) = (rd32(p), rd32(p.add(4)), rd32(p.add(8)));
+    // See blocks::scale_min_k4; this is the same unpacking four bytes at a
+    // time: sub-blocks 0..4 from the low 6 bits of w0 (scales) / w1 (mins),
+    // sub-blocks 4..8 from the nibbles of w2 plus the top 2 bits of w0 / w1.
+    let sc_lo = w0 & 0x3f3f_3f3f;
+    let mn_lo = w1 & 0x3f3f_3f3f;
+    let sc_hi = (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4);
+    let mn_hi = ((w2 >> 4) & 0x0f0f_0f0f) | (((w1 >> 6) & 0x0303_0303) << 4);
+    let v = _mm256_cvtepu8_epi16(_mm_set_epi32(mn_hi as i32, mn_lo as i32, sc_hi as i32, sc_lo as i32));
+    let sc = _mm256_permute2x128_si256::<0x00>(v, v);
+    (sc, _mm256_extracti128_si256::<1>(v))
+}
+
+/// Sum of pairs of Q8_K bsums: 8 i16, the activation sums of the eight
+/// 32-element sub-blocks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bsums_pairs(y: *const u8) -> __m128i {
+    let bs = loadu(y.add(260));
+    _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs))
+}
+
+// ---------------------------------------------------------------- Q4_K x Q8_K
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn tile_q4_k<const R: usize, const T: usize>(
+    nb: usize,
+    w: [*const u8; R],
+    a: [*const u8; T],
+) -> Tile<R, T> {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    for b in 0..nb {
+        let mut da = [0f32; T];
+        let mut bs = [_mm_setzero_si128(); T];
+        for t in 0..T {
+            let y = q8k(a[t], b);
+            da[t] = rdf32(y);
+            bs[t] = bsums_pairs(y);
+        }
+        for r in 0..R {
+            let x = w[r].add(144 * b);
+            let (d, dmin) = (f16_at(x), f16_at(x.add(2)));
+            let (sc, mn) = k4_scales(x.add(4));
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for c in 0..4 {
+                let qv = loadu(x.add(16 + 32 * c));
+                let lo = _mm256_and_si256(qv, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(qv), m4);
+                let (s_lo, s_hi) = (splat_scale(sc, 2 * c), splat_scale(sc, 2 * c + 1));
+                for t in 0..T {
+                    let y = q8k(a[t], b).add(4 + 64 * c);
+                    let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadu(y)), s_lo);
+                    let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadu(y.add(32))), s_hi);
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p_lo, p_hi));
+                }
+            }
+            for t in 0..T {
+                // Min term: dmin * da * sum_j m_j * bsum32_j, 4 partial i32 lanes.
+                let pm = _mm256_zextsi128_si256(_mm_madd_epi16(mn, bs[t]));
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d * da[t]), to_f32(sumi[t]), acc[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * da[t]), to_f32(pm), acc[r][t]);
+            }
+        }
+    }
+    finish(&acc)
+}
+
+// ---------------------------------------------------------------- Q6_K x Q8_K
+
+/// The four 32-byte vectors of six-bit values (0..64) of half `h` of a Q6_K
+/// block: elements `128h + 32k .. 128h + 32k + 32` for k = 0..4.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q6k_half(x: *const u8, h: usize) -> [__m256i; 4] {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let ql0 = loadu(x.add(64 * h));
+    let ql1 = loadu(x.add(64 * h + 32));
+    let qh = loadu(x.add(128 + 32 * h));
+    let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)));
+    let h1 = _mm256_slli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(0x0C)));
+    let h2 = _mm256_and_si256(qh, _mm256_set1_epi8(0x30));
+    let h3 = _mm256_srli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(0xC0u8 as i8)));
+    [
+        _mm256_or_si256(_mm256_and_si256(ql0, m4), h0),
+        _mm256_or_si256(_mm256_and_si256(ql1, m4), h1),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), h2),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), h3),
+    ]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn tile_q6_k<const R: usize, const T: usize>(
+    nb: usize,
+    w: [*const u8; R],
+    a: [*const u8; T],
+) -> Tile<R, T> {
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    for b in 0..nb {
+        let mut da = [0f32; T];
+        let mut bs = [_mm256_setzero_si256(); T];
+        for t in 0..T {
+            let y = q8k(a[t], b);
+            da[t] = rdf32(y);
+            bs[t] = loadu(y.add(260));
+        }
+        for r in 0..R {
+            let x = w[r].add(210 * b);
+            let d = f16_at(x.add(208));
+            let s8 = loadu128(x.add(192));
+            let s16 = _mm256_cvtepi8_epi16(s8);
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for t in 0..T {
+                // Zero point: the stored value is q + 32, so subtract
+                // 32 * sum_j sc_j * bsum_j.
+                sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs[t], s16)));
+            }
+            for h in 0..2 {
+                let q = q6k_half(x, h);
+                for (k, q) in q.into_iter().enumerate() {
+                    let sc = pair_scales(s8, 4 * h + k);
+                    for t in 0..T {
+                        let y = q8k(a[t], b).add(4 + 128 * h + 32 * k);
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu(y)), sc);
+                        sumi[t] = _mm256_add_epi32(sumi[t], p);
+                    }
+                }
+            }
+            for t in 0..T {
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d * da[t]), to_f32(sumi[t]), acc[r][t]);
+            }
+        }
+    }
+    finish(&acc)
+}
+
+// ------------------------------------------------------ Q2_K, Q3_K, Q5_K (one row)
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q2_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    let m3 = _mm256_set1_epi8(3);
+    let mut acc = _mm256_setzero_ps();
+    for b in 0..nb {
+        let (x, y) = (w.add(84 * b), q8k(a, b));
+        let da = rdf32(y);
+        let raw = loadu128(x);
+        let s8 = _mm_and_si128(raw, _mm_set1_epi8(0x0F));
+        let m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(raw), _mm_set1_epi8(0x0F)));
+        let pm = _mm256_madd_epi16(m16, loadu(y.add(260)));
+        let mut sumi = _mm256_setzero_si256();
+        for h in 0..2 {
+            let qv = loadu(x.add(16 + 32 * h));
+            let qs = [
+                qv,
+                _mm256_srli_epi16::<2>(qv),
+                _mm256_srli_epi16::<4>(qv),
+                _mm256_srli_epi16::<6>(qv),
+            ];
+            for (k, q) in qs.into_iter().enumerate() {
+                let q = _mm256_and_si256(q, m3);
+                let av = loadu(y.add(4 + 128 * h + 32 * k));
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), pair_scales(s8, 4 * h + k));
+                sumi = _mm256_add_epi32(sumi, p);
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(da * f16_at(x.add(80))), to_f32(sumi), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(-da * f16_at(x.add(82))), to_f32(pm), acc);
+    }
+    hsum_ps(acc)
+}
+
+/// The sixteen Q3_K scales minus 32, as i8.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q3k_scales(p: *const u8) -> __m128i {
+    let (a0, a1, tmp) = (rd32(p), rd32(p.add(4)), rd32(p.add(8)));
+    // blocks::q3k_scales four bytes at a time: low nibbles of bytes 0..8 are
+    // scales 0..8, high nibbles scales 8..16; byte 8 + j%4 bit pair j/4 is
+    // the top of scale j.
+    let v0 = (a0 & 0x0f0f_0f0f) | ((tmp & 0x0303_0303) << 4);
+    let v1 = (a1 & 0x0f0f_0f0f) | (((tmp >> 2) & 0x0303_0303) << 4);
+    let v2 = ((a0 >> 4) & 0x0f0f_0f0f) | (((tmp >> 4) & 0x0303_0303) << 4);
+    let v3 = ((a1 >> 4) & 0x0f0f_0f0f) | (((tmp >> 6) & 0x0303_0303) << 4);
+    _mm_sub_epi8(_mm_set_epi32(v3 as i32, v2 as i32, v1 as i32, v0 as i32), _mm_set1_epi8(32))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q3_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    let m3 = _mm256_set1_epi8(3);
+    let four = _mm256_set1_epi8(4);
+    let mut acc = _mm256_setzero_ps();
+    for b in 0..nb {
+        let (x, y) = (w.add(110 * b), q8k(a, b));
+        let s8 = q3k_scales(x.add(96));
+        // Stored value u = low2 + 4*hbit is q + 4: subtract 4 * sum sc_j * bsum_j.
+        let corr = _mm256_slli_epi32::<2>(_mm256_madd_epi16(loadu(y.add(260)), _mm256_cvtepi8_epi16(s8)));
+        let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), corr);
+        let hm = loadu(x);
+        for h in 0..2 {
+            let qv = loadu(x.add(32 + 32 * h));
+            let lows = [
+                qv,
+                _mm256_srli_epi16::<2>(qv),
+                _mm256_srli_epi16::<4>(qv),
+                _mm256_srli_epi16::<6>(qv),
+            ];
+            for (k, low) in lows.into_iter().enumerate() {
+                let bit = _mm256_set1_epi8((1u8 << (4 * h + k)) as i8);
+                let hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
+                let q = _mm256_or_si256(_mm256_and_si256(low, m3), hb);
+                let av = loadu(y.add(4 + 128 * h + 32 * k));
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), pair_scales(s8, 4 * h + k));
+                sumi = _mm256_add_epi32(sumi, p);
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(rdf32(y) * f16_at(x.add(108))), to_f32(sumi), acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn q5_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
+    let m4 = _mm256_set1_epi8(0x0F);
+    let sixteen = _mm256_set1_epi8(16);
+    let mut acc = _mm256_setzero_ps();
+    for b in 0..nb {
+        let (x, y) = (w.add(176 * b), q8k(a, b));
+        let da = rdf32(y);
+        let (sc, mn) = k4_scales(x.add(4));
+        let pm = _mm256_zextsi128_si256(_mm_madd_epi16(mn, bsums_pairs(y)));
+        let qh = loadu(x.add(16));
+        let mut sumi = _mm256_setzero_si256();
+        for c in 0..4 {
+            let qv = loadu(x.add(48 + 32 * c));
+            let (b_lo, b_hi) = (_mm256_set1_epi8((1u8 << (2 * c)) as i8), _mm256_set1_epi8((2u8 << (2 * c)) as i8));
+            let h_lo = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_lo), b_lo), sixteen);
+            let h_hi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_hi), b_hi), sixteen);
+            let lo = _mm256_or_si256(_mm256_and_si256(qv, m4), h_lo);
+            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(qv), m4), h_hi);
+            let yy = y.add(4 + 64 * c);
+            let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadu(yy)), splat_scale(sc, 2 * c));
+            let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadu(yy.add(32))), splat_scale(sc, 2 * c + 1));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(da * f16_at(x)), to_f32(sumi), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(-da * f16_at(x.add(2))), to_f32(pm), acc);
+    }
+    hsum_ps(acc)
+}
