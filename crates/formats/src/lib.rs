@@ -5,8 +5,9 @@
 //! size, and report failures as typed errors naming the field and offset.
 //! No parser here panics on any input.
 
+pub mod atomic;
 pub mod gguf;
 pub mod types;
 
-pub use gguf::{GgufError, GgufFile, MetaArray, MetaValue, TensorInfo};
+pub use gguf::{GgufError, GgufFile, GgufWriteError, GgufWriter, MetaArray, MetaValue, TensorInfo};
 pub use types::GgmlType;
