@@ -17,6 +17,7 @@
 //! Deliberately absent: big-endian files (rejected with a clear error) and
 //! version 1 (32-bit counts, unused since 2023).
 
+use crate::source::Source;
 use crate::types::GgmlType;
 use std::collections::HashMap;
 
@@ -322,20 +323,6 @@ impl TensorInfo {
     }
 }
 
-enum Source {
-    Mmap(memmap2::Mmap),
-    Owned(Vec<u8>),
-}
-
-impl Source {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Source::Mmap(m) => m,
-            Source::Owned(v) => v,
-        }
-    }
-}
-
 /// A parsed GGUF file; tensor data stays in the memory map (zero copies).
 pub struct GgufFile {
     source: Source,
@@ -364,16 +351,8 @@ impl GgufFile {
     /// Memory-maps and parses a file.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref();
-        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        if len == 0 {
-            return GgufFile::parse(Source::Owned(Vec::new()));
-        }
-        // SAFETY: the map is read-only; like every mmap-based loader we rely on
-        // the file not being truncated underneath us while it is mapped.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        GgufFile::parse(Source::Mmap(map))
+        let source = Source::map(path).map_err(|source| GgufError::Io { path: path.to_path_buf(), source })?;
+        GgufFile::parse(source)
     }
 
     /// Parses an in-memory image (tests, files produced on the fly).

@@ -107,3 +107,56 @@ pub fn peak_alloc<T>(f: impl FnOnce() -> T) -> (T, usize) {
 /// this crate asks for 64 MiB; the inputs here are a few KiB, so anything
 /// near the bound would already be a bug.
 pub const ALLOC_LIMIT: usize = 64 << 20;
+
+/// A safetensors image from a header written verbatim (so tests can write
+/// what no conforming writer would) and the data region.
+pub fn st_raw(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend_from_slice(header.as_bytes());
+    b.extend_from_slice(data);
+    b
+}
+
+/// A valid safetensors image: tensors laid out contiguously in the given
+/// order, header padded with spaces to a multiple of 8 as the reference
+/// writer does. `(name, dtype, shape, data)`.
+pub fn st_image(tensors: &[(&str, &str, &[u64], Vec<u8>)], metadata: &[(&str, &str)]) -> Vec<u8> {
+    let mut entries = Vec::new();
+    if !metadata.is_empty() {
+        let m: Vec<String> = metadata.iter().map(|(k, v)| format!("{}:{}", json_str(k), json_str(v))).collect();
+        entries.push(format!("\"__metadata__\":{{{}}}", m.join(",")));
+    }
+    let mut offset = 0;
+    let mut data = Vec::new();
+    for (name, dtype, shape, bytes) in tensors {
+        let shape: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        entries.push(format!(
+            "{}:{{\"dtype\":\"{dtype}\",\"shape\":[{}],\"data_offsets\":[{offset},{}]}}",
+            json_str(name),
+            shape.join(","),
+            offset + bytes.len()
+        ));
+        offset += bytes.len();
+        data.extend_from_slice(bytes);
+    }
+    let mut header = format!("{{{}}}", entries.join(","));
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    st_raw(&header, &data)
+}
+
+/// A JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
