@@ -56,15 +56,24 @@ impl AtomicFile {
         &self.tmp
     }
 
-    /// Flushes, syncs and renames the file into place.
+    /// Flushes, syncs and renames the file into place. On failure the
+    /// temporary file is removed and the target left as it was.
     pub fn commit(mut self) -> io::Result<()> {
+        let result = self.finish();
+        if result.is_err() {
+            // After a successful rename this finds nothing, which is fine.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
         let writer = self.writer.take().ok_or_else(|| io::Error::other("atomic file already finished"))?;
         let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(&self.tmp, &self.target)?;
-        sync_dir(&parent_dir(&self.target))?;
-        Ok(())
+        sync_dir(&parent_dir(&self.target))
     }
 }
 
@@ -175,6 +184,19 @@ mod tests {
         write_atomically(&target, |f| f.write_all(b"new contents")).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"new contents");
         assert_eq!(entries(&dir), vec!["model.gguf".to_string()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_rename_leaves_no_temporary_file() {
+        let dir = scratch("rename");
+        // The target is a non-empty directory, so renaming a file onto it fails.
+        let target = dir.join("occupied");
+        std::fs::create_dir_all(target.join("inner")).unwrap();
+        let mut f = AtomicFile::create(&target).unwrap();
+        f.write_all(b"data").unwrap();
+        assert!(f.commit().is_err());
+        assert_eq!(entries(&dir), vec!["occupied".to_string()]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

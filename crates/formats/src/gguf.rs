@@ -1,4 +1,4 @@
-//! GGUF (versions 2 and 3) reader.
+//! GGUF (versions 2 and 3) reader, and a writer ([`GgufWriter`]).
 //!
 //! Layout (little-endian), per ggml's `docs/gguf.md`:
 //! `magic "GGUF" | version u32 | n_tensors u64 | n_kv u64 | kv* | tensor_info* | pad | data`.
@@ -11,11 +11,25 @@
 //! The file is hostile input. Every count and length is checked against the
 //! bytes that remain *before* anything is allocated or read, all size
 //! arithmetic is checked, and every failure is a [`GgufError`] that names the
-//! field and its byte offset. Nothing here panics on any input; the fuzz-style
-//! corpus in `tests/malformed_gguf.rs` holds that line.
+//! field and its byte offset. Nothing here panics on any input; the corpus
+//! in `tests/malformed_gguf.rs` (68 cases, 10,000 random mutations, an
+//! allocation-tracking allocator) holds that line.
 //!
-//! Deliberately absent: big-endian files (rejected with a clear error) and
-//! version 1 (32-bit counts, unused since 2023).
+//! Where this reader is stricter than llama.cpp's gguf.cpp: strings must be
+//! UTF-8, bool bytes 0 or 1, and tensor data must lie inside the file at
+//! open time (gguf.cpp only finds out when it reads the data). Where it is
+//! laxer: tensors may sit anywhere in the data section as long as they are
+//! aligned and do not overlap (gguf.cpp wants them contiguous, in info
+//! order), and arrays of arrays are read (gguf.cpp rejects them; gguf-py
+//! writes them). Where they agree: empty or duplicate keys, `general.alignment`
+//! a power-of-two u32, at most 4 dims each within i64 and their product too,
+//! rows of whole blocks, known types, unique tensor names, and a data section
+//! that starts inside the file.
+//!
+//! Deliberately absent: big-endian files (rejected with a clear error),
+//! version 1 (32-bit counts, unused since 2023), tensor types this crate
+//! has no kernels for (i-quants and the like, rejected by name), and
+//! llama.cpp's 64-byte tensor-name limit (a ggml struct detail).
 
 use crate::source::Source;
 use crate::types::GgmlType;

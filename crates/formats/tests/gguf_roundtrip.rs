@@ -145,6 +145,16 @@ fn random_files_round_trip() {
             types_seen.insert(*ty);
         }
 
+        // Optional dump for checking the files with llama.cpp's own reader
+        // (gguf.cpp rejects arrays of arrays, so those cases are skipped).
+        if let Some(dir) = std::env::var_os("HEARTH_FORMATS_DUMP") {
+            let nested = g.meta.iter().any(|(_, v)| matches!(v, MetaValue::Array(MetaArray::Array(_))));
+            if !nested {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(std::path::Path::new(&dir).join(format!("case{case:04}.gguf")), &bytes).unwrap();
+            }
+        }
+
         // Read → write reproduces the file exactly.
         let again = GgufWriter::from_gguf(&f).unwrap();
         let data2: Vec<&[u8]> = f.tensors().iter().map(|t| f.tensor_data(t)).collect();

@@ -131,7 +131,7 @@ fn build(spec: &Spec) -> (Vec<u8>, Marks) {
         m.tensors.push((name, nd, dims, ty, off));
     }
     m.infos_end = b.len();
-    while b.len() as u64 % spec.pad_to != 0 {
+    while (b.len() as u64) % spec.pad_to > 0 {
         b.push(0);
     }
     m.data = b.len();
@@ -408,8 +408,14 @@ fn malformed_corpus_yields_specific_errors() {
     let mut names = std::collections::HashSet::new();
     let mut worst = (0usize, "");
     let mut failures = Vec::new();
-    for case in &cases {
+    let dump = std::env::var_os("HEARTH_FORMATS_DUMP").map(std::path::PathBuf::from);
+    for (i, case) in cases.iter().enumerate() {
         assert!(names.insert(case.name), "duplicate case name {}", case.name);
+        if let Some(dir) = &dump {
+            // For comparing verdicts with llama.cpp's gguf.cpp.
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join(format!("{i:02}-{}.gguf", case.name.replace([' ', '/'], "_"))), &case.bytes).unwrap();
+        }
         let bytes = case.bytes.clone();
         let (result, peak) = peak_alloc(move || GgufFile::from_bytes(bytes));
         let err = match result {

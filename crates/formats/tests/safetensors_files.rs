@@ -164,7 +164,8 @@ fn hostile_indexes_are_refused() {
     // Each case: a folder set up by `setup`, the expected error, and words
     // the message must contain.
     type Setup = fn(&Dir);
-    let cases: Vec<(&str, Setup, fn(&ShardedError) -> bool, &[&str])> = vec![
+    type Check = fn(&ShardedError) -> bool;
+    let cases: Vec<(&str, Setup, Check, &[&str])> = vec![
         (
             "missing shard file",
             |d| {
