@@ -490,9 +490,18 @@ fn mutate(rng: &mut Rng, mut b: Vec<u8>) -> Vec<u8> {
 
 #[test]
 fn ten_thousand_random_mutations_never_panic() {
+    // A third seed whose only tensor is empty: truncations then produce
+    // files whose data section would start past the end.
+    let empty_tensor = {
+        let mut w = GgufWriter::new();
+        w.add_meta("general.architecture", "x").unwrap();
+        w.add_tensor("empty", &[0, 4], hearth_formats::GgmlType::Q4_K).unwrap();
+        w.write_to_vec(&[[0u8; 0]]).unwrap()
+    };
     let seeds = [
         build(&base()).0,
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pygguf.gguf")).unwrap(),
+        empty_tensor,
     ];
     let mut rng = Rng::new(0xbad_f11e);
     let (mut ok, mut worst) = (0, 0usize);
