@@ -13,7 +13,10 @@ fn main() {
     for (k, v) in f.metadata() {
         match v {
             hearth_formats::MetaValue::Array(a) => println!("{k}: array[{}] of type {}", a.len(), a.elem_type_id()),
-            hearth_formats::MetaValue::String(s) if s.len() > 80 => println!("{k}: {:?}...", &s[..s.floor_char_boundary(80)]),
+            hearth_formats::MetaValue::String(s) if s.chars().count() > 80 => {
+                // Not floor_char_boundary: that needs Rust 1.91, the MSRV is 1.85.
+                println!("{k}: {:?}...", s.chars().take(80).collect::<String>())
+            }
             v => println!("{k}: {v:?}"),
         }
     }

@@ -168,6 +168,8 @@ impl GgmlType {
 
     /// Bytes needed for `n` elements, or `None` when `n` is not a whole number
     /// of blocks or the product overflows.
+    // `u64::is_multiple_of` needs Rust 1.87; the workspace MSRV is 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
     pub fn row_bytes(self, n: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
         if n % bs != 0 {
