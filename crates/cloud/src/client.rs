@@ -137,9 +137,18 @@ impl CloudClient {
             let outcome = timeout_at(deadline, inner.attempt(&body, deadline)).await;
             let failure = match outcome {
                 Ok(Ok((reader, first))) => {
-                    permit.settle(false);
+                    // A probe closes the breaker as soon as the answer
+                    // starts; a normal attempt's verdict waits for the end
+                    // of its stream, so streams that break after their
+                    // first event still add up to an open breaker.
+                    let verdict_at_end = admission == Admission::Normal;
+                    if verdict_at_end {
+                        permit.settled = true;
+                    } else {
+                        permit.settle(false);
+                    }
                     tracing::debug!(attempt, "cloud answer started");
-                    return Ok(CloudStream::spawn(self.inner.clone(), reader, first, attempt));
+                    return Ok(CloudStream::spawn(self.inner.clone(), reader, first, attempt, verdict_at_end));
                 }
                 Err(_) => {
                     permit.settle(true);
@@ -549,7 +558,7 @@ impl fmt::Debug for CloudStream {
 }
 
 impl CloudStream {
-    fn spawn(inner: Arc<Inner>, mut reader: BodyReader, first: ChatEvent, attempts: u32) -> CloudStream {
+    fn spawn(inner: Arc<Inner>, mut reader: BodyReader, first: ChatEvent, attempts: u32, verdict_at_end: bool) -> CloudStream {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let task = tokio::spawn(async move {
             if tx.send(Msg::Event(first)).await.is_err() {
@@ -558,7 +567,12 @@ impl CloudStream {
             loop {
                 let msg = match reader.next_event().await {
                     Ok(Some(ev)) => Msg::Event(ev),
-                    Ok(None) => Msg::End,
+                    Ok(None) => {
+                        if verdict_at_end {
+                            lock(&inner.breaker).record(Admission::Normal, false, std::time::Instant::now());
+                        }
+                        Msg::End
+                    }
                     Err(f) => {
                         let e = f.into_error(Phase::MidStream, inner.cfg.deadline).with_attempts(attempts);
                         lock(&inner.breaker).record(Admission::Normal, true, std::time::Instant::now());

@@ -53,6 +53,9 @@ pub enum Fault {
     ResetMidStream { after_events: usize },
     /// Read the request and never answer (until the client goes away).
     BlackHole,
+    /// Send headers and the first `after_events` SSE events, then nothing
+    /// more (the connection stays open until the client goes away).
+    Stall { after_events: usize },
     /// Send the normal answer one byte at a time, `byte_delay` apart.
     Slow { byte_delay: Duration },
     /// Answer with this status, an optional `Retry-After` value and a body.
@@ -128,6 +131,23 @@ struct Shared {
     received: Mutex<Vec<u8>>,
     requests: Mutex<Vec<RecordedRequest>>,
     connections: AtomicU64,
+    open: AtomicU64,
+}
+
+/// Counts a connection as open until its handler ends or is aborted.
+struct OpenGuard(Arc<Shared>);
+
+impl OpenGuard {
+    fn new(shared: Arc<Shared>) -> OpenGuard {
+        shared.open.fetch_add(1, Ordering::SeqCst);
+        OpenGuard(shared)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -201,6 +221,12 @@ impl FaultServer {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// Connections whose handler is still running (a black hole or a stall
+    /// stays open until the client closes its side).
+    pub fn open_connections(&self) -> u64 {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
     /// Every request parsed so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
@@ -257,7 +283,11 @@ async fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<Shared
             } => {
                 if let Ok((stream, _)) = accepted {
                     shared.connections.fetch_add(1, Ordering::SeqCst);
-                    conns.spawn(handle(stream, shared.clone()));
+                    let open = OpenGuard::new(shared.clone());
+                    conns.spawn(async move {
+                        let _open = open;
+                        handle(stream, _open.0.clone()).await
+                    });
                 }
             }
         }
@@ -370,6 +400,18 @@ async fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
     stream.flush().await
 }
 
+/// Holds the connection open, reading and discarding, until the peer
+/// closes it.
+async fn wait_for_close(stream: &mut TcpStream) {
+    let mut sink = [0u8; 1024];
+    loop {
+        match stream.read(&mut sink).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
 fn reset(stream: TcpStream) {
     // SO_LINGER with a zero timeout makes close() send RST instead of FIN.
     let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
@@ -450,13 +492,13 @@ async fn respond(mut stream: TcpStream, fault: &Fault, script: &Script) -> io::R
             Ok(())
         }
         Fault::BlackHole => {
-            let mut sink = [0u8; 1024];
-            loop {
-                match stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => return Ok(()),
-                    Ok(_) => {}
-                }
-            }
+            wait_for_close(&mut stream).await;
+            Ok(())
+        }
+        Fault::Stall { after_events } => {
+            write_all(&mut stream, &prefix(*after_events)).await?;
+            wait_for_close(&mut stream).await;
+            Ok(())
         }
         Fault::Slow { byte_delay } => {
             for b in &normal {
