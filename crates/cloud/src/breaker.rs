@@ -15,8 +15,10 @@
 //! An attempt is recorded as a failure when the upstream was unreachable or
 //! broken (connect, reset, timeout, 408/429/5xx, 401/403/404, protocol error,
 //! mid-stream failure); a 4xx about the request itself (400, 413, 422, ...)
-//! shows the endpoint is alive and counts as a success. A probe whose caller
-//! gave up (future dropped) releases the half-open slot without a verdict.
+//! shows the endpoint is alive and counts as a success. The client records a
+//! probe's success at its first event, and a normal request's streamed
+//! answer when the stream ends. A probe whose caller gave up (future
+//! dropped) releases the half-open slot without a verdict.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

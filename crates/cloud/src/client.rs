@@ -152,7 +152,12 @@ impl CloudClient {
                 }
                 Err(_) => {
                     permit.settle(true);
-                    let e = CloudError::Timeout { phase: Phase::BeforeFirstByte, attempts: attempt, deadline: cfg.deadline };
+                    let e = CloudError::Timeout {
+                        phase: Phase::BeforeFirstByte,
+                        attempts: attempt,
+                        limit: cfg.deadline,
+                        first_byte: false,
+                    };
                     tracing::warn!(attempt, kind = e.kind(), "cloud request failed: {e}");
                     return Err(e);
                 }
@@ -264,7 +269,8 @@ impl Inner {
                 Err(_) => Err(AttemptFailure::transient(CloudError::Timeout {
                     phase: Phase::BeforeFirstByte,
                     attempts: 0,
-                    deadline: self.cfg.deadline,
+                    limit: t,
+                    first_byte: true,
                 })),
             },
         }
@@ -386,7 +392,7 @@ enum StreamFailure {
 impl StreamFailure {
     fn into_error(self, phase: Phase, deadline: Duration) -> CloudError {
         match self {
-            StreamFailure::Timeout => CloudError::Timeout { phase, attempts: 0, deadline },
+            StreamFailure::Timeout => CloudError::Timeout { phase, attempts: 0, limit: deadline, first_byte: false },
             StreamFailure::Connection(detail) => CloudError::Connection { phase, attempts: 0, detail },
             StreamFailure::Protocol(detail) | StreamFailure::Truncated(detail) => CloudError::Protocol { phase, detail },
             StreamFailure::Upstream(summary) => CloudError::Upstream { phase, summary },

@@ -214,7 +214,8 @@ mod tests {
     #[test]
     fn rejects_bad_settings_without_echoing_the_key() {
         let base = CloudConfig::new("https://api.example.com/v1", "m");
-        let cases: Vec<Box<dyn Fn(&mut CloudConfig)>> = vec![
+        type Edit = Box<dyn Fn(&mut CloudConfig)>;
+        let cases: Vec<Edit> = vec![
             Box::new(|c| c.base_url = "ftp://x/v1".into()),
             Box::new(|c| c.base_url = "https://user:pw@x/v1".into()),
             Box::new(|c| c.base_url = "not a url".into()),

@@ -58,10 +58,12 @@ pub enum CloudError {
     #[error("cloud connection lost {phase} after {attempts} attempt(s): {detail}")]
     Connection { phase: Phase, attempts: u32, detail: String },
 
-    /// The request's deadline (or the per-attempt first-byte timeout on the
-    /// last attempt) elapsed.
-    #[error("cloud request timed out {phase} after {attempts} attempt(s) (deadline {deadline:?})")]
-    Timeout { phase: Phase, attempts: u32, deadline: Duration },
+    /// A time limit elapsed: the request's deadline, or (`first_byte`) the
+    /// per-attempt first-byte timeout on the last attempt. `limit` is the
+    /// configured value of the limit that elapsed.
+    #[error("cloud request timed out {phase} after {attempts} attempt(s) ({} of {limit:?})",
+        if *first_byte { "first-byte timeout" } else { "deadline" })]
+    Timeout { phase: Phase, attempts: u32, limit: Duration, first_byte: bool },
 
     /// The upstream answered with a non-success HTTP status.
     #[error("cloud endpoint answered HTTP {status} after {attempts} attempt(s): {summary}")]
@@ -144,7 +146,12 @@ mod tests {
         assert!(before.is_before_first_byte());
         assert!(!mid.is_before_first_byte());
         assert!(CloudError::CircuitOpen { retry_in: Duration::from_secs(1) }.is_before_first_byte());
-        assert!(!CloudError::Timeout { phase: Phase::MidStream, attempts: 1, deadline: Duration::from_secs(1) }
+        assert!(!CloudError::Timeout {
+            phase: Phase::MidStream,
+            attempts: 1,
+            limit: Duration::from_secs(1),
+            first_byte: false
+        }
             .is_before_first_byte());
     }
 

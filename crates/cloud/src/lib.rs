@@ -59,8 +59,10 @@
 //!
 //! Shared by all requests of one client; see [`BreakerState`]. Each attempt
 //! is recorded: connect/reset/timeout/408/429/5xx/401/403/404/protocol
-//! failures and failures after the first event count against it; a 2xx
-//! answer or a request-specific 4xx (400, 413, 422, ...) counts for it.
+//! failures count against it, a request-specific 4xx (400, 413, 422, ...)
+//! counts for it. An attempt that reached its first event is judged when
+//! its stream ends: a clean end counts for the breaker, an `Error` event
+//! against it, a stream dropped by the caller not at all.
 //!
 //! * `Closed` → `Open` after [`BreakerConfig::consecutive_failures`] failed
 //!   attempts in a row, or when the failure share over the last

@@ -154,9 +154,24 @@ async fn black_hole_times_out_at_the_deadline() {
     server.set_mode(Fault::BlackHole);
     let t = hammer(&client, N, 50, hang_limit(deadline)).await;
     t.expect_all(N, "black hole", |_, o| {
-        refused_with(o, |e| matches!(e, CloudError::Timeout { phase: Phase::BeforeFirstByte, attempts: 1, .. }))
+        refused_with(o, |e| matches!(e, CloudError::Timeout { phase: Phase::BeforeFirstByte, attempts: 1, first_byte: false, .. }))
     });
     assert_eq!(server.connections(), N as u64);
+
+    // A first-byte timeout turns each black-holed attempt into a retryable
+    // failure: three attempts, then the first-byte timeout is reported.
+    let mut cfg = config(&server, Duration::from_secs(2));
+    cfg.first_byte_timeout = Some(Duration::from_millis(100));
+    let client = CloudClient::new(cfg).unwrap();
+    server.reset_records();
+    let t = hammer(&client, N, 50, hang_limit(Duration::from_secs(2))).await;
+    t.expect_all(N, "black hole, first-byte timeout", |_, o| {
+        refused_with(o, |e| {
+            matches!(e, CloudError::Timeout { phase: Phase::BeforeFirstByte, attempts: 3, first_byte: true, limit, .. }
+                if *limit == Duration::from_millis(100))
+        })
+    });
+    assert_eq!(server.connections(), 3 * N as u64);
 
     // With a first-byte timeout, a black-holed attempt is abandoned and
     // retried within the deadline.
@@ -544,6 +559,27 @@ async fn dropping_a_stream_closes_it() {
     assert_eq!(server.open_connections(), 0, "dropping the stream did not close the connection");
     server.set_mode(Fault::None);
     assert!(is_echo(1, &run_one(&client, request(1)).await));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_urls_speak_tls() {
+    // The fault server speaks plain HTTP, so the handshake cannot complete;
+    // what it received must be a TLS ClientHello (record type 0x16,
+    // version 3.x), proving https goes through rustls, and the failure must
+    // be a before-first-byte error within the deadline.
+    let server = FaultServer::start().await.unwrap();
+    let mut cfg = config(&server, Duration::from_secs(3));
+    cfg.base_url = format!("https://{}/v1", server.addr());
+    cfg.connect_timeout = Duration::from_millis(300);
+    cfg.retry.max_attempts = 1;
+    let client = CloudClient::new(cfg).unwrap();
+    match run_one(&client, request(0)).await {
+        Outcome::Refused(e) => assert!(matches!(e, CloudError::Connect { .. } | CloudError::Timeout { .. }), "{e:?}"),
+        o => panic!("https to a plain-HTTP port: {o:?}"),
+    }
+    let got = server.received_bytes();
+    assert!(got.len() > 5 && got[0] == 0x16 && got[1] == 0x03, "not a TLS record: {:02x?}", &got[..got.len().min(8)]);
+    assert!(!got.windows(KEY.len()).any(|w| w == KEY.as_bytes()), "key sent in clear");
 }
 
 #[test]
