@@ -93,7 +93,7 @@
 //!
 //! # Testing
 //!
-//! With the `testing` feature, [`testing::FaultServer`] is a real HTTP/1.1
+//! With the `testing` feature, `testing::FaultServer` is a real HTTP/1.1
 //! server on 127.0.0.1 that speaks the streaming protocol and misbehaves on
 //! command; other crates' tests use it too.
 

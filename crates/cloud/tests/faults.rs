@@ -204,7 +204,7 @@ async fn slow_and_stalled_streams() {
     t.expect_all(N, "fragmented", is_echo);
 
     // Two words, then silence: the deadline ends the stream with an Error.
-    let deadline = Duration::from_millis(500);
+    let deadline = Duration::from_secs(1);
     let client = CloudClient::new(config(&server, deadline)).unwrap();
     server.set_mode(Fault::Stall { after_events: 3 });
     let t = hammer(&client, N, 50, hang_limit(deadline)).await;
