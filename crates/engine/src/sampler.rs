@@ -170,7 +170,7 @@ impl Sampler {
             let mut keep = c.len();
             for (i, p) in probs.iter().enumerate() {
                 cum += p;
-                if cum >= self.cfg.top_p {
+                if cum >= self.cfg.top_p as f64 {
                     keep = i + 1;
                     break;
                 }
