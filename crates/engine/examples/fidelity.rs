@@ -3,7 +3,7 @@
 use hearth_engine::{Engine, EngineConfig, Flow, GenerateRequest, SamplerConfig};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let engine = Engine::load(args[1].as_ref(), EngineConfig { threads: 2, n_batch: std::env::var("NB").ok().and_then(|s| s.parse().ok()).unwrap_or(512) }).unwrap();
+    let engine = Engine::load(args[1].as_ref(), EngineConfig { threads: 2, n_batch: std::env::var("NB").ok().and_then(|s| s.parse().ok()).unwrap_or(512), cache_type_k: if std::env::var("KV32").is_ok() { hearth_models::KvType::F32 } else { hearth_models::KvType::F16 }, cache_type_v: if std::env::var("KV32").is_ok() { hearth_models::KvType::F32 } else { hearth_models::KvType::F16 } }).unwrap();
     let exp: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&args[2]).unwrap()).unwrap();
     for p in exp["prompts"].as_array().unwrap() {
         let text = p["text"].as_str().unwrap();

@@ -10,7 +10,7 @@
 pub mod sampler;
 
 use hearth_formats::GgufFile;
-use hearth_models::{Decoder, KvCache, Logits, ModelConfig, Scratch, SeqInput, ThreadPool};
+use hearth_models::{Decoder, KvCache, KvType, Logits, ModelConfig, Scratch, SeqInput, ThreadPool};
 use hearth_tokenizer::{EncodeOptions, Tokenizer};
 pub use sampler::{Sampler, SamplerConfig};
 use std::path::{Path, PathBuf};
@@ -40,11 +40,15 @@ pub struct EngineConfig {
     pub threads: usize,
     /// Tokens evaluated per forward call while reading a prompt.
     pub n_batch: usize,
+    /// Element type of cached keys (llama.cpp `--cache-type-k`).
+    pub cache_type_k: KvType,
+    /// Element type of cached values (llama.cpp `--cache-type-v`).
+    pub cache_type_v: KvType,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { threads: 0, n_batch: 512 }
+        EngineConfig { threads: 0, n_batch: 512, cache_type_k: KvType::F16, cache_type_v: KvType::F16 }
     }
 }
 
@@ -211,7 +215,7 @@ impl Engine {
     /// training context).
     pub fn new_session(&self, n_ctx: usize) -> Session {
         let n_ctx = n_ctx.min(self.model.config().n_ctx_train).max(1);
-        Session { cache: KvCache::new(self.model.config(), n_ctx), tokens: Vec::new() }
+        Session { cache: KvCache::new(self.model.config(), n_ctx, self.cfg.cache_type_k, self.cfg.cache_type_v), tokens: Vec::new() }
     }
 
     /// Tokenizes like llama.cpp's examples (`add_special`, `parse_special`).

@@ -204,8 +204,8 @@ impl CommonHparams {
         }
         let head_dim_k = h.opt_usize("attention.key_length")?.unwrap_or(n_embd / n_head[0]);
         let head_dim_v = h.opt_usize("attention.value_length")?.unwrap_or(n_embd / n_head[0]);
-        h.check(head_dim_k > 0 && head_dim_k <= 4096, "attention.key_length", head_dim_k, "out of range")?;
-        h.check(head_dim_v > 0 && head_dim_v <= 4096, "attention.value_length", head_dim_v, "out of range")?;
+        h.check(head_dim_k > 0 && head_dim_k <= 512, "attention.key_length", head_dim_k, "out of range")?;
+        h.check(head_dim_v > 0 && head_dim_v <= 512, "attention.value_length", head_dim_v, "out of range")?;
         let n_rot = h.opt_usize("rope.dimension_count")?.unwrap_or(head_dim_k);
         h.check(n_rot % 2 == 0 && n_rot <= head_dim_k, "rope.dimension_count", n_rot, "must be even and <= head size")?;
         let freq_base = h.opt_f32("rope.freq_base")?.unwrap_or(10000.0);

@@ -312,14 +312,9 @@ impl Decoder {
                 rope[si].apply(i, &mut s.k[t * k_dim..(t + 1) * k_dim], nkv, dk);
                 let pos = p0 + i;
                 for h in 0..nkv {
-                    let kd = &mut lkv.k[(h * lkv.cap + pos) * dk..(h * lkv.cap + pos + 1) * dk];
-                    for (d, &x) in kd.iter_mut().zip(&s.k[t * k_dim + h * dk..t * k_dim + (h + 1) * dk]) {
-                        *d = f16::from_f32(x);
-                    }
-                    let vd = &mut lkv.v[(h * lkv.cap + pos) * dv..(h * lkv.cap + pos + 1) * dv];
-                    for (d, &x) in vd.iter_mut().zip(&s.v[t * v_dim + h * dv..t * v_dim + (h + 1) * dv]) {
-                        *d = f16::from_f32(x);
-                    }
+                    let (ka, va) = (lkv.k_at(h, pos), lkv.v_at(h, pos));
+                    lkv.k.store(ka, &s.k[t * k_dim + h * dk..t * k_dim + (h + 1) * dk]);
+                    lkv.v.store(va, &s.v[t * v_dim + h * dv..t * v_dim + (h + 1) * dv]);
                 }
             }
             row += seq.tokens.len();
@@ -350,44 +345,11 @@ impl Decoder {
                         let si = starts.iter().rposition(|&(r0, _, _)| r0 <= t).unwrap_or(0);
                         let (r0, _, p0) = starts[si];
                         let pos = p0 + (t - r0);
-                        let lkv = caches[si];
-                        let n_keys = pos + 1;
-                        let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                        let g = h / group;
-                        let q: Vec<f32> = q_buf[t * q_dim + h * dk..t * q_dim + (h + 1) * dk]
-                            .iter()
-                            .map(|&x| f16::from_f32(x).to_f32())
-                            .collect();
-                        let keys = lkv.k_head(g, n_keys);
-                        let vals = lkv.v_head(g, n_keys);
-                        sc.clear();
-                        sc.resize(n_keys, f32::NEG_INFINITY);
-                        for j in lo..n_keys {
-                            let kj = &keys[j * dk..(j + 1) * dk];
-                            let mut dot = 0f32;
-                            for (a, b) in q.iter().zip(kj) {
-                                dot += a * b.to_f32();
-                            }
-                            sc[j] = match softcap {
-                                // Gemma 2 caps the raw logits; the softmax
-                                // scale comes after (llama-graph.cpp build_attn_mha).
-                                Some(c) => (dot / c).tanh() * c * scale,
-                                None => dot * scale,
-                            };
-                        }
-                        ops::softmax_inplace(&mut sc[..]);
+                        let q = &q_buf[t * q_dim + h * dk..t * q_dim + (h + 1) * dk];
                         // SAFETY: each (t, h) task writes its own dv-sized slot.
                         let o = unsafe { out.slice(t * attn_dim + h * dv, dv) };
-                        o.iter_mut().for_each(|x| *x = 0.0);
-                        for j in lo..n_keys {
-                            let p = f16::from_f32(sc[j]).to_f32();
-                            if p == 0.0 {
-                                continue;
-                            }
-                            for (acc, vv) in o.iter_mut().zip(&vals[j * dv..(j + 1) * dv]) {
-                                *acc += p * vv.to_f32();
-                            }
-                        }
+                        let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                        attend(caches[si], h / group, q, lo, pos + 1, scale, softcap, &mut sc, o);
                     }
                 })
             });
@@ -460,6 +422,85 @@ impl Decoder {
 thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One query head against keys `lo..n_keys` of one cache head, written to
+/// `out`. Mirrors ggml's non-flash attention: the query is converted to the
+/// key cache's type before `K·q` and the softmax weights to the value
+/// cache's type before `P·V` (F16 caches round them to f16), the softmax
+/// itself runs in f32 with an f64 sum.
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    lkv: &crate::kv_cache::LayerKv,
+    g: usize,
+    q: &[f32],
+    lo: usize,
+    n_keys: usize,
+    scale: f32,
+    softcap: Option<f32>,
+    sc: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    use crate::kv_cache::KvData;
+    let (dk, dv) = (lkv.head_dim_k, lkv.head_dim_v);
+    sc.clear();
+    sc.resize(n_keys, f32::NEG_INFINITY);
+    let finish = |dot: f32| match softcap {
+        // Gemma 2 caps the raw logits; the softmax scale comes after
+        // (llama-graph.cpp build_attn_mha).
+        Some(c) => (dot / c).tanh() * c * scale,
+        None => dot * scale,
+    };
+    match &lkv.k {
+        KvData::F16(k) => {
+            let mut qh = [0f32; 512];
+            let qh = &mut qh[..dk];
+            for (d, &x) in qh.iter_mut().zip(q) {
+                *d = f16::from_f32(x).to_f32();
+            }
+            for (j, s) in sc.iter_mut().enumerate().take(n_keys).skip(lo) {
+                let kj = &k[lkv.k_at(g, j)..lkv.k_at(g, j) + dk];
+                let mut dot = 0f32;
+                for (a, b) in qh.iter().zip(kj) {
+                    dot += a * b.to_f32();
+                }
+                *s = finish(dot);
+            }
+        }
+        KvData::F32(k) => {
+            for (j, s) in sc.iter_mut().enumerate().take(n_keys).skip(lo) {
+                let kj = &k[lkv.k_at(g, j)..lkv.k_at(g, j) + dk];
+                let dot: f32 = q.iter().zip(kj).map(|(a, b)| a * b).sum();
+                *s = finish(dot);
+            }
+        }
+    }
+    ops::softmax_inplace(&mut sc[..]);
+    out.iter_mut().for_each(|x| *x = 0.0);
+    match &lkv.v {
+        KvData::F16(v) => {
+            for j in lo..n_keys {
+                let p = f16::from_f32(sc[j]).to_f32();
+                if p == 0.0 {
+                    continue;
+                }
+                for (acc, vv) in out.iter_mut().zip(&v[lkv.v_at(g, j)..lkv.v_at(g, j) + dv]) {
+                    *acc += p * vv.to_f32();
+                }
+            }
+        }
+        KvData::F32(v) => {
+            for j in lo..n_keys {
+                let p = sc[j];
+                if p == 0.0 {
+                    continue;
+                }
+                for (acc, vv) in out.iter_mut().zip(&v[lkv.v_at(g, j)..lkv.v_at(g, j) + dv]) {
+                    *acc += p * vv;
+                }
+            }
+        }
+    }
 }
 
 fn add_bias(x: &mut [f32], b: Option<&[f32]>) {

@@ -20,7 +20,7 @@ pub mod weights;
 pub use config::ModelConfig;
 pub use decoder::{Decoder, Logits, Scratch, SeqInput};
 pub use error::{ModelError, Result};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvType};
 pub use pool::ThreadPool;
 
 use hearth_formats::GgufFile;
