@@ -276,6 +276,101 @@ CONVERSATIONS = [
 ]
 
 
+# Small templates that pin down one Python/Jinja2 behaviour each; rendered
+# with the same compiled environment as the chat templates, with `vars` as
+# the template variables.
+D = {"b": 2, "a": 1, "text": "x", "items": [1, 2]}
+L = [{"name": "x", "role": "user", "n": 3}, {"name": "y", "role": "tool", "n": 1}, {"name": "z", "role": "user", "n": 2}]
+SNIPPETS = [
+    ("print_scalars", "{{ true }} {{ false }} {{ none }} {{ n }} {{ 3 }} {{ -7 }} {{ missing }}|", {"n": None}),
+    ("print_floats", "{{ 1.0 }} {{ 0.1 + 0.2 }} {{ 1e16 }} {{ 1e-5 }} {{ 10 / 4 }} {{ 7 // 2 }} {{ 2 ** 10 }} {{ -7 % 3 }} {{ 1 / 3 }} {{ f }}", {"f": 2.50}),
+    ("print_containers", "{{ [1, 'a', none, true, 1.5] }} {{ {'k': 'v', 'q': \"it's\"} }} {{ d }} {{ (1, 2) }} {{ (1,) }}", {"d": D}),
+    ("concat_tilde", "{{ 'a' ~ 1 ~ 1.5 ~ 'b' ~ missing }}", {}),
+    ("concat_plus", "{{ 'a' + 'b' }}{{ [1] + [2] }}", {}),
+    ("concat_str_int_error", "{{ 'a' + 1 }}", {}),
+    ("strip_family", "[{{ s.strip() }}][{{ s.lstrip() }}][{{ s.rstrip() }}][{{ t.strip('x') }}][{{ t.lstrip('xa') }}][{{ t.rstrip('x') }}]", {"s": "  \t hi \n ", "t": "xxaxbxx"}),
+    ("split_family", "{{ s.split() }} {{ s.split(' ') }} {{ s.split(None, 1) }} {{ c.split(',') }} {{ c.split(',', 1) }} {{ c.rsplit(',', 1) }} {{ ''.split() }}", {"s": " a  b c ", "c": "1,,2,3"}),
+    ("affixes", "{{ s.startswith('ab') }} {{ s.startswith(('x', 'a')) }} {{ s.endswith('yz') }} {{ s.endswith(('q', 'r')) }} {{ s.startswith('') }}", {"s": "abcxyz"}),
+    ("affix_list_error", "{{ s.endswith(['q']) }}", {"s": "abcxyz"}),
+    ("case_methods", "{{ s.upper() }} {{ s.lower() }} {{ s.title() }} {{ s.capitalize() }} {{ s|title }} {{ s|capitalize }} {{ s|upper }} {{ s|lower }}", {"s": "hELLO wORLD it's x-ray"}),
+    ("find_count_replace", "{{ s.find('b') }} {{ s.rfind('b') }} {{ s.find('q') }} {{ s.count('b') }} {{ s.replace('b', 'B') }} {{ s.replace('b', 'B', 1) }} {{ s|replace('a', '_') }}", {"s": "ébcabcb"}),
+    ("join_method_and_filter", "{{ '-'.join(l) }} {{ l|join(', ') }} {{ m|join('|') }} {{ people|join(',', attribute='name') }}", {"l": ["a", "b"], "m": [1, True, None, 2.5], "people": L}),
+    ("splitlines_format", "{{ s.splitlines() }} {{ s.splitlines(True) }} {{ '{}-{}'.format('a', 1) }}", {"s": "a\nb\r\nc\n"}),
+    ("slicing", "{{ s[::-1] }} {{ s[1:3] }} {{ l[-2:] }} {{ l[::2] }} {{ l[::-1] }} {{ s[-1] }} {{ l[0] }}", {"s": "héllo", "l": [1, 2, 3, 4, 5]}),
+    ("in_operator", "{{ 'ell' in 'hello' }} {{ 2 in [1, 2] }} {{ 'a' in d }} {{ 'z' in d }} {{ 'x' not in 'abc' }}", {"d": D}),
+    ("tests_on_types", "{% for v in vals %}{{ v is string }}{{ v is mapping }}{{ v is sequence }}{{ v is iterable }}{{ v is number }}{{ v is integer }}{{ v is float }}{{ v is boolean }}{{ v is none }}{{ v is defined }};{% endfor %}{{ missing is sequence }}{{ missing is iterable }}{{ missing is defined }}{{ missing is undefined }}", {"vals": ["s", {"a": 1}, [1], None, 3, 2.5, True]}),
+    ("true_false_tests", "{{ true is true }} {{ 1 is true }} {{ false is false }} {{ 0 is false }} {{ none is none }}", {}),
+    ("filters_basic", "{{ s|trim }}|{{ s|length }}|{{ l|first }}|{{ l|last }}|{{ l|length }}|{{ d|length }}|{{ l|min }}|{{ l|max }}|{{ l|sum }}|{{ l|sort }}|{{ l|sort(reverse=true) }}|{{ l|list }}|{{ 'ab'|list }}", {"s": "  pad é  ", "l": [3, 1, 2]}),
+    ("filter_trim_chars", "{{ s|trim('x') }}|{{ 5|trim }}|{{ missing|trim }}|", {"s": "xxhixx"}),
+    ("filters_default", "{{ missing|default('d') }} {{ n|default('d') }} {{ ''|default('d') }} {{ ''|default('d', true) }} {{ n|default('d', true) }} {{ missing|d('x') }}", {"n": None}),
+    ("filters_generators_list", "{{ people|map(attribute='name')|list }} {{ people|selectattr('role', 'equalto', 'user')|list|length }} {{ people|rejectattr('role', 'equalto', 'user')|map(attribute='name')|join(',') }} {{ [1, 'a', 2]|select('string')|list }} {{ [1, 2, 3, 4]|reject('even')|list }} {{ ['a', 'A', 'b']|unique|list }} {{ people|map(attribute='n')|sum }}", {"people": L}),
+    ("generator_truthy", "{% if [1]|select('string') %}truthy{% else %}falsy{% endif %} {% if [] %}t{% else %}f{% endif %}", {}),
+    ("generator_tojson_error", "{{ [1, 2]|map('string')|tojson }}", {}),
+    ("generator_length_error", "{{ [1, 2]|select('odd')|length }}", {}),
+    ("filters_dicts", "{{ d|dictsort }} {{ d|dictsort(reverse=true) }} {{ d|items|list }} {{ d.items()|list }} {{ d.keys()|list }} {{ d.values()|list }} {{ d.get('a') }} {{ d.get('zz') }} {{ d.get('zz', 'dflt') }} {{ d['items'] }}", {"d": D}),
+    ("loop_over_dict", "{% for k in d %}{{ k }},{% endfor %} {% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %} {% for k, v in d|items %}{{ k }}{% endfor %}", {"d": D}),
+    ("loop_vars", "{% for x in l %}{{ loop.index }}{{ loop.index0 }}{{ loop.revindex }}{{ loop.revindex0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}[{{ loop.previtem }}|{{ loop.nextitem }}]{{ loop.cycle('o', 'e') }};{% endfor %}", {"l": ["a", "b", "c"]}),
+    ("loop_controls", "{% for x in range(10) %}{% if x == 2 %}{% continue %}{% endif %}{% if x > 4 %}{% break %}{% endif %}{{ x }}{% endfor %}{% for x in [] %}no{% else %}empty{% endfor %}", {}),
+    ("loop_filter_and_recursive", "{% for x in range(6) if x is odd %}{{ x }}{% endfor %}|{% for n in tree recursive %}({{ n.v }}{% if n.c %}{{ loop(n.c) }}{% endif %}){% endfor %}", {"tree": [{"v": 1, "c": [{"v": 2, "c": []}, {"v": 3}]}, {"v": 4}]}),
+    ("namespace_in_loop", "{% set ns = namespace(total=0, names=[]) %}{% for p in people %}{% set ns.total = ns.total + p.n %}{% set ns.names = ns.names + [p.name] %}{% endfor %}{{ ns.total }} {{ ns.names }}", {"people": L}),
+    ("scoping", "{% set x = 1 %}{% for i in [1] %}{% set x = 2 %}{% endfor %}{{ x }}{% if true %}{% set y = 3 %}{% endif %}{{ y }}", {}),
+    ("macros", "{% macro greet(name, greeting='Hi') %}{{ greeting }} {{ name }}{% endmacro %}{{ greet('a') }} {{ greet('b', greeting='Yo') }} {% macro wrap() %}[{{ caller() }}]{% endmacro %}{% call wrap() %}inner{% endcall %}", {}),
+    ("macro_result_concat", "{% macro m() %}<{{ 1 }}>{% endmacro %}{{ m() + '&' }}{% set s = m() %}{{ s ~ '&' }}", {}),
+    ("set_block_and_filter_block", "{% set b %}  Block {{ 1 }} {% endset %}[{{ b }}][{{ b|trim }}]{% filter upper %}up {{ 'x' }}{% endfilter %}", {}),
+    ("inline_if", "{{ 'a' if t else 'b' }}{{ 'c' if f }}|{{ 'd' if none else 'e' }}", {"t": True, "f": False}),
+    ("tuple_unpacking", "{% set a, b = 1, 2 %}{{ a }}{{ b }}{% for x, y in [[1, 2], [3, 4]] %}{{ x * y }}{% endfor %}", {}),
+    ("dict_literal_and_global", "{{ dict(a=1, b='x') }} {{ {'a': 1}|tojson }} {{ dict(a=1)|length }}", {}),
+    ("range_forms", "{{ range(3)|list }} {{ range(1, 7, 2)|list }} {{ range(5, 0, -2)|list }}", {}),
+    ("printf_format_filter", "{{ '%s-%d'|format('a', 3) }} {{ '%05.2f'|format(3.14159) }}", {}),
+    ("tojson_variants", "{{ d|tojson }}|{{ d|tojson(indent=2) }}|{{ d|tojson(sort_keys=true) }}|{{ d|tojson(separators=(',', ':')) }}|{{ u|tojson }}|{{ u|tojson(ensure_ascii=true) }}|{{ 1.0|tojson }}|{{ none|tojson }}|{{ [1, [2, {}]]|tojson(indent=1) }}|{{ 'a'|tojson(indent='\t') }}", {"d": D, "u": "é<>&'\"\n\u0001😀"}),
+    ("tojson_undefined_error", "{{ missing|tojson }}", {}),
+    ("indent_filter", "[{{ s|indent }}][{{ s|indent(2, true) }}][{{ s|indent(first=true, blank=true) }}][{{ s|indent('> ') }}]", {"s": "a\n\nb\r\nc\n"}),
+    ("int_float_string_filters", "{{ '12'|int }} {{ 'abc'|int }} {{ 3.7|int }} {{ '3.5'|float }} {{ 'x'|float }} {{ 3|string + 'x' }} {{ [1, 'a']|string }} {{ none|string }} {{ true|string }} {{ '0x1A'|int(0, 16) }}", {}),
+    ("round_abs", "{{ 2.5|round }} {{ 3.14159|round(2) }} {{ 2.5|round(0, 'floor') }} {{ -3|abs }} {{ 7|round }}", {}),
+    ("escape_and_safe", "{{ '<a href=\"x\">&</a>'|e }} {{ '<b>'|safe }} {{ '<b>'|escape|length }}", {}),
+    ("markup_plus_escapes", "{{ 'x'|safe + '<&>' }}", {}),
+    ("undefined_attribute_chain_error", "{{ d.missing.deeper }}", {"d": D}),
+    ("undefined_loop_and_print", "[{{ missing }}]{% for x in missing %}x{% endfor %}[{{ d.missing }}][{{ d['nope'] }}][{{ l[10] }}]", {"d": D, "l": [1]}),
+    ("none_attribute_is_undefined", "{{ n.attr is defined }}{{ n['k'] is defined }}", {"n": None}),
+    ("comparisons", "{{ 1 == 1.0 }} {{ 'a' < 'b' }} {{ [1, 2] == [1, 2] }} {{ 1 != '1' }} {{ none == none }} {{ 2 > 1 and not false }} {{ 0 or 'x' }} {{ 1 and 'y' }}", {}),
+    ("string_repeat_and_length", "{{ 'ab' * 3 }} {{ 3 * '-' }} {{ s|length }} {{ s|wordcount }}", {"s": "héllo wörld 😀"}),
+    ("strftime", "{{ strftime_now('%Y-%m-%d %H:%M:%S') }}|{{ strftime_now('%d %B %Y') }}|{{ strftime_now('%A %a %b %j %I %p %y %%') }}|{{ strftime_now('%e') }}", {}),
+    ("raise_exception_message", "{% if true %}{{ raise_exception('Only user and assistant roles are supported! Got: ' ~ 'tool') }}{% endif %}", {}),
+    ("raise_exception_non_string", "{{ raise_exception(42) }}", {}),
+    ("whitespace_control", "<{% if true %}\n  a\n{% endif %}\n  {%- if true -%}\n b \n{%- endif %}\n    {% for x in [1, 2] %}\n{{ x }}\n    {% endfor %}\n>{{- ' y ' -}}  <{#- c -#}  >\n", {}),
+    ("lstrip_blocks_plus", "a\n    {%+ if true %}b{% endif %}\n  {# note #}\nc", {}),
+    ("trailing_newline_dropped", "line\n", {}),
+    ("raw_block", "{% raw %}{{ not rendered }}{% endraw %}", {}),
+    ("unknown_filter_error", "{% if false %}{{ x|from_json }}{% endif %}ok{{ y|from_json }}", {"y": "{}"}),
+    ("list_append_error", "{% set l = [] %}{{ l.append(1) }}", {}),
+    ("dict_update_error", "{% set d = {} %}{{ d.update({'a': 1}) }}", {}),
+    ("dict_views", "{{ d.items() }} {{ d.keys() }} {{ d.values()|list }} {{ d.items()|length }} {% if e.items() %}t{% else %}f{% endif %} {% for k, v in d.items() %}{{ k }}{% endfor %}", {"d": D, "e": {}}),
+    ("dict_view_tojson_error", "{{ d.keys()|tojson }}", {"d": D}),
+    ("concat_tilde_python_spelling", "{{ 'x' ~ true ~ none ~ [1, 'a'] }}", {}),
+    ("generator_single_pass", "{% set g = [1, 2, 3]|select('odd') %}{% for x in g %}{{ x }}{% endfor %}|{% for x in g %}{{ x }}{% endfor %}", {}),
+    ("dict_attribute_prefers_method", "{{ d.items is callable }}", {"d": D}),
+    ("namespace_underscore_init_error", "{% set ns = namespace(_x=1) %}{{ ns._x }}", {}),
+    ("namespace_underscore_set_error", "{% set ns = namespace() %}{% set ns._y = 1 %}{{ ns._y }}", {}),
+    ("loop_changed_depth", "{% for x in [1, 1, 2] %}{% if loop.changed(x) %}{{ x }}{% endif %}{% endfor %}|{% for a in [[1]] recursive %}{{ loop.depth }}{{ loop.depth0 }}{% endfor %}", {}),
+    ("percent_operator_formatting", "{{ '%s=%d' % ('a', 3) }}", {}),
+    ("batch_slice_groupby", "{{ l|batch(2)|list }} {{ l|slice(2)|list }} {% for g in people|groupby('role') %}{{ g.grouper }}:{{ g.list|length }};{% endfor %}", {"l": [1, 2, 3], "people": L}),
+    ("selectattr_forms", "{{ people|selectattr('name', 'in', ['x', 'z'])|map(attribute='n')|list }} {{ people|selectattr('n')|list|length }} {{ ['a ', ' b']|map('trim')|list }} {{ ['a', 'b']|map('upper')|join }} {{ people|map(attribute='missing', default='-')|list }}", {"people": L}),
+    ("test_in_and_divisible", "{{ 'a' is in ['a'] }} {{ 6 is divisibleby 3 }} {{ 'AB' is upper }} {{ 3 is gt 2 }} {{ 'x' is eq 'x' }}", {}),
+    ("minijinja_only_filter_error", "{{ 'a b'|split }}", {}),
+    ("minijinja_only_test_error", "{{ 'ab' is startingwith 'a' }}", {}),
+    ("message_content_parts", "{% for m in messages %}{% if m.content is string %}{{ m.content }}{% else %}{% for p in m.content %}{% if p.type == 'text' %}{{ p.text }}{% endif %}{% endfor %}{% endif %}{% endfor %}", {"messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "hi"}]}, {"role": "assistant", "content": "yo"}]}),
+]
+
+
+def snippet_case(name, src, variables):
+    try:
+        out = ctu._compile_jinja_template(src).render(**json.loads(json.dumps(variables)))
+        return {"name": name, "template": src, "vars": variables, "output": out}
+    except Exception as e:  # noqa: BLE001
+        msg = e.message if isinstance(e, jinja2.TemplateError) else str(e)
+        return {"name": name, "template": src, "vars": variables, "error": {"type": type(e).__name__, "message": str(msg) if msg is not None else ""}}
+
+
 def gguf_template(path):
     """(template, bos, eos) from a GGUF's metadata, or None if it has no template."""
     r = gguf.GGUFReader(path)
@@ -332,7 +427,7 @@ def case(template, conv, bos, eos):
         msg = e.message if isinstance(e, jinja2.TemplateError) else str(e)
         return {
             "conversation": conv["name"],
-            "error": {"type": type(e).__name__, "message": msg if msg is not None else ""},
+            "error": {"type": type(e).__name__, "message": str(msg) if msg is not None else ""},
         }
 
 
@@ -344,6 +439,11 @@ def main():
         json.dump(
             {"clock": CLOCK.isoformat(), "conversations": CONVERSATIONS}, fh, ensure_ascii=False, indent=1
         )
+        fh.write("\n")
+
+    snippets = [snippet_case(*sn) for sn in SNIPPETS]
+    with open(os.path.join(OUT, "snippets.json"), "w", encoding="utf-8") as fh:
+        json.dump(snippets, fh, ensure_ascii=False, indent=1)
         fh.write("\n")
 
     sources = []

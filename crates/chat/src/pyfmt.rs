@@ -220,9 +220,34 @@ pub(crate) fn py_repr(v: &Value, out: &mut String, depth: usize) -> Result<(), E
             }
             out.push('}');
         }
-        // Generators and dict views: Python shows an address-bearing form
-        // that no one can match byte for byte.
-        ValueKind::Iterable => out.push_str("<generator object>"),
+        // Python shows generators in an address-bearing form that no one
+        // can match byte for byte. Other iterables are MiniJinja's lazy
+        // forms of lists (slices, `+` concatenations) and print as lists.
+        ValueKind::Iterable if v.downcast_object_ref::<crate::sandbox::PyIter>().is_some() => {
+            out.push_str("<generator object>")
+        }
+        ValueKind::Iterable if v.downcast_object_ref::<crate::pymethods::DictView>().is_some() => {
+            let view = v.downcast_object_ref::<crate::pymethods::DictView>().map(|d| d.kind_name()).unwrap_or("");
+            out.push_str(view);
+            out.push_str("([");
+            for (i, item) in v.try_iter()?.enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_repr(&item, out, depth + 1)?;
+            }
+            out.push_str("])");
+        }
+        ValueKind::Iterable => {
+            out.push('[');
+            for (i, item) in v.try_iter()?.enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_repr(&item, out, depth + 1)?;
+            }
+            out.push(']');
+        }
         _ => {
             let _ = write!(out, "{v}");
         }
@@ -346,7 +371,14 @@ pub(crate) fn json_dumps(v: &Value, opts: &JsonOptions, out: &mut String, level:
             None => return Err(not_serializable("number")),
         },
         ValueKind::String => json_str(v.as_str().unwrap_or_default(), opts.ensure_ascii, out),
-        ValueKind::Seq => {
+        ValueKind::Iterable if v.downcast_object_ref::<crate::sandbox::PyIter>().is_some() => {
+            return Err(not_serializable("generator"))
+        }
+        ValueKind::Iterable if v.downcast_object_ref::<crate::pymethods::DictView>().is_some() => {
+            let view = v.downcast_object_ref::<crate::pymethods::DictView>().map(|d| d.kind_name()).unwrap_or("");
+            return Err(not_serializable(view));
+        }
+        ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = v.try_iter()?.collect();
             if items.is_empty() {
                 out.push_str("[]");
@@ -399,7 +431,6 @@ pub(crate) fn json_dumps(v: &Value, opts: &JsonOptions, out: &mut String, level:
             out.push('}');
         }
         ValueKind::Undefined => return Err(not_serializable("Undefined")),
-        ValueKind::Iterable => return Err(not_serializable("generator")),
         ValueKind::Bytes => return Err(not_serializable("bytes")),
         _ => return Err(not_serializable(&v.kind().to_string())),
     }

@@ -12,7 +12,9 @@
 //! refuses them with a `SecurityError`; here they are unknown methods and
 //! fail the render the same way.
 
-use minijinja::value::{from_args, ValueKind};
+use std::sync::Arc;
+
+use minijinja::value::{from_args, Enumerator, Object, ObjectRepr, ValueKind};
 use minijinja::{Error, ErrorKind, State, Value};
 
 /// Python's `str.isspace()` set: Rust's `White_Space` plus the four ASCII
@@ -179,12 +181,68 @@ fn char_index(s: &str, byte: usize) -> i64 {
     s[..byte].chars().count() as i64
 }
 
-/// Prefix/suffix argument: a string or a tuple/list of strings.
+/// Which view of a dict `.items()`, `.keys()` or `.values()` returned.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ViewKind {
+    Items,
+    Keys,
+    Values,
+}
+
+/// Python's dict views: iterable more than once, sized, truthy when not
+/// empty, printed as `dict_items([...])`, and not JSON-serializable.
+#[derive(Debug)]
+pub(crate) struct DictView {
+    kind: ViewKind,
+    items: Vec<Value>,
+}
+
+impl DictView {
+    pub(crate) fn kind_name(&self) -> &'static str {
+        match self.kind {
+            ViewKind::Items => "dict_items",
+            ViewKind::Keys => "dict_keys",
+            ViewKind::Values => "dict_values",
+        }
+    }
+}
+
+impl Object for DictView {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Iterable
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.items.clone())
+    }
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
+fn dict_view(state: &State, map: &Value, kind: ViewKind, args: &[Value]) -> Result<Value, Error> {
+    let () = from_args(args)?;
+    let mut items = Vec::new();
+    for key in map.try_iter()? {
+        state.consume_fuel(1)?;
+        items.push(match kind {
+            ViewKind::Keys => key,
+            ViewKind::Values => map.get_item(&key)?,
+            ViewKind::Items => {
+                let v = map.get_item(&key)?;
+                Value::from(minijinja::value::Tuple::from([key, v]))
+            }
+        });
+    }
+    Ok(Value::from_object(DictView { kind, items }))
+}
+
+/// Prefix/suffix argument: a string or a tuple of strings (Python refuses
+/// lists).
 fn affix_matches(state: &State, arg: &Value, test: impl Fn(&str) -> bool, what: &str) -> Result<bool, Error> {
     if let Some(p) = arg.as_str() {
         return Ok(test(p));
     }
-    if matches!(arg.kind(), ValueKind::Seq) {
+    if arg.is_tuple() {
         for item in arg.try_iter()? {
             state.consume_fuel(1)?;
             match item.as_str() {
@@ -351,6 +409,14 @@ pub(crate) fn call_method(state: &mut State, value: &Value, method: &str, args: 
     if let Some(s) = value.as_str() {
         if let Some(r) = string_method(state, s, method, args) {
             return r;
+        }
+    }
+    if value.kind() == ValueKind::Map {
+        match method {
+            "items" => return dict_view(state, value, ViewKind::Items, args),
+            "keys" => return dict_view(state, value, ViewKind::Keys, args),
+            "values" => return dict_view(state, value, ViewKind::Values, args),
+            _ => {}
         }
     }
     if value.kind() == ValueKind::Map && method == "get" {

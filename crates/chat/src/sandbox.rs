@@ -205,13 +205,25 @@ fn join_filter(state: &State, value: &Value, d: Option<Value>, kwargs: Kwargs) -
 }
 
 /// Jinja2 `indent(s, width=4, first=False, blank=False)`.
-fn indent_filter(value: &Value, width: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+fn indent_filter(
+    value: &Value,
+    width: Option<Value>,
+    first: Option<bool>,
+    blank: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
     let width = match width {
         Some(w) => Some(w),
         None => kwargs.get::<Option<Value>>("width")?,
     };
-    let first: bool = kwargs.get::<Option<bool>>("first")?.unwrap_or(false);
-    let blank: bool = kwargs.get::<Option<bool>>("blank")?.unwrap_or(false);
+    let first: bool = match first {
+        Some(f) => f,
+        None => kwargs.get::<Option<bool>>("first")?.unwrap_or(false),
+    };
+    let blank: bool = match blank {
+        Some(b) => b,
+        None => kwargs.get::<Option<bool>>("blank")?.unwrap_or(false),
+    };
     kwargs.assert_all_used()?;
     let indention = match &width {
         None => "    ".to_string(),
@@ -420,6 +432,170 @@ fn reverse_filter(state: &State, value: &Value) -> Result<Value, Error> {
     Ok(generator(items))
 }
 
+/// Jinja2 `length` / `count`: Python `len()`, which generators lack.
+fn length_filter(v: &Value) -> Result<Value, Error> {
+    if v.downcast_object_ref::<PyIter>().is_some() {
+        return Err(Error::new(ErrorKind::InvalidOperation, "object of type 'generator' has no len()"));
+    }
+    if is_py_none(v) && !v.is_none() {
+        return Err(Error::new(ErrorKind::InvalidOperation, "object of type 'NoneType' has no len()"));
+    }
+    minijinja::filters::length(v).map(Value::from)
+}
+
+/// Python `float(str)`: surrounding whitespace, `_` between digits,
+/// `inf` / `nan` in any case.
+fn parse_py_float(s: &str) -> Option<f64> {
+    let t = py_strip(s, None, true, true);
+    let lower = t.to_ascii_lowercase();
+    let unsigned = lower.trim_start_matches(['+', '-']);
+    if matches!(unsigned, "inf" | "infinity" | "nan") {
+        return lower.parse::<f64>().ok();
+    }
+    if t.starts_with('_') || t.ends_with('_') || t.contains("__") {
+        return None;
+    }
+    let cleaned: String = t.chars().filter(|c| *c != '_').collect();
+    if cleaned.is_empty() || !cleaned.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c)) {
+        return None;
+    }
+    cleaned.parse::<f64>().ok()
+}
+
+/// Jinja2 `float(value, default=0.0)`: `float(value)`, or the default when
+/// Python's `float()` raises.
+fn float_filter(value: &Value, default: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    let default = match default {
+        Some(d) => d,
+        None => kwargs.get::<Option<Value>>("default")?.unwrap_or(Value::from(0.0)),
+    };
+    kwargs.assert_all_used()?;
+    let got = match value.kind() {
+        ValueKind::Bool => Some(if value.is_true() { 1.0 } else { 0.0 }),
+        ValueKind::Number => f64::try_from(value.clone()).ok(),
+        ValueKind::String => parse_py_float(value.as_str().unwrap_or_default()),
+        _ => None,
+    };
+    Ok(got.map(Value::from).unwrap_or(default))
+}
+
+/// Python `int(str, base)`: whitespace, sign, `_` between digits, and the
+/// `0x`/`0o`/`0b` prefixes (required to pick the base when `base` is 0).
+fn parse_py_int(s: &str, base: u32) -> Option<i128> {
+    let t = py_strip(s, None, true, true);
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let lower = t.to_ascii_lowercase();
+    let prefixed = |p: &str, b: u32| lower.strip_prefix(p).map(|r| (r.to_string(), b));
+    let (digits, base) = match base {
+        0 => prefixed("0x", 16)
+            .or_else(|| prefixed("0o", 8))
+            .or_else(|| prefixed("0b", 2))
+            .unwrap_or((lower.clone(), 10)),
+        16 => prefixed("0x", 16).unwrap_or((lower.clone(), 16)),
+        8 => prefixed("0o", 8).unwrap_or((lower.clone(), 8)),
+        2 => prefixed("0b", 2).unwrap_or((lower.clone(), 2)),
+        b if (2..=36).contains(&b) => (lower.clone(), b),
+        _ => return None,
+    };
+    let digits = digits.strip_prefix('_').unwrap_or(&digits).to_string();
+    if digits.is_empty() || digits.ends_with('_') || digits.contains("__") || digits.starts_with(['+', '-']) {
+        return None;
+    }
+    let cleaned: String = digits.chars().filter(|c| *c != '_').collect();
+    let v = i128::from_str_radix(&cleaned, base).ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// Jinja2 `int(value, default=0, base=10)`: `int(value)` (with `base` for
+/// strings), else `int(float(value))`, else the default.
+fn int_filter(value: &Value, default: Option<Value>, base: Option<u32>, kwargs: Kwargs) -> Result<Value, Error> {
+    let default = match default {
+        Some(d) => d,
+        None => kwargs.get::<Option<Value>>("default")?.unwrap_or(Value::from(0)),
+    };
+    let base = match base {
+        Some(b) => b,
+        None => kwargs.get::<Option<u32>>("base")?.unwrap_or(10),
+    };
+    kwargs.assert_all_used()?;
+    let from_float = |f: f64| -> Result<Value, Error> {
+        if f.is_finite() {
+            Ok(Value::from(f.trunc() as i128))
+        } else {
+            Err(Error::new(ErrorKind::InvalidOperation, "cannot convert float infinity or NaN to integer"))
+        }
+    };
+    match value.kind() {
+        ValueKind::Bool => Ok(Value::from(i64::from(value.is_true()))),
+        ValueKind::Number if value.is_integer() => Ok(value.clone()),
+        ValueKind::Number => from_float(f64::try_from(value.clone()).unwrap_or(f64::NAN)),
+        ValueKind::String => {
+            let s = value.as_str().unwrap_or_default();
+            if let Some(i) = parse_py_int(s, base) {
+                return Ok(Value::from(i));
+            }
+            match parse_py_float(s) {
+                Some(f) => from_float(f),
+                None => Ok(default),
+            }
+        }
+        _ => Ok(default),
+    }
+}
+
+/// MarkupSafe `escape`, which Jinja2's `escape` / `e` filters use: `&`,
+/// `<`, `>`, `"` and `'` become entities (`&#34;`, `&#39;` for the quotes);
+/// already-safe strings pass unchanged.
+fn escape_filter(value: &Value) -> Result<Value, Error> {
+    if value.is_safe() {
+        return Ok(value.clone());
+    }
+    let s = py_string(value)?;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Ok(Value::from_safe_string(out))
+}
+
+/// transformers' `TemplateNamespace`: a namespace refuses
+/// underscore-prefixed attribute names (to keep templates away from
+/// CPython internals). Checked here for the initial values; later
+/// `{% set ns._x = ... %}` assignments cannot be intercepted in MiniJinja.
+fn namespace(defaults: Option<ValueOrKwargs>) -> Result<Value, Error> {
+    if let Some(d) = &defaults {
+        let v = d.clone().into_value();
+        if v.kind() == ValueKind::Map {
+            for key in v.try_iter()? {
+                if key.as_str().is_some_and(|k| k.starts_with('_')) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("Chat templates cannot store underscore-prefixed attributes on a namespace, but got {key:?}."),
+                    ));
+                }
+            }
+        }
+    }
+    minijinja::functions::namespace(defaults)
+}
+
+/// Jinja2 `test_callable`. The callables a sandboxed template can hold
+/// are macros, `caller`, `loop` and the registered functions, all plain
+/// objects in MiniJinja.
+fn is_callable(v: &Value) -> bool {
+    v.kind() == ValueKind::Plain && !is_py_none(v)
+}
+
 /// Jinja2 `test_sequence`: anything with `len()` and `__getitem__`, which
 /// includes strings, dicts and `Undefined`.
 fn is_sequence(v: &Value) -> bool {
@@ -516,6 +692,15 @@ pub(crate) fn build(source: String, limits: &TemplateLimits) -> Result<Environme
     env.set_formatter(formatter);
     env.set_unknown_method_callback(call_method);
     env.remove_global("debug");
+    env.add_global("namespace", Value::from_function(namespace));
+    // MiniJinja extras that Jinja2 lacks: a template using them fails under
+    // transformers, so it fails here too.
+    for f in ["split", "lines", "bool", "chain", "zip"] {
+        env.remove_filter(f);
+    }
+    for t in ["int", "startingwith", "endingwith", "safe"] {
+        env.remove_test(t);
+    }
     env.add_global("raise_exception", Value::from_function(raise_exception));
     env.add_global("strftime_now", Value::from_function(strftime_now));
     env.add_global(GENERATION_FN, Value::from_function(generation));
@@ -526,6 +711,7 @@ pub(crate) fn build(source: String, limits: &TemplateLimits) -> Result<Environme
     env.add_filter("indent", indent_filter);
     env.add_test("sequence", is_sequence);
     env.add_test("iterable", is_iterable);
+    env.add_test("callable", is_callable);
     env.add_test("none", is_none);
     env.add_filter("map", map_filter);
     env.add_filter("select", select_filter);
@@ -535,6 +721,12 @@ pub(crate) fn build(source: String, limits: &TemplateLimits) -> Result<Environme
     env.add_filter("unique", unique_filter);
     env.add_filter("items", items_filter);
     env.add_filter("reverse", reverse_filter);
+    env.add_filter("length", length_filter);
+    env.add_filter("count", length_filter);
+    env.add_filter("float", float_filter);
+    env.add_filter("int", int_filter);
+    env.add_filter("escape", escape_filter);
+    env.add_filter("e", escape_filter);
     env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(&source))?;
     Ok(env)
 }

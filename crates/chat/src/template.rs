@@ -233,17 +233,7 @@ impl ChatTemplate {
         ctx.insert("documents".into(), opt_list(&req.documents)?);
         ctx.insert("add_generation_prompt".into(), Value::from(req.add_generation_prompt));
         if let Some(t) = req.now {
-            ctx.insert(
-                CLOCK_KEY.into(),
-                Value::from_pairs([
-                    ("year", Value::from(t.year)),
-                    ("month", Value::from(t.month)),
-                    ("day", Value::from(t.day)),
-                    ("hour", Value::from(t.hour)),
-                    ("minute", Value::from(t.minute)),
-                    ("second", Value::from(t.second)),
-                ]),
-            );
+            ctx.insert(CLOCK_KEY.into(), clock_value(t));
         }
 
         let rendered = self.render_context(Value::from(ctx))?;
@@ -251,6 +241,21 @@ impl ChatTemplate {
             Some(text) => cut_at_continue_tag(rendered, &text),
             None => Ok(rendered),
         }
+    }
+
+    /// Renders with exactly `vars` as the template variables (no message
+    /// normalisation, no `messages`/`tools` defaults), under the same
+    /// sandbox and limits. For templates that are not chat templates, and
+    /// for testing the sandbox.
+    pub fn render_vars(&self, vars: &Map<String, Json>, now: Option<CivilTime>) -> Result<String, TemplateError> {
+        let mut ctx: BTreeMap<String, Value> = BTreeMap::new();
+        for (k, v) in vars {
+            ctx.insert(k.clone(), json_to_value(v, 0)?);
+        }
+        if let Some(t) = now {
+            ctx.insert(CLOCK_KEY.into(), clock_value(t));
+        }
+        self.render_context(Value::from(ctx))
     }
 
     fn render_context(&self, ctx: Value) -> Result<String, TemplateError> {
@@ -300,6 +305,17 @@ impl ChatTemplate {
             enable_thinking: self.source.contains("enable_thinking"),
         }
     }
+}
+
+fn clock_value(t: CivilTime) -> Value {
+    Value::from_pairs([
+        ("year", Value::from(t.year)),
+        ("month", Value::from(t.month)),
+        ("day", Value::from(t.day)),
+        ("hour", Value::from(t.hour)),
+        ("minute", Value::from(t.minute)),
+        ("second", Value::from(t.second)),
+    ])
 }
 
 fn opt_list(v: &Option<Vec<Json>>) -> Result<Value, TemplateError> {

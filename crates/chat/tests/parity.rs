@@ -15,6 +15,28 @@ use std::path::{Path, PathBuf};
 use hearth_chat::{ChatTemplate, CivilTime, RenderRequest, TemplateError, TemplateLimits};
 use serde_json::Value as Json;
 
+/// Cases where MiniJinja cannot produce transformers' bytes. Each is
+/// checked to still differ, and to differ only in the documented way.
+///
+/// meetkai-functionary-medium-v3.1 writes each tool as
+/// `"...'\n"|safe + t["function"] | tojson()`. In Python, `|safe` makes a
+/// `Markup`, and `Markup + str` HTML-escapes the `str` even though
+/// auto-escaping is off, so transformers emits the tool JSON with `&#34;`
+/// for every quote. MiniJinja escapes on `+` only when auto-escaping is
+/// on, and turning it on would also escape `~` concatenations and macro
+/// results, which Jinja2 leaves alone. Here the JSON comes out unescaped.
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
+    ("meetkai-functionary-medium-v3.1", "tools_available"),
+    ("meetkai-functionary-medium-v3.1", "tool_call_roundtrip"),
+    ("meetkai-functionary-medium-v3.1", "tool_call_string_arguments"),
+    ("meetkai-functionary-medium-v3.1", "parallel_tool_calls"),
+];
+
+/// Undoes MarkupSafe's escaping (the only documented difference).
+fn unescape_markup(s: &str) -> String {
+    s.replace("&#34;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -85,8 +107,10 @@ fn compare(expected: &Json, got: &Result<String, TemplateError>) -> Option<Strin
         ("TemplateError", Err(TemplateError::Raised(m))) if m == msg => None,
         ("TemplateError", other) => Some(format!("expected raise_exception({msg:?}), got {other:?}")),
         ("ValueError", Err(TemplateError::Request(_))) => None,
-        (_, Err(TemplateError::Raised(m))) => Some(format!("expected {ty}: {msg}, got raise_exception({m:?})")),
-        (_, Err(_)) => None,
+        // Jinja2's own failures (TypeError, UndefinedError, SecurityError, ...)
+        // must be engine failures here too, not a limit or a request error.
+        (_, Err(TemplateError::Render { .. } | TemplateError::Syntax { .. })) => None,
+        (_, Err(e)) => Some(format!("expected {ty}: {msg}, got {e:?}")),
         (_, Ok(s)) => Some(format!("expected {ty}: {msg}, got output {:?}", &s[..s.len().min(200)])),
     }
 }
@@ -106,7 +130,7 @@ fn renders_match_transformers() {
     files.sort();
     assert!(files.len() >= 70, "reference set is incomplete: {} files", files.len());
 
-    let (mut outputs, mut errors, mut failures) = (0, 0, Vec::new());
+    let (mut outputs, mut errors, mut known, mut failures) = (0, 0, 0, Vec::new());
     for file in &files {
         let doc = read_json(file);
         let name = file.file_stem().unwrap().to_string_lossy().to_string();
@@ -117,16 +141,27 @@ fn renders_match_transformers() {
         for (case, conv) in cases.iter().zip(convs) {
             assert_eq!(case["conversation"], conv["name"], "{name}: stale reference");
             let got = tmpl.render(&request(conv, bos, eos, now));
+            let conv_name = conv["name"].as_str().unwrap();
+            if KNOWN_DIFFERENCES.contains(&(name.as_str(), conv_name)) {
+                let want = case["output"].as_str().map(unescape_markup);
+                match (&got, compare(case, &got)) {
+                    (_, None) => failures.push(format!("{name} / {conv_name}: known difference now matches")),
+                    (Ok(s), Some(_)) if Some(s) == want.as_ref() => known += 1,
+                    (_, Some(why)) => failures.push(format!("{name} / {conv_name}: beyond the known difference: {why}")),
+                }
+                continue;
+            }
             match compare(case, &got) {
                 None if case.get("output").is_some() => outputs += 1,
                 None => errors += 1,
-                Some(why) => failures.push(format!("{name} / {}: {why}", conv["name"].as_str().unwrap())),
+                Some(why) => failures.push(format!("{name} / {conv_name}: {why}")),
             }
         }
     }
     let total = files.len() * convs.len();
     eprintln!(
-        "parity: {} templates x {} conversations = {total}; {outputs} identical renders, {errors} matching errors, {} mismatches",
+        "parity: {} templates x {} conversations = {total}; {outputs} identical renders, {errors} matching errors, \
+         {known} known differences, {} mismatches",
         files.len(),
         convs.len(),
         failures.len()
@@ -135,4 +170,5 @@ fn renders_match_transformers() {
         eprintln!("MISMATCH {f}");
     }
     assert!(failures.is_empty(), "{} of {total} cases differ from transformers", failures.len());
+    assert_eq!(known, KNOWN_DIFFERENCES.len(), "a known difference was not exercised");
 }
