@@ -43,4 +43,4 @@ mod template;
 pub use clock::CivilTime;
 pub use error::{RenderFailure, TemplateError};
 pub use gguf::{GgufChatTemplate, CHATML_TEMPLATE, GGUF_CHAT_TEMPLATE_KEY};
-pub use template::{Capabilities, ChatTemplate, RenderRequest, TemplateLimits};
+pub use template::{Capabilities, ChatTemplate, RenderRequest, RenderStats, TemplateLimits};

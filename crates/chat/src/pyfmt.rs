@@ -22,6 +22,23 @@ use minijinja::{Error, ErrorKind, Value};
 /// depth can only come from a template building a self-referencing namespace.
 pub(crate) const MAX_DEPTH: usize = 200;
 
+/// Pays fuel for work done on behalf of the template: one unit per item
+/// visited and one per 64 bytes copied (MiniJinja's own rate). Needed
+/// because a template can build lists far larger than the fuel it spent on
+/// them (`a + a` concatenations are lazy and free), and formatting walks
+/// every item.
+pub(crate) type Charge<'a> = &'a dyn Fn(u64) -> Result<(), Error>;
+
+/// A [`Charge`] that charges nothing, for callers outside a render.
+#[cfg(test)]
+pub(crate) fn free(_: u64) -> Result<(), Error> {
+    Ok(())
+}
+
+fn str_cost(s: &str) -> u64 {
+    1 + (s.len() / 64) as u64
+}
+
 fn too_deep() -> Error {
     Error::new(ErrorKind::InvalidOperation, "value nested too deeply to format")
 }
@@ -153,22 +170,25 @@ pub(crate) fn py_str_repr(s: &str, out: &mut String) {
 }
 
 /// Python `str(value)` as Jinja2 prints it (`Undefined` prints nothing).
-pub(crate) fn py_str(v: &Value, out: &mut String) -> Result<(), Error> {
+pub(crate) fn py_str(v: &Value, out: &mut String, charge: Charge) -> Result<(), Error> {
     match v.kind() {
         ValueKind::String => {
-            out.push_str(v.as_str().unwrap_or_default());
+            let s = v.as_str().unwrap_or_default();
+            charge(str_cost(s))?;
+            out.push_str(s);
             Ok(())
         }
         ValueKind::Undefined => Ok(()),
-        _ => py_repr(v, out, 0),
+        _ => py_repr(v, out, 0, charge),
     }
 }
 
 /// Python `repr(value)` for the data shapes a template can hold.
-pub(crate) fn py_repr(v: &Value, out: &mut String, depth: usize) -> Result<(), Error> {
+pub(crate) fn py_repr(v: &Value, out: &mut String, depth: usize, charge: Charge) -> Result<(), Error> {
     if depth > MAX_DEPTH {
         return Err(too_deep());
     }
+    charge(1)?;
     if crate::sandbox::is_py_none(v) {
         out.push_str("None");
         return Ok(());
@@ -186,7 +206,11 @@ pub(crate) fn py_repr(v: &Value, out: &mut String, depth: usize) -> Result<(), E
                 let _ = write!(out, "{v}");
             }
         },
-        ValueKind::String => py_str_repr(v.as_str().unwrap_or_default(), out),
+        ValueKind::String => {
+            let s = v.as_str().unwrap_or_default();
+            charge(str_cost(s))?;
+            py_str_repr(s, out)
+        }
         ValueKind::Bytes => {
             out.push('b');
             py_str_repr(&String::from_utf8_lossy(v.as_bytes().unwrap_or_default()), out);
@@ -199,7 +223,7 @@ pub(crate) fn py_repr(v: &Value, out: &mut String, depth: usize) -> Result<(), E
                 if i > 0 {
                     out.push_str(", ");
                 }
-                py_repr(&item, out, depth + 1)?;
+                py_repr(&item, out, depth + 1, charge)?;
                 n += 1;
             }
             if tuple && n == 1 {
@@ -214,9 +238,9 @@ pub(crate) fn py_repr(v: &Value, out: &mut String, depth: usize) -> Result<(), E
                     out.push_str(", ");
                 }
                 let item = v.get_item(&key)?;
-                py_repr(&key, out, depth + 1)?;
+                py_repr(&key, out, depth + 1, charge)?;
                 out.push_str(": ");
-                py_repr(&item, out, depth + 1)?;
+                py_repr(&item, out, depth + 1, charge)?;
             }
             out.push('}');
         }
@@ -234,7 +258,7 @@ pub(crate) fn py_repr(v: &Value, out: &mut String, depth: usize) -> Result<(), E
                 if i > 0 {
                     out.push_str(", ");
                 }
-                py_repr(&item, out, depth + 1)?;
+                py_repr(&item, out, depth + 1, charge)?;
             }
             out.push_str("])");
         }
@@ -244,7 +268,7 @@ pub(crate) fn py_repr(v: &Value, out: &mut String, depth: usize) -> Result<(), E
                 if i > 0 {
                     out.push_str(", ");
                 }
-                py_repr(&item, out, depth + 1)?;
+                py_repr(&item, out, depth + 1, charge)?;
             }
             out.push(']');
         }
@@ -352,10 +376,17 @@ fn newline_indent(opts: &JsonOptions, level: usize, out: &mut String) {
 }
 
 /// `json.dumps(value, ...)` over the JSON-shaped values a template holds.
-pub(crate) fn json_dumps(v: &Value, opts: &JsonOptions, out: &mut String, level: usize) -> Result<(), Error> {
+pub(crate) fn json_dumps(
+    v: &Value,
+    opts: &JsonOptions,
+    out: &mut String,
+    level: usize,
+    charge: Charge,
+) -> Result<(), Error> {
     if level > MAX_DEPTH {
         return Err(too_deep());
     }
+    charge(1 + (opts.indent.as_ref().map_or(0, |i| i.len() * level) / 64) as u64)?;
     if crate::sandbox::is_py_none(v) {
         out.push_str("null");
         return Ok(());
@@ -370,7 +401,11 @@ pub(crate) fn json_dumps(v: &Value, opts: &JsonOptions, out: &mut String, level:
             Some(Num::Float(f)) => out.push_str(&json_float(f)),
             None => return Err(not_serializable("number")),
         },
-        ValueKind::String => json_str(v.as_str().unwrap_or_default(), opts.ensure_ascii, out),
+        ValueKind::String => {
+            let s = v.as_str().unwrap_or_default();
+            charge(str_cost(s))?;
+            json_str(s, opts.ensure_ascii, out)
+        }
         ValueKind::Iterable if v.downcast_object_ref::<crate::sandbox::PyIter>().is_some() => {
             return Err(not_serializable("generator"))
         }
@@ -379,18 +414,19 @@ pub(crate) fn json_dumps(v: &Value, opts: &JsonOptions, out: &mut String, level:
             return Err(not_serializable(view));
         }
         ValueKind::Seq | ValueKind::Iterable => {
-            let items: Vec<Value> = v.try_iter()?.collect();
-            if items.is_empty() {
+            let mut iter = v.try_iter()?.peekable();
+            if iter.peek().is_none() {
                 out.push_str("[]");
                 return Ok(());
             }
             out.push('[');
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in iter.enumerate() {
+                let item = &item;
                 if i > 0 {
                     out.push_str(&opts.item_sep);
                 }
                 newline_indent(opts, level + 1, out);
-                json_dumps(item, opts, out, level + 1)?;
+                json_dumps(item, opts, out, level + 1, charge)?;
             }
             newline_indent(opts, level, out);
             out.push(']');
@@ -398,6 +434,7 @@ pub(crate) fn json_dumps(v: &Value, opts: &JsonOptions, out: &mut String, level:
         ValueKind::Map => {
             let mut pairs = Vec::new();
             for key in v.try_iter()? {
+                charge(1)?;
                 let item = v.get_item(&key)?;
                 pairs.push((key, item));
             }
@@ -425,7 +462,7 @@ pub(crate) fn json_dumps(v: &Value, opts: &JsonOptions, out: &mut String, level:
                 newline_indent(opts, level + 1, out);
                 json_str(&json_key(k)?, opts.ensure_ascii, out);
                 out.push_str(&opts.key_sep);
-                json_dumps(item, opts, out, level + 1)?;
+                json_dumps(item, opts, out, level + 1, charge)?;
             }
             newline_indent(opts, level, out);
             out.push('}');
@@ -489,7 +526,7 @@ mod tests {
     fn repr_of_nested_data() {
         let v = crate::template::json_to_value(&serde_json::json!({"a": [1, 2.5, true, null, "x"], "b": {}}), 0).unwrap();
         let mut s = String::new();
-        py_str(&v, &mut s).unwrap();
+        py_str(&v, &mut s, &free).unwrap();
         assert_eq!(s, "{'a': [1, 2.5, True, None, 'x'], 'b': {}}");
     }
 
@@ -497,7 +534,7 @@ mod tests {
     fn dumps_with_indent_and_sort() {
         let v = crate::template::json_to_value(&serde_json::json!({"b": [1, {"c": []}], "a": "é"}), 0).unwrap();
         let mut s = String::new();
-        json_dumps(&v, &JsonOptions::default(), &mut s, 0).unwrap();
+        json_dumps(&v, &JsonOptions::default(), &mut s, 0, &free).unwrap();
         assert_eq!(s, r#"{"b": [1, {"c": []}], "a": "é"}"#);
         let opts = JsonOptions {
             indent: Some("  ".into()),
@@ -506,7 +543,7 @@ mod tests {
             ..JsonOptions::default()
         };
         s.clear();
-        json_dumps(&v, &opts, &mut s, 0).unwrap();
+        json_dumps(&v, &opts, &mut s, 0, &free).unwrap();
         assert_eq!(s, "{\n  \"a\": \"é\",\n  \"b\": [\n    1,\n    {\n      \"c\": []\n    }\n  ]\n}");
     }
 }

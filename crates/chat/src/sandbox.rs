@@ -48,15 +48,16 @@ impl std::fmt::Display for Raised {
 }
 impl std::error::Error for Raised {}
 
-fn py_string(v: &Value) -> Result<String, Error> {
+/// Python `str(v)`, paid for with the render's fuel.
+fn py_string(state: &State, v: &Value) -> Result<String, Error> {
     let mut s = String::new();
-    py_str(v, &mut s)?;
+    py_str(v, &mut s, &|n| state.consume_fuel(n))?;
     Ok(s)
 }
 
 /// transformers: `raise jinja2.exceptions.TemplateError(message)`.
-fn raise_exception(message: Value) -> Result<Value, Error> {
-    let msg = py_string(&message)?;
+fn raise_exception(state: &State, message: Value) -> Result<Value, Error> {
+    let msg = py_string(state, &message)?;
     Err(Error::new(ErrorKind::InvalidOperation, msg.clone()).with_source(Raised(msg)))
 }
 
@@ -139,22 +140,21 @@ fn tojson(state: &State, value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Re
         }
     }
     let mut out = String::new();
-    json_dumps(value, &opts, &mut out, 0)?;
-    state.consume_fuel((out.len() / 64) as u64)?;
+    json_dumps(value, &opts, &mut out, 0, &|n| state.consume_fuel(n))?;
     Ok(Value::from(out))
 }
 
 /// Jinja2 `string` filter: `str(value)`.
-fn string_filter(value: &Value) -> Result<Value, Error> {
+fn string_filter(state: &State, value: &Value) -> Result<Value, Error> {
     if value.kind() == ValueKind::String {
         return Ok(value.clone());
     }
-    Ok(Value::from(py_string(value)?))
+    Ok(Value::from(py_string(state, value)?))
 }
 
 /// Jinja2 `trim(value, chars=None)`: `str(value).strip(chars)`.
-fn trim_filter(value: &Value, chars: Option<Value>) -> Result<Value, Error> {
-    let s = py_string(value)?;
+fn trim_filter(state: &State, value: &Value, chars: Option<Value>) -> Result<Value, Error> {
+    let s = py_string(state, value)?;
     let chars = chars.filter(|c| !c.is_none());
     let set = match &chars {
         Some(c) => Some(
@@ -183,7 +183,7 @@ fn join_filter(state: &State, value: &Value, d: Option<Value>, kwargs: Kwargs) -
     let attribute: Option<String> = kwargs.get("attribute")?;
     kwargs.assert_all_used()?;
     let sep = match &d {
-        Some(d) => py_string(d)?,
+        Some(d) => py_string(state, d)?,
         None => String::new(),
     };
     if value.is_undefined() {
@@ -198,32 +198,29 @@ fn join_filter(state: &State, value: &Value, d: Option<Value>, kwargs: Kwargs) -
             Some(path) => get_path(&item, path)?,
             None => item,
         };
-        py_str(&item, &mut out)?;
+        py_str(&item, &mut out, &|n| state.consume_fuel(n))?;
         state.consume_fuel(1 + (sep.len() / 64) as u64)?;
     }
     Ok(Value::from(out))
 }
 
 /// Jinja2 `indent(s, width=4, first=False, blank=False)`.
-fn indent_filter(
-    value: &Value,
-    width: Option<Value>,
-    first: Option<bool>,
-    blank: Option<bool>,
-    kwargs: Kwargs,
-) -> Result<Value, Error> {
-    let width = match width {
-        Some(w) => Some(w),
+fn indent_filter(state: &State, value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    if args.0.len() > 3 {
+        return Err(Error::from(ErrorKind::TooManyArguments));
+    }
+    let width = match args.0.first() {
+        Some(w) => Some(w.clone()),
         None => kwargs.get::<Option<Value>>("width")?,
     };
-    let first: bool = match first {
-        Some(f) => f,
-        None => kwargs.get::<Option<bool>>("first")?.unwrap_or(false),
+    let flag = |i: usize, name: &str| -> Result<bool, Error> {
+        Ok(match args.0.get(i) {
+            Some(v) => v.is_true(),
+            None => kwargs.get::<Option<bool>>(name)?.unwrap_or(false),
+        })
     };
-    let blank: bool = match blank {
-        Some(b) => b,
-        None => kwargs.get::<Option<bool>>("blank")?.unwrap_or(false),
-    };
+    let first = flag(1, "first")?;
+    let blank = flag(2, "blank")?;
     kwargs.assert_all_used()?;
     let indention = match &width {
         None => "    ".to_string(),
@@ -238,8 +235,11 @@ fn indent_filter(
     };
     // Jinja2 appends a newline before `splitlines()` so a trailing newline
     // survives, then joins with "\n".
-    let mut s = py_string(value)?;
+    let mut s = py_string(state, value)?;
     s.push('\n');
+    // Every line gains the indentation: pay for the result up front.
+    let lines = s.matches('\n').count();
+    state.consume_fuel((lines.saturating_mul(indention.len()) / 64) as u64)?;
     let lines = crate::pymethods::py_splitlines(&s, false);
     let mut rv = String::new();
     if blank {
@@ -549,11 +549,11 @@ fn int_filter(value: &Value, default: Option<Value>, base: Option<u32>, kwargs: 
 /// MarkupSafe `escape`, which Jinja2's `escape` / `e` filters use: `&`,
 /// `<`, `>`, `"` and `'` become entities (`&#34;`, `&#39;` for the quotes);
 /// already-safe strings pass unchanged.
-fn escape_filter(value: &Value) -> Result<Value, Error> {
+fn escape_filter(state: &State, value: &Value) -> Result<Value, Error> {
     if value.is_safe() {
         return Ok(value.clone());
     }
-    let s = py_string(value)?;
+    let s = py_string(state, value)?;
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -668,12 +668,12 @@ pub(crate) fn rewrite_generation_tags(source: &str) -> String {
 }
 
 /// Jinja2 writes `{{ x }}` as `str(x)`.
-fn formatter(out: &mut Output, _state: &mut State, value: &Value) -> Result<(), Error> {
+fn formatter(out: &mut Output, state: &mut State, value: &Value) -> Result<(), Error> {
     let write_failed = |_| Error::from(ErrorKind::WriteFailure);
     if let Some(s) = value.as_str() {
         return out.write_str(s).map_err(write_failed);
     }
-    let s = py_string(value)?;
+    let s = py_string(state, value)?;
     out.write_str(&s).map_err(write_failed)
 }
 

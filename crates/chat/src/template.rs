@@ -36,7 +36,7 @@ impl Default for TemplateLimits {
     fn default() -> Self {
         TemplateLimits {
             max_source_bytes: 256 * 1024,
-            fuel: 4_000_000,
+            fuel: 1_000_000,
             max_recursion: 200,
             max_output_bytes: 8 * 1024 * 1024,
         }
@@ -96,6 +96,15 @@ pub struct Capabilities {
     pub system_role: bool,
     /// The source reads `enable_thinking`.
     pub enable_thinking: bool,
+}
+
+/// What a render cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RenderStats {
+    /// Fuel consumed (compare with [`TemplateLimits::fuel`]).
+    pub fuel_used: u64,
+    /// Bytes of the rendered prompt.
+    pub output_bytes: usize,
 }
 
 /// transformers' `continue_final_message` marker (`render_jinja_template`).
@@ -195,6 +204,11 @@ impl ChatTemplate {
     /// Renders a conversation to the prompt text, following transformers'
     /// `apply_chat_template(..., tokenize=False)`.
     pub fn render(&self, req: &RenderRequest) -> Result<String, TemplateError> {
+        self.render_with_stats(req).map(|(s, _)| s)
+    }
+
+    /// [`render`](Self::render), also reporting the fuel the render used.
+    pub fn render_with_stats(&self, req: &RenderRequest) -> Result<(String, RenderStats), TemplateError> {
         if req.messages.is_empty() {
             return Err(TemplateError::Request(
                 "Cannot apply chat template to an empty conversation. Provide at least one message.".into(),
@@ -236,11 +250,13 @@ impl ChatTemplate {
             ctx.insert(CLOCK_KEY.into(), clock_value(t));
         }
 
-        let rendered = self.render_context(Value::from(ctx))?;
-        match final_text {
-            Some(text) => cut_at_continue_tag(rendered, &text),
-            None => Ok(rendered),
-        }
+        let (rendered, mut stats) = self.render_context(Value::from(ctx))?;
+        let rendered = match final_text {
+            Some(text) => cut_at_continue_tag(rendered, &text)?,
+            None => rendered,
+        };
+        stats.output_bytes = rendered.len();
+        Ok((rendered, stats))
     }
 
     /// Renders with exactly `vars` as the template variables (no message
@@ -255,18 +271,22 @@ impl ChatTemplate {
         if let Some(t) = now {
             ctx.insert(CLOCK_KEY.into(), clock_value(t));
         }
-        self.render_context(Value::from(ctx))
+        self.render_context(Value::from(ctx)).map(|(s, _)| s)
     }
 
-    fn render_context(&self, ctx: Value) -> Result<String, TemplateError> {
+    fn render_context(&self, ctx: Value) -> Result<(String, RenderStats), TemplateError> {
         let tmpl = self.env.get_template(TEMPLATE_NAME).map_err(|e| map_error(e, &self.limits))?;
         let mut w = LimitedWriter { buf: Vec::new(), limit: self.limits.max_output_bytes };
-        tmpl.render_captured_to(ctx, &mut w).map_err(|e| map_error(e, &self.limits))?;
-        String::from_utf8(w.buf).map_err(|_| TemplateError::Render {
+        let captured = tmpl.render_captured_to(ctx, &mut w).map_err(|e| map_error(e, &self.limits))?;
+        let fuel_used = captured.state().fuel_levels().map_or(0, |(used, _)| used);
+        drop(captured);
+        let out = String::from_utf8(w.buf).map_err(|_| TemplateError::Render {
             kind: RenderFailure::Other,
             message: "rendered output is not UTF-8".into(),
             line: None,
-        })
+        })?;
+        let stats = RenderStats { fuel_used, output_bytes: out.len() };
+        Ok((out, stats))
     }
 
     /// What the template makes use of (computed on first call by rendering

@@ -131,6 +131,7 @@ fn renders_match_transformers() {
     assert!(files.len() >= 70, "reference set is incomplete: {} files", files.len());
 
     let (mut outputs, mut errors, mut known, mut failures) = (0, 0, 0, Vec::new());
+    let mut max_fuel = (0u64, String::new());
     for file in &files {
         let doc = read_json(file);
         let name = file.file_stem().unwrap().to_string_lossy().to_string();
@@ -140,7 +141,12 @@ fn renders_match_transformers() {
         assert_eq!(cases.len(), convs.len(), "{name}: stale reference");
         for (case, conv) in cases.iter().zip(convs) {
             assert_eq!(case["conversation"], conv["name"], "{name}: stale reference");
-            let got = tmpl.render(&request(conv, bos, eos, now));
+            let got = tmpl.render_with_stats(&request(conv, bos, eos, now)).map(|(s, stats)| {
+                if stats.fuel_used > max_fuel.0 {
+                    max_fuel = (stats.fuel_used, format!("{name} / {}", conv["name"].as_str().unwrap_or_default()));
+                }
+                s
+            });
             let conv_name = conv["name"].as_str().unwrap();
             if KNOWN_DIFFERENCES.contains(&(name.as_str(), conv_name)) {
                 let want = case["output"].as_str().map(unescape_markup);
@@ -166,9 +172,12 @@ fn renders_match_transformers() {
         convs.len(),
         failures.len()
     );
+    eprintln!("most fuel used by one render: {} ({})", max_fuel.0, max_fuel.1);
     for f in &failures {
         eprintln!("MISMATCH {f}");
     }
     assert!(failures.is_empty(), "{} of {total} cases differ from transformers", failures.len());
     assert_eq!(known, KNOWN_DIFFERENCES.len(), "a known difference was not exercised");
+    // The default budget must leave real templates ample headroom.
+    assert!(max_fuel.0 * 20 < TemplateLimits::default().fuel, "default fuel too tight: {max_fuel:?}");
 }
