@@ -5,7 +5,8 @@ Run by hand from the repository root:
 
     /work/venv/bin/python tools/chat/gen_reference.py
 
-It renders every template in testdata/templates/*.jinja and the
+Needs `transformers` (5.x; references made with 5.24.0) and `gguf` in the
+venv: `/work/venv/bin/pip install transformers`. It renders every template in testdata/templates/*.jinja and the
 `tokenizer.chat_template` embedded in each testdata/vocab/*.gguf against a
 fixed set of conversations, using the Hugging Face `transformers` rendering
 path itself (`render_jinja_template`, the function behind

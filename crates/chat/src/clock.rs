@@ -29,10 +29,28 @@ pub struct CivilTime {
 }
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
-const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 fn is_leap(y: i32) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
@@ -76,14 +94,28 @@ fn civil_from_days(z: i64) -> (i32, u8, u8) {
 
 impl CivilTime {
     /// A checked constructor: `None` for an impossible date or time.
-    pub fn new(year: i32, month: u8, day: u8, hour: u8, minute: u8, second: u8) -> Option<CivilTime> {
+    pub fn new(
+        year: i32,
+        month: u8,
+        day: u8,
+        hour: u8,
+        minute: u8,
+        second: u8,
+    ) -> Option<CivilTime> {
         let ok = (1..=12).contains(&month)
             && day >= 1
             && day <= days_in_month(year, month)
             && hour < 24
             && minute < 60
             && second < 60;
-        ok.then_some(CivilTime { year, month, day, hour, minute, second })
+        ok.then_some(CivilTime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+        })
     }
 
     /// UTC civil time of a Unix timestamp.
@@ -160,8 +192,18 @@ impl CivilTime {
                 'w' => write!(out, "{}", (wd + 1) % 7),
                 'j' => write!(out, "{:03}", self.yday()),
                 'F' => write!(out, "{}-{:02}-{:02}", self.year, self.month, self.day),
-                'D' => write!(out, "{:02}/{:02}/{:02}", self.month, self.day, self.year.rem_euclid(100)),
-                'T' => write!(out, "{:02}:{:02}:{:02}", self.hour, self.minute, self.second),
+                'D' => write!(
+                    out,
+                    "{:02}/{:02}/{:02}",
+                    self.month,
+                    self.day,
+                    self.year.rem_euclid(100)
+                ),
+                'T' => write!(
+                    out,
+                    "{:02}:{:02}:{:02}",
+                    self.hour, self.minute, self.second
+                ),
                 'R' => write!(out, "{:02}:{:02}", self.hour, self.minute),
                 'c' => write!(
                     out,
@@ -174,10 +216,20 @@ impl CivilTime {
                     self.second,
                     self.year
                 ),
-                'x' => write!(out, "{:02}/{:02}/{:02}", self.month, self.day, self.year.rem_euclid(100)),
-                'X' => write!(out, "{:02}:{:02}:{:02}", self.hour, self.minute, self.second),
-                'n' => write!(out, "\n"),
-                't' => write!(out, "\t"),
+                'x' => write!(
+                    out,
+                    "{:02}/{:02}/{:02}",
+                    self.month,
+                    self.day,
+                    self.year.rem_euclid(100)
+                ),
+                'X' => write!(
+                    out,
+                    "{:02}:{:02}:{:02}",
+                    self.hour, self.minute, self.second
+                ),
+                'n' => out.write_char('\n'),
+                't' => out.write_char('\t'),
                 '%' => write!(out, "%"),
                 'z' | 'Z' => Ok(()),
                 other => write!(out, "%{other}"),
@@ -195,9 +247,18 @@ mod tests {
     fn unix_round_trip_and_weekday() {
         let t = CivilTime::from_unix(1_741_944_413); // 2025-03-14 09:26:53 UTC
         assert_eq!(t, CivilTime::new(2025, 3, 14, 9, 26, 53).unwrap());
-        assert_eq!(t.strftime("%a %A %d %b %B %Y %j %I%p %y %%"), "Fri Friday 14 Mar March 2025 073 09AM 25 %");
-        assert_eq!(CivilTime::from_unix(0).strftime("%F %T %A"), "1970-01-01 00:00:00 Thursday");
-        assert_eq!(CivilTime::from_unix(951_782_400).strftime("%F %j"), "2000-02-29 060");
+        assert_eq!(
+            t.strftime("%a %A %d %b %B %Y %j %I%p %y %%"),
+            "Fri Friday 14 Mar March 2025 073 09AM 25 %"
+        );
+        assert_eq!(
+            CivilTime::from_unix(0).strftime("%F %T %A"),
+            "1970-01-01 00:00:00 Thursday"
+        );
+        assert_eq!(
+            CivilTime::from_unix(951_782_400).strftime("%F %j"),
+            "2000-02-29 060"
+        );
         assert!(CivilTime::new(2023, 2, 29, 0, 0, 0).is_none());
     }
 }

@@ -29,7 +29,10 @@ pub enum TemplateError {
     SourceTooLarge { len: usize, limit: usize },
     /// The template does not parse.
     #[error("chat template syntax error: {message}")]
-    Syntax { message: String, line: Option<usize> },
+    Syntax {
+        message: String,
+        line: Option<usize>,
+    },
     /// The template called `raise_exception(message)` (transformers raises
     /// `jinja2.TemplateError(message)`).
     #[error("chat template raised: {0}")]
@@ -46,7 +49,11 @@ pub enum TemplateError {
     OutputTooLarge { limit: usize },
     /// Any other failure while rendering.
     #[error("chat template failed ({kind:?}): {message}")]
-    Render { kind: RenderFailure, message: String, line: Option<usize> },
+    Render {
+        kind: RenderFailure,
+        message: String,
+        line: Option<usize>,
+    },
     /// The request itself is unusable (empty conversation, a message that
     /// is not an object, reserved keyword names, or a
     /// `continue_final_message` the template cannot honour). The messages

@@ -57,7 +57,10 @@ impl ChatTemplate {
     }
 
     /// `source` if there is one (and it is not blank), otherwise ChatML.
-    pub fn or_chatml(source: Option<&str>, limits: TemplateLimits) -> Result<ChatTemplate, TemplateError> {
+    pub fn or_chatml(
+        source: Option<&str>,
+        limits: TemplateLimits,
+    ) -> Result<ChatTemplate, TemplateError> {
         match source {
             Some(s) if !s.trim().is_empty() => ChatTemplate::new(s, limits),
             _ => ChatTemplate::chatml(limits),
@@ -66,7 +69,10 @@ impl ChatTemplate {
 
     /// The model's own chat template (`tokenizer.chat_template`) with its
     /// bos/eos token strings, or ChatML when the file has no template.
-    pub fn from_gguf_metadata(gguf: &GgufFile, limits: TemplateLimits) -> Result<GgufChatTemplate, TemplateError> {
+    pub fn from_gguf_metadata(
+        gguf: &GgufFile,
+        limits: TemplateLimits,
+    ) -> Result<GgufChatTemplate, TemplateError> {
         let meta = |e: hearth_formats::GgufError| TemplateError::Metadata(e.to_string());
         let source = gguf.get_str(GGUF_CHAT_TEMPLATE_KEY).map_err(meta)?;
         let embedded = source.is_some_and(|s| !s.trim().is_empty());
@@ -75,7 +81,10 @@ impl ChatTemplate {
         let token = |key: &str| -> Result<Option<String>, TemplateError> {
             let id = gguf.get_u64(key).map_err(meta)?;
             Ok(match (id, tokens) {
-                (Some(id), Some(tokens)) => usize::try_from(id).ok().and_then(|i| tokens.get(i)).cloned(),
+                (Some(id), Some(tokens)) => usize::try_from(id)
+                    .ok()
+                    .and_then(|i| tokens.get(i))
+                    .cloned(),
                 _ => None,
             })
         };

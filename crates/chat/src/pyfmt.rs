@@ -40,7 +40,10 @@ fn str_cost(s: &str) -> u64 {
 }
 
 fn too_deep() -> Error {
-    Error::new(ErrorKind::InvalidOperation, "value nested too deeply to format")
+    Error::new(
+        ErrorKind::InvalidOperation,
+        "value nested too deeply to format",
+    )
 }
 
 /// Python `repr(float)`: shortest round-tripping digits, scientific notation
@@ -54,7 +57,11 @@ pub(crate) fn py_float_repr(f: f64) -> String {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     // Rust's `{:e}` also prints the shortest round-tripping digit string.
     let sci = format!("{:e}", f);
@@ -141,7 +148,11 @@ fn is_py_printable(c: char) -> bool {
 
 /// Python `repr(str)`.
 pub(crate) fn py_str_repr(s: &str, out: &mut String) {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     for c in s.chars() {
         match c {
@@ -184,7 +195,12 @@ pub(crate) fn py_str(v: &Value, out: &mut String, charge: Charge) -> Result<(), 
 }
 
 /// Python `repr(value)` for the data shapes a template can hold.
-pub(crate) fn py_repr(v: &Value, out: &mut String, depth: usize, charge: Charge) -> Result<(), Error> {
+pub(crate) fn py_repr(
+    v: &Value,
+    out: &mut String,
+    depth: usize,
+    charge: Charge,
+) -> Result<(), Error> {
     if depth > MAX_DEPTH {
         return Err(too_deep());
     }
@@ -213,7 +229,10 @@ pub(crate) fn py_repr(v: &Value, out: &mut String, depth: usize, charge: Charge)
         }
         ValueKind::Bytes => {
             out.push('b');
-            py_str_repr(&String::from_utf8_lossy(v.as_bytes().unwrap_or_default()), out);
+            py_str_repr(
+                &String::from_utf8_lossy(v.as_bytes().unwrap_or_default()),
+                out,
+            );
         }
         ValueKind::Seq => {
             let tuple = v.is_tuple();
@@ -250,8 +269,14 @@ pub(crate) fn py_repr(v: &Value, out: &mut String, depth: usize, charge: Charge)
         ValueKind::Iterable if v.downcast_object_ref::<crate::sandbox::PyIter>().is_some() => {
             out.push_str("<generator object>")
         }
-        ValueKind::Iterable if v.downcast_object_ref::<crate::pymethods::DictView>().is_some() => {
-            let view = v.downcast_object_ref::<crate::pymethods::DictView>().map(|d| d.kind_name()).unwrap_or("");
+        ValueKind::Iterable
+            if v.downcast_object_ref::<crate::pymethods::DictView>()
+                .is_some() =>
+        {
+            let view = v
+                .downcast_object_ref::<crate::pymethods::DictView>()
+                .map(|d| d.kind_name())
+                .unwrap_or("");
             out.push_str(view);
             out.push_str("([");
             for (i, item) in v.try_iter()?.enumerate() {
@@ -351,7 +376,10 @@ fn json_key(k: &Value) -> Result<String, Error> {
         }),
         _ => Err(Error::new(
             ErrorKind::InvalidOperation,
-            format!("keys must be str, int, float, bool or None, not {}", k.kind()),
+            format!(
+                "keys must be str, int, float, bool or None, not {}",
+                k.kind()
+            ),
         )),
     }
 }
@@ -360,7 +388,11 @@ fn json_float(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else {
         py_float_repr(f)
     }
@@ -409,8 +441,14 @@ pub(crate) fn json_dumps(
         ValueKind::Iterable if v.downcast_object_ref::<crate::sandbox::PyIter>().is_some() => {
             return Err(not_serializable("generator"))
         }
-        ValueKind::Iterable if v.downcast_object_ref::<crate::pymethods::DictView>().is_some() => {
-            let view = v.downcast_object_ref::<crate::pymethods::DictView>().map(|d| d.kind_name()).unwrap_or("");
+        ValueKind::Iterable
+            if v.downcast_object_ref::<crate::pymethods::DictView>()
+                .is_some() =>
+        {
+            let view = v
+                .downcast_object_ref::<crate::pymethods::DictView>()
+                .map(|d| d.kind_name())
+                .unwrap_or("");
             return Err(not_serializable(view));
         }
         ValueKind::Seq | ValueKind::Iterable => {
@@ -494,7 +532,7 @@ mod tests {
             (-2.5, "-2.5"),
             (-0.0, "-0.0"),
             (1e100, "1e+100"),
-            (3.14159, "3.14159"),
+            (2.71, "2.71"),
             (f64::INFINITY, "inf"),
         ];
         for (f, want) in cases {
@@ -524,7 +562,11 @@ mod tests {
 
     #[test]
     fn repr_of_nested_data() {
-        let v = crate::template::json_to_value(&serde_json::json!({"a": [1, 2.5, true, null, "x"], "b": {}}), 0).unwrap();
+        let v = crate::template::json_to_value(
+            &serde_json::json!({"a": [1, 2.5, true, null, "x"], "b": {}}),
+            0,
+        )
+        .unwrap();
         let mut s = String::new();
         py_str(&v, &mut s, &free).unwrap();
         assert_eq!(s, "{'a': [1, 2.5, True, None, 'x'], 'b': {}}");
@@ -532,7 +574,9 @@ mod tests {
 
     #[test]
     fn dumps_with_indent_and_sort() {
-        let v = crate::template::json_to_value(&serde_json::json!({"b": [1, {"c": []}], "a": "é"}), 0).unwrap();
+        let v =
+            crate::template::json_to_value(&serde_json::json!({"b": [1, {"c": []}], "a": "é"}), 0)
+                .unwrap();
         let mut s = String::new();
         json_dumps(&v, &JsonOptions::default(), &mut s, 0, &free).unwrap();
         assert_eq!(s, r#"{"b": [1, {"c": []}], "a": "é"}"#);
@@ -544,6 +588,9 @@ mod tests {
         };
         s.clear();
         json_dumps(&v, &opts, &mut s, 0, &free).unwrap();
-        assert_eq!(s, "{\n  \"a\": \"é\",\n  \"b\": [\n    1,\n    {\n      \"c\": []\n    }\n  ]\n}");
+        assert_eq!(
+            s,
+            "{\n  \"a\": \"é\",\n  \"b\": [\n    1,\n    {\n      \"c\": []\n    }\n  ]\n}"
+        );
     }
 }

@@ -122,7 +122,15 @@ pub(crate) fn py_rsplit(s: &str, sep: Option<&str>, maxsplit: i64) -> Result<Vec
 fn is_line_break(c: char) -> bool {
     matches!(
         c,
-        '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+        '\n' | '\r'
+            | '\u{b}'
+            | '\u{c}'
+            | '\u{1c}'
+            | '\u{1d}'
+            | '\u{1e}'
+            | '\u{85}'
+            | '\u{2028}'
+            | '\u{2029}'
     )
 }
 
@@ -140,7 +148,14 @@ pub(crate) fn py_splitlines(s: &str, keepends: bool) -> Vec<String> {
                     iter.next();
                 }
             }
-            out.push(if keepends { &s[start..end] } else { &s[start..i] }.to_string());
+            out.push(
+                if keepends {
+                    &s[start..end]
+                } else {
+                    &s[start..i]
+                }
+                .to_string(),
+            );
             start = end;
         }
     }
@@ -171,7 +186,10 @@ pub(crate) fn py_title(s: &str) -> String {
 fn py_capitalize(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars.flat_map(char::to_lowercase)).collect(),
+        Some(first) => first
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
         None => String::new(),
     }
 }
@@ -238,7 +256,12 @@ fn dict_view(state: &State, map: &Value, kind: ViewKind, args: &[Value]) -> Resu
 
 /// Prefix/suffix argument: a string or a tuple of strings (Python refuses
 /// lists).
-fn affix_matches(state: &State, arg: &Value, test: impl Fn(&str) -> bool, what: &str) -> Result<bool, Error> {
+fn affix_matches(
+    state: &State,
+    arg: &Value,
+    test: impl Fn(&str) -> bool,
+    what: &str,
+) -> Result<bool, Error> {
     if let Some(p) = arg.as_str() {
         return Ok(test(p));
     }
@@ -251,7 +274,10 @@ fn affix_matches(state: &State, arg: &Value, test: impl Fn(&str) -> bool, what: 
                 None => {
                     return Err(Error::new(
                         ErrorKind::InvalidOperation,
-                        format!("tuple for {what} must only contain str, not {}", item.kind()),
+                        format!(
+                            "tuple for {what} must only contain str, not {}",
+                            item.kind()
+                        ),
                     ))
                 }
             }
@@ -260,7 +286,10 @@ fn affix_matches(state: &State, arg: &Value, test: impl Fn(&str) -> bool, what: 
     }
     Err(Error::new(
         ErrorKind::InvalidOperation,
-        format!("{what} first arg must be str or a tuple of str, not {}", arg.kind()),
+        format!(
+            "{what} first arg must be str or a tuple of str, not {}",
+            arg.kind()
+        ),
     ))
 }
 
@@ -274,7 +303,12 @@ fn list_of(items: Vec<String>) -> Value {
     Value::from(items.into_iter().map(Value::from).collect::<Vec<_>>())
 }
 
-fn string_method(state: &mut State, s: &str, method: &str, args: &[Value]) -> Option<Result<Value, Error>> {
+fn string_method(
+    state: &mut State,
+    s: &str,
+    method: &str,
+    args: &[Value],
+) -> Option<Result<Value, Error>> {
     let r = (|| -> Result<Value, Error> {
         match method {
             "strip" | "lstrip" | "rstrip" => {
@@ -282,7 +316,10 @@ fn string_method(state: &mut State, s: &str, method: &str, args: &[Value]) -> Op
                 let chars = match &chars {
                     Some(v) if v.is_none() => None,
                     Some(v) => Some(v.as_str().ok_or_else(|| {
-                        Error::new(ErrorKind::InvalidOperation, format!("{method} arg must be None or str"))
+                        Error::new(
+                            ErrorKind::InvalidOperation,
+                            format!("{method} arg must be None or str"),
+                        )
                     })?),
                     None => None,
                 };
@@ -318,11 +355,21 @@ fn string_method(state: &mut State, s: &str, method: &str, args: &[Value]) -> Op
             }
             "startswith" => {
                 let (prefix,): (Value,) = from_args(args)?;
-                Ok(Value::from(affix_matches(state, &prefix, |p| s.starts_with(p), "startswith")?))
+                Ok(Value::from(affix_matches(
+                    state,
+                    &prefix,
+                    |p| s.starts_with(p),
+                    "startswith",
+                )?))
             }
             "endswith" => {
                 let (suffix,): (Value,) = from_args(args)?;
-                Ok(Value::from(affix_matches(state, &suffix, |p| s.ends_with(p), "endswith")?))
+                Ok(Value::from(affix_matches(
+                    state,
+                    &suffix,
+                    |p| s.ends_with(p),
+                    "endswith",
+                )?))
             }
             "upper" => {
                 let () = from_args(args)?;
@@ -344,9 +391,20 @@ fn string_method(state: &mut State, s: &str, method: &str, args: &[Value]) -> Op
                 let (old, new, count): (&str, &str, Option<i64>) = from_args(args)?;
                 let count = count.unwrap_or(-1);
                 // Pay for the largest possible result before building it.
-                let matches = if old.is_empty() { s.chars().count() + 1 } else { s.matches(old).count() };
-                let matches = if count < 0 { matches } else { matches.min(count as usize) };
-                charge(state, s.len().saturating_add(matches.saturating_mul(new.len())))?;
+                let matches = if old.is_empty() {
+                    s.chars().count() + 1
+                } else {
+                    s.matches(old).count()
+                };
+                let matches = if count < 0 {
+                    matches
+                } else {
+                    matches.min(count as usize)
+                };
+                charge(
+                    state,
+                    s.len().saturating_add(matches.saturating_mul(new.len())),
+                )?;
                 Ok(Value::from(if count < 0 {
                     s.replace(old, new)
                 } else {
@@ -358,7 +416,10 @@ fn string_method(state: &mut State, s: &str, method: &str, args: &[Value]) -> Op
                 match s.find(what) {
                     Some(i) => Ok(Value::from(char_index(s, i))),
                     None if method == "find" => Ok(Value::from(-1)),
-                    None => Err(Error::new(ErrorKind::InvalidOperation, "substring not found")),
+                    None => Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "substring not found",
+                    )),
                 }
             }
             "rfind" | "rindex" => {
@@ -366,7 +427,10 @@ fn string_method(state: &mut State, s: &str, method: &str, args: &[Value]) -> Op
                 match s.rfind(what) {
                     Some(i) => Ok(Value::from(char_index(s, i))),
                     None if method == "rfind" => Ok(Value::from(-1)),
-                    None => Err(Error::new(ErrorKind::InvalidOperation, "substring not found")),
+                    None => Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "substring not found",
+                    )),
                 }
             }
             "count" => {
@@ -384,7 +448,10 @@ fn string_method(state: &mut State, s: &str, method: &str, args: &[Value]) -> Op
                     let Some(piece) = item.as_str() else {
                         return Err(Error::new(
                             ErrorKind::InvalidOperation,
-                            format!("sequence item {i}: expected str instance, {} found", item.kind()),
+                            format!(
+                                "sequence item {i}: expected str instance, {} found",
+                                item.kind()
+                            ),
                         ));
                     };
                     if i > 0 {
@@ -405,7 +472,12 @@ fn string_method(state: &mut State, s: &str, method: &str, args: &[Value]) -> Op
 }
 
 /// The unknown-method callback installed on the sandbox environment.
-pub(crate) fn call_method(state: &mut State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+pub(crate) fn call_method(
+    state: &mut State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
     if let Some(s) = value.as_str() {
         if let Some(r) = string_method(state, s, method, args) {
             return r;
@@ -425,7 +497,11 @@ pub(crate) fn call_method(state: &mut State, value: &Value, method: &str, args: 
         // plain maps.
         let (key, default): (Value, Option<Value>) = from_args(args)?;
         let got = value.get_item(&key)?;
-        return Ok(if got.is_undefined() { default.unwrap_or(Value::from(())) } else { got });
+        return Ok(if got.is_undefined() {
+            default.unwrap_or(Value::from(()))
+        } else {
+            got
+        });
     }
     minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
 }
@@ -440,7 +516,10 @@ mod tests {
 
     #[test]
     fn split_matches_python() {
-        assert_eq!(py_split("  a  b c ", None, -1).unwrap(), v(&["a", "b", "c"]));
+        assert_eq!(
+            py_split("  a  b c ", None, -1).unwrap(),
+            v(&["a", "b", "c"])
+        );
         assert_eq!(py_split("  a  b c ", None, 1).unwrap(), v(&["a", "b c "]));
         assert_eq!(py_split("a,,b", Some(","), -1).unwrap(), v(&["a", "", "b"]));
         assert_eq!(py_split("a,b,c", Some(","), 1).unwrap(), v(&["a", "b,c"]));
@@ -455,7 +534,10 @@ mod tests {
     fn strip_and_lines_match_python() {
         assert_eq!(py_strip("\u{1c} x \n", None, true, true), "x");
         assert_eq!(py_strip("xxhixx", Some("x"), true, false), "hixx");
-        assert_eq!(py_splitlines("a\r\nb\rc\n\nd", false), v(&["a", "b", "c", "", "d"]));
+        assert_eq!(
+            py_splitlines("a\r\nb\rc\n\nd", false),
+            v(&["a", "b", "c", "", "d"])
+        );
         assert_eq!(py_splitlines("a\nb\n", true), v(&["a\n", "b\n"]));
         assert_eq!(py_title("hello wORLD's 2nd"), "Hello World'S 2Nd");
         assert_eq!(py_capitalize("hELLO"), "Hello");

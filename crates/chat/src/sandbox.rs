@@ -105,7 +105,11 @@ fn tojson(state: &State, value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Re
         }
     }
     kwargs.assert_all_used()?;
-    let present = |v: &Option<Value>| v.as_ref().filter(|v| !v.is_none() && !v.is_undefined()).cloned();
+    let present = |v: &Option<Value>| {
+        v.as_ref()
+            .filter(|v| !v.is_none() && !v.is_undefined())
+            .cloned()
+    };
     let mut opts = JsonOptions {
         ensure_ascii: present(&slots[0]).is_some_and(|v| v.is_true()),
         sort_keys: present(&slots[3]).is_some_and(|v| v.is_true()),
@@ -117,7 +121,10 @@ fn tojson(state: &State, value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Re
             Some(s) => s.to_string(),
             None => {
                 let n = i64::try_from(ind.clone()).map_err(|_| {
-                    Error::new(ErrorKind::InvalidOperation, "tojson indent must be an int or a str")
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson indent must be an int or a str",
+                    )
                 })?;
                 " ".repeat(n.clamp(0, 64) as usize)
             }
@@ -126,7 +133,10 @@ fn tojson(state: &State, value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Re
     }
     if let Some(seps) = present(&slots[2]) {
         let parts: Vec<Value> = seps.try_iter()?.collect();
-        match (parts.first().and_then(|v| v.as_str()), parts.get(1).and_then(|v| v.as_str())) {
+        match (
+            parts.first().and_then(|v| v.as_str()),
+            parts.get(1).and_then(|v| v.as_str()),
+        ) {
             (Some(item), Some(key)) if parts.len() == 2 => {
                 opts.item_sep = item.to_string();
                 opts.key_sep = key.to_string();
@@ -157,10 +167,9 @@ fn trim_filter(state: &State, value: &Value, chars: Option<Value>) -> Result<Val
     let s = py_string(state, value)?;
     let chars = chars.filter(|c| !c.is_none());
     let set = match &chars {
-        Some(c) => Some(
-            c.as_str()
-                .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "strip arg must be None or str"))?,
-        ),
+        Some(c) => Some(c.as_str().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidOperation, "strip arg must be None or str")
+        })?),
         None => None,
     };
     Ok(Value::from(py_strip(&s, set, true, true)))
@@ -179,7 +188,12 @@ fn get_path(value: &Value, path: &str) -> Result<Value, Error> {
 }
 
 /// Jinja2 `join(value, d='', attribute=None)`: `d.join(map(str, value))`.
-fn join_filter(state: &State, value: &Value, d: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+fn join_filter(
+    state: &State,
+    value: &Value,
+    d: Option<Value>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
     let attribute: Option<String> = kwargs.get("attribute")?;
     kwargs.assert_all_used()?;
     let sep = match &d {
@@ -205,7 +219,12 @@ fn join_filter(state: &State, value: &Value, d: Option<Value>, kwargs: Kwargs) -
 }
 
 /// Jinja2 `indent(s, width=4, first=False, blank=False)`.
-fn indent_filter(state: &State, value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+fn indent_filter(
+    state: &State,
+    value: &Value,
+    args: Rest<Value>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
     if args.0.len() > 3 {
         return Err(Error::from(ErrorKind::TooManyArguments));
     }
@@ -227,8 +246,12 @@ fn indent_filter(state: &State, value: &Value, args: Rest<Value>, kwargs: Kwargs
         Some(w) => match w.as_str() {
             Some(s) => s.to_string(),
             None => {
-                let n = i64::try_from(w.clone())
-                    .map_err(|_| Error::new(ErrorKind::InvalidOperation, "indent width must be an int or a str"))?;
+                let n = i64::try_from(w.clone()).map_err(|_| {
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "indent width must be an int or a str",
+                    )
+                })?;
                 " ".repeat(n.clamp(0, 256) as usize)
             }
         },
@@ -409,7 +432,10 @@ fn items_filter(state: &State, value: &Value) -> Result<Value, Error> {
         return Ok(generator(Vec::new()));
     }
     if value.kind() != ValueKind::Map {
-        return Err(Error::new(ErrorKind::InvalidOperation, "Can only get item pairs from a mapping."));
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "Can only get item pairs from a mapping.",
+        ));
     }
     let mut out = Vec::new();
     for key in value.try_iter()? {
@@ -422,10 +448,20 @@ fn items_filter(state: &State, value: &Value) -> Result<Value, Error> {
 /// Jinja2 `do_reverse`: a reversed string, otherwise `reversed(value)`.
 fn reverse_filter(state: &State, value: &Value) -> Result<Value, Error> {
     if value.kind() == ValueKind::String {
-        return Ok(Value::from(value.as_str().unwrap_or_default().chars().rev().collect::<String>()));
+        return Ok(Value::from(
+            value
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .rev()
+                .collect::<String>(),
+        ));
     }
     if is_py_none(value) || value.is_undefined() {
-        return Err(Error::new(ErrorKind::InvalidOperation, "argument to reversed() must be a sequence"));
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "argument to reversed() must be a sequence",
+        ));
     }
     let mut items = collect(state, value.clone())?;
     items.reverse();
@@ -435,10 +471,16 @@ fn reverse_filter(state: &State, value: &Value) -> Result<Value, Error> {
 /// Jinja2 `length` / `count`: Python `len()`, which generators lack.
 fn length_filter(v: &Value) -> Result<Value, Error> {
     if v.downcast_object_ref::<PyIter>().is_some() {
-        return Err(Error::new(ErrorKind::InvalidOperation, "object of type 'generator' has no len()"));
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "object of type 'generator' has no len()",
+        ));
     }
     if is_py_none(v) && !v.is_none() {
-        return Err(Error::new(ErrorKind::InvalidOperation, "object of type 'NoneType' has no len()"));
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "object of type 'NoneType' has no len()",
+        ));
     }
     minijinja::filters::length(v).map(Value::from)
 }
@@ -456,7 +498,11 @@ fn parse_py_float(s: &str) -> Option<f64> {
         return None;
     }
     let cleaned: String = t.chars().filter(|c| *c != '_').collect();
-    if cleaned.is_empty() || !cleaned.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c)) {
+    if cleaned.is_empty()
+        || !cleaned
+            .chars()
+            .all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
+    {
         return None;
     }
     cleaned.parse::<f64>().ok()
@@ -467,7 +513,9 @@ fn parse_py_float(s: &str) -> Option<f64> {
 fn float_filter(value: &Value, default: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
     let default = match default {
         Some(d) => d,
-        None => kwargs.get::<Option<Value>>("default")?.unwrap_or(Value::from(0.0)),
+        None => kwargs
+            .get::<Option<Value>>("default")?
+            .unwrap_or(Value::from(0.0)),
     };
     kwargs.assert_all_used()?;
     let got = match value.kind() {
@@ -501,7 +549,11 @@ fn parse_py_int(s: &str, base: u32) -> Option<i128> {
         _ => return None,
     };
     let digits = digits.strip_prefix('_').unwrap_or(&digits).to_string();
-    if digits.is_empty() || digits.ends_with('_') || digits.contains("__") || digits.starts_with(['+', '-']) {
+    if digits.is_empty()
+        || digits.ends_with('_')
+        || digits.contains("__")
+        || digits.starts_with(['+', '-'])
+    {
         return None;
     }
     let cleaned: String = digits.chars().filter(|c| *c != '_').collect();
@@ -511,10 +563,17 @@ fn parse_py_int(s: &str, base: u32) -> Option<i128> {
 
 /// Jinja2 `int(value, default=0, base=10)`: `int(value)` (with `base` for
 /// strings), else `int(float(value))`, else the default.
-fn int_filter(value: &Value, default: Option<Value>, base: Option<u32>, kwargs: Kwargs) -> Result<Value, Error> {
+fn int_filter(
+    value: &Value,
+    default: Option<Value>,
+    base: Option<u32>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
     let default = match default {
         Some(d) => d,
-        None => kwargs.get::<Option<Value>>("default")?.unwrap_or(Value::from(0)),
+        None => kwargs
+            .get::<Option<Value>>("default")?
+            .unwrap_or(Value::from(0)),
     };
     let base = match base {
         Some(b) => b,
@@ -525,7 +584,10 @@ fn int_filter(value: &Value, default: Option<Value>, base: Option<u32>, kwargs: 
         if f.is_finite() {
             Ok(Value::from(f.trunc() as i128))
         } else {
-            Err(Error::new(ErrorKind::InvalidOperation, "cannot convert float infinity or NaN to integer"))
+            Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "cannot convert float infinity or NaN to integer",
+            ))
         }
     };
     match value.kind() {
@@ -601,7 +663,11 @@ fn is_callable(v: &Value) -> bool {
 fn is_sequence(v: &Value) -> bool {
     matches!(
         v.kind(),
-        ValueKind::Undefined | ValueKind::String | ValueKind::Seq | ValueKind::Map | ValueKind::Bytes
+        ValueKind::Undefined
+            | ValueKind::String
+            | ValueKind::Seq
+            | ValueKind::Map
+            | ValueKind::Bytes
     )
 }
 
@@ -678,7 +744,10 @@ fn formatter(out: &mut Output, state: &mut State, value: &Value) -> Result<(), E
 }
 
 /// Builds the sandbox environment for one template source.
-pub(crate) fn build(source: String, limits: &TemplateLimits) -> Result<Environment<'static>, Error> {
+pub(crate) fn build(
+    source: String,
+    limits: &TemplateLimits,
+) -> Result<Environment<'static>, Error> {
     let mut env = Environment::new();
     env.set_syntax(
         minijinja::syntax::SyntaxConfig::builder()

@@ -29,10 +29,11 @@ pub struct TemplateLimits {
 }
 
 impl Default for TemplateLimits {
-    /// Sized from the reference templates: the largest real template in
-    /// testdata is about 30 KB, and the most expensive reference render
-    /// (tool definitions in a schema-walking template) uses well under a
-    /// tenth of this fuel.
+    /// Sized from measurements: the most expensive reference render uses
+    /// about 4,500 fuel, a 200-turn, 400 KB conversation with tools through
+    /// the Qwen3.5 template about 63,000; 1,000,000 fuel bounds a render's
+    /// data to roughly 64 MB. The largest real template in testdata is
+    /// about 30 KB.
     fn default() -> Self {
         TemplateLimits {
             max_source_bytes: 256 * 1024,
@@ -80,7 +81,10 @@ pub struct RenderRequest {
 impl RenderRequest {
     /// A request for `messages` with everything else at its default.
     pub fn new(messages: Vec<Json>) -> RenderRequest {
-        RenderRequest { messages, ..RenderRequest::default() }
+        RenderRequest {
+            messages,
+            ..RenderRequest::default()
+        }
     }
 }
 
@@ -163,7 +167,9 @@ impl io::Write for LimitedWriter {
     }
 }
 
-fn chain_has<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+fn chain_has<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(t) = err.downcast_ref::<T>() {
@@ -185,10 +191,18 @@ impl ChatTemplate {
     /// Compiles `source` in the sandbox.
     pub fn new(source: &str, limits: TemplateLimits) -> Result<ChatTemplate, TemplateError> {
         if source.len() > limits.max_source_bytes {
-            return Err(TemplateError::SourceTooLarge { len: source.len(), limit: limits.max_source_bytes });
+            return Err(TemplateError::SourceTooLarge {
+                len: source.len(),
+                limit: limits.max_source_bytes,
+            });
         }
         let env = sandbox::build(source.to_string(), &limits).map_err(|e| map_error(e, &limits))?;
-        Ok(ChatTemplate { env, source: source.to_string(), limits, caps: OnceLock::new() })
+        Ok(ChatTemplate {
+            env,
+            source: source.to_string(),
+            limits,
+            caps: OnceLock::new(),
+        })
     }
 
     /// The template text.
@@ -208,7 +222,10 @@ impl ChatTemplate {
     }
 
     /// [`render`](Self::render), also reporting the fuel the render used.
-    pub fn render_with_stats(&self, req: &RenderRequest) -> Result<(String, RenderStats), TemplateError> {
+    pub fn render_with_stats(
+        &self,
+        req: &RenderRequest,
+    ) -> Result<(String, RenderStats), TemplateError> {
         if req.messages.is_empty() {
             return Err(TemplateError::Request(
                 "Cannot apply chat template to an empty conversation. Provide at least one message.".into(),
@@ -220,16 +237,24 @@ impl ChatTemplate {
             ));
         }
         if let Some(name) = RESERVED.iter().find(|n| req.kwargs.contains_key(**n)) {
-            return Err(TemplateError::Request(format!("keyword argument '{name}' is set by the renderer")));
+            return Err(TemplateError::Request(format!(
+                "keyword argument '{name}' is set by the renderer"
+            )));
         }
         let mut messages = Vec::with_capacity(req.messages.len());
         for (i, m) in req.messages.iter().enumerate() {
             let Json::Object(obj) = m else {
-                return Err(TemplateError::Request(format!("message {i} is not a JSON object")));
+                return Err(TemplateError::Request(format!(
+                    "message {i} is not a JSON object"
+                )));
             };
             messages.push(alias_reasoning(drop_nulls(obj)));
         }
-        let final_text = if req.continue_final_message { Some(tag_final_message(&self.source, &mut messages)?) } else { None };
+        let final_text = if req.continue_final_message {
+            Some(tag_final_message(&self.source, &mut messages)?)
+        } else {
+            None
+        };
 
         let mut ctx: BTreeMap<String, Value> = BTreeMap::new();
         if let Some(b) = &req.bos_token {
@@ -245,7 +270,10 @@ impl ChatTemplate {
         ctx.insert("messages".into(), json_to_value(&Json::Array(messages), 0)?);
         ctx.insert("tools".into(), opt_list(&req.tools)?);
         ctx.insert("documents".into(), opt_list(&req.documents)?);
-        ctx.insert("add_generation_prompt".into(), Value::from(req.add_generation_prompt));
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Value::from(req.add_generation_prompt),
+        );
         if let Some(t) = req.now {
             ctx.insert(CLOCK_KEY.into(), clock_value(t));
         }
@@ -263,7 +291,11 @@ impl ChatTemplate {
     /// normalisation, no `messages`/`tools` defaults), under the same
     /// sandbox and limits. For templates that are not chat templates, and
     /// for testing the sandbox.
-    pub fn render_vars(&self, vars: &Map<String, Json>, now: Option<CivilTime>) -> Result<String, TemplateError> {
+    pub fn render_vars(
+        &self,
+        vars: &Map<String, Json>,
+        now: Option<CivilTime>,
+    ) -> Result<String, TemplateError> {
         let mut ctx: BTreeMap<String, Value> = BTreeMap::new();
         for (k, v) in vars {
             ctx.insert(k.clone(), json_to_value(v, 0)?);
@@ -275,9 +307,17 @@ impl ChatTemplate {
     }
 
     fn render_context(&self, ctx: Value) -> Result<(String, RenderStats), TemplateError> {
-        let tmpl = self.env.get_template(TEMPLATE_NAME).map_err(|e| map_error(e, &self.limits))?;
-        let mut w = LimitedWriter { buf: Vec::new(), limit: self.limits.max_output_bytes };
-        let captured = tmpl.render_captured_to(ctx, &mut w).map_err(|e| map_error(e, &self.limits))?;
+        let tmpl = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| map_error(e, &self.limits))?;
+        let mut w = LimitedWriter {
+            buf: Vec::new(),
+            limit: self.limits.max_output_bytes,
+        };
+        let captured = tmpl
+            .render_captured_to(ctx, &mut w)
+            .map_err(|e| map_error(e, &self.limits))?;
         let fuel_used = captured.state().fuel_levels().map_or(0, |(used, _)| used);
         drop(captured);
         let out = String::from_utf8(w.buf).map_err(|_| TemplateError::Render {
@@ -285,7 +325,10 @@ impl ChatTemplate {
             message: "rendered output is not UTF-8".into(),
             line: None,
         })?;
-        let stats = RenderStats { fuel_used, output_bytes: out.len() };
+        let stats = RenderStats {
+            fuel_used,
+            output_bytes: out.len(),
+        };
         Ok((out, stats))
     }
 
@@ -301,7 +344,9 @@ impl ChatTemplate {
             "name": "hearth_probe_tool", "description": "probe",
             "parameters": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}}});
         let renders_with = |req: RenderRequest, needle: &str| {
-            self.render(&req).map(|s| s.contains(needle)).unwrap_or(false)
+            self.render(&req)
+                .map(|s| s.contains(needle))
+                .unwrap_or(false)
         };
         let mut with_tools = RenderRequest::new(vec![user("hi")]);
         with_tools.tools = Some(vec![tool.clone()]);
@@ -341,7 +386,10 @@ fn clock_value(t: CivilTime) -> Value {
 fn opt_list(v: &Option<Vec<Json>>) -> Result<Value, TemplateError> {
     match v {
         Some(items) => Ok(Value::from(
-            items.iter().map(|x| json_to_value(x, 1)).collect::<Result<Vec<_>, _>>()?,
+            items
+                .iter()
+                .map(|x| json_to_value(x, 1))
+                .collect::<Result<Vec<_>, _>>()?,
         )),
         None => Ok(Value::from_object(sandbox::PyNone)),
     }
@@ -354,7 +402,9 @@ const MAX_JSON_DEPTH: usize = 128;
 /// JSON to template values, keeping object key order (Python dicts do).
 pub(crate) fn json_to_value(v: &Json, depth: usize) -> Result<Value, TemplateError> {
     if depth > MAX_JSON_DEPTH {
-        return Err(TemplateError::Request(format!("request JSON nests deeper than {MAX_JSON_DEPTH}")));
+        return Err(TemplateError::Request(format!(
+            "request JSON nests deeper than {MAX_JSON_DEPTH}"
+        )));
     }
     Ok(match v {
         Json::Null => Value::from(()),
@@ -370,7 +420,10 @@ pub(crate) fn json_to_value(v: &Json, depth: usize) -> Result<Value, TemplateErr
         }
         Json::String(s) => Value::from(s.as_str()),
         Json::Array(items) => Value::from(
-            items.iter().map(|x| json_to_value(x, depth + 1)).collect::<Result<Vec<_>, _>>()?,
+            items
+                .iter()
+                .map(|x| json_to_value(x, depth + 1))
+                .collect::<Result<Vec<_>, _>>()?,
         ),
         Json::Object(map) => Value::from_pairs(
             map.iter()
@@ -382,14 +435,20 @@ pub(crate) fn json_to_value(v: &Json, depth: usize) -> Result<Value, TemplateErr
 
 /// transformers `_normalize_chat_messages`: drop keys whose value is None.
 fn drop_nulls(obj: &Map<String, Json>) -> Map<String, Json> {
-    obj.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect()
+    obj.iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// transformers `_alias_reasoning_fields`: the first present reasoning field
 /// is copied to `thinking` (in front) and `reasoning_content` (in place, or
 /// at the end), i.e. `{"thinking": r, **message, "reasoning_content": r}`.
 fn alias_reasoning(msg: Map<String, Json>) -> Map<String, Json> {
-    let Some(reasoning) = REASONING_FIELDS.iter().find_map(|f| msg.get(*f).filter(|v| !v.is_null()).cloned()) else {
+    let Some(reasoning) = REASONING_FIELDS
+        .iter()
+        .find_map(|f| msg.get(*f).filter(|v| !v.is_null()).cloned())
+    else {
         return msg;
     };
     let mut out = Map::new();
@@ -404,17 +463,21 @@ fn alias_reasoning(msg: Map<String, Json>) -> Map<String, Json> {
 /// The `continue_final_message` preparation of transformers'
 /// `render_jinja_template`: appends the marker to the final message's
 /// content (or its last text part) and returns the original text.
-fn tag_final_message(source: &str, messages: &mut [Map<String, Json>]) -> Result<String, TemplateError> {
+fn tag_final_message(
+    source: &str,
+    messages: &mut [Map<String, Json>],
+) -> Result<String, TemplateError> {
     let Some(last) = messages.last_mut() else {
-        return Err(TemplateError::Request("continue_final_message is set but the conversation is empty!".into()));
+        return Err(TemplateError::Request(
+            "continue_final_message is set but the conversation is empty!".into(),
+        ));
     };
     let content = match last.get_mut("content") {
         Some(c) => c,
-        None => {
-            return Err(TemplateError::Request(
-                "continue_final_message is set but the final message has no \"content\" to continue!".into(),
-            ))
-        }
+        None => return Err(TemplateError::Request(
+            "continue_final_message is set but the final message has no \"content\" to continue!"
+                .into(),
+        )),
     };
     if !source.contains("content") {
         return Err(TemplateError::Request(
@@ -430,7 +493,8 @@ fn tag_final_message(source: &str, messages: &mut [Map<String, Json>]) -> Result
         }
         Json::Array(parts) => {
             for part in parts.iter_mut().rev() {
-                if let Some(Json::String(t)) = part.as_object_mut().and_then(|p| p.get_mut("text")) {
+                if let Some(Json::String(t)) = part.as_object_mut().and_then(|p| p.get_mut("text"))
+                {
                     let orig = t.clone();
                     t.push_str(CONTINUE_TAG);
                     return Ok(orig);
@@ -441,7 +505,9 @@ fn tag_final_message(source: &str, messages: &mut [Map<String, Json>]) -> Result
                     .into(),
             ))
         }
-        _ => Err(TemplateError::Request("continue_final_message needs a string final content".into())),
+        _ => Err(TemplateError::Request(
+            "continue_final_message needs a string final content".into(),
+        )),
     }
 }
 
@@ -473,12 +539,21 @@ fn map_error(e: minijinja::Error, limits: &TemplateLimits) -> TemplateError {
     match e.kind() {
         ErrorKind::OutOfFuel => TemplateError::OutOfFuel { limit: limits.fuel },
         ErrorKind::WriteFailure if chain_has::<OutputLimit>(&e).is_some() => {
-            TemplateError::OutputTooLarge { limit: limits.max_output_bytes }
+            TemplateError::OutputTooLarge {
+                limit: limits.max_output_bytes,
+            }
         }
-        ErrorKind::InvalidOperation if detail.contains("recursion limit exceeded") => TemplateError::RecursionLimit,
-        ErrorKind::SyntaxError if detail.contains("maximum recursion") => TemplateError::RecursionLimit,
+        ErrorKind::InvalidOperation if detail.contains("recursion limit exceeded") => {
+            TemplateError::RecursionLimit
+        }
+        ErrorKind::SyntaxError if detail.contains("maximum recursion") => {
+            TemplateError::RecursionLimit
+        }
         ErrorKind::SyntaxError | ErrorKind::InvalidDelimiter | ErrorKind::BadEscape => {
-            TemplateError::Syntax { message: e.to_string(), line: e.line() }
+            TemplateError::Syntax {
+                message: e.to_string(),
+                line: e.line(),
+            }
         }
         kind => TemplateError::Render {
             kind: match kind {

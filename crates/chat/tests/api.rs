@@ -2,7 +2,8 @@
 //! and the request handling transformers does around the template.
 
 use hearth_chat::{
-    Capabilities, ChatTemplate, CivilTime, RenderRequest, TemplateError, TemplateLimits, CHATML_TEMPLATE,
+    Capabilities, ChatTemplate, CivilTime, RenderRequest, TemplateError, TemplateLimits,
+    CHATML_TEMPLATE,
 };
 use serde_json::json;
 
@@ -34,7 +35,10 @@ fn chatml_fallback_renders_strings_and_parts() {
         json!({"role": "assistant", "content": "The answer "}),
     ]);
     req.continue_final_message = true;
-    assert_eq!(t.render(&req).unwrap(), "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\nThe answer ");
+    assert_eq!(
+        t.render(&req).unwrap(),
+        "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\nThe answer "
+    );
 }
 
 #[test]
@@ -45,7 +49,8 @@ fn gguf_with_template_and_without() {
     assert_eq!(got.eos_token.as_deref(), Some("<|endoftext|>"));
     assert!(got.template.source().contains("<|im_start|>"));
 
-    let llama = hearth_formats::GgufFile::open(testdata("vocab/ggml-vocab-llama-bpe.gguf")).unwrap();
+    let llama =
+        hearth_formats::GgufFile::open(testdata("vocab/ggml-vocab-llama-bpe.gguf")).unwrap();
     let got = ChatTemplate::from_gguf_metadata(&llama, TemplateLimits::default()).unwrap();
     assert!(!got.embedded);
     assert_eq!(got.template.source(), CHATML_TEMPLATE);
@@ -55,11 +60,29 @@ fn gguf_with_template_and_without() {
 #[test]
 fn capabilities_come_from_probe_renders() {
     let qwen3 = template_file("Qwen-Qwen3-0.6B").capabilities();
-    assert_eq!(qwen3, Capabilities { tools: true, tool_calls: true, system_role: true, enable_thinking: true });
+    assert_eq!(
+        qwen3,
+        Capabilities {
+            tools: true,
+            tool_calls: true,
+            system_role: true,
+            enable_thinking: true
+        }
+    );
     // Gemma 2 raises on a system message and ignores tools.
     let gemma = template_file("google-gemma-2-2b-it").capabilities();
-    assert_eq!(gemma, Capabilities { tools: false, tool_calls: false, system_role: false, enable_thinking: false });
-    let chatml = ChatTemplate::chatml(TemplateLimits::default()).unwrap().capabilities();
+    assert_eq!(
+        gemma,
+        Capabilities {
+            tools: false,
+            tool_calls: false,
+            system_role: false,
+            enable_thinking: false
+        }
+    );
+    let chatml = ChatTemplate::chatml(TemplateLimits::default())
+        .unwrap()
+        .capabilities();
     assert!(chatml.system_role && !chatml.tools);
 }
 
@@ -80,10 +103,17 @@ fn request_checks_follow_transformers() {
     let mut req = RenderRequest::new(vec![json!({"role": "assistant", "content": null})]);
     req.continue_final_message = true;
     assert!(matches!(t.render(&req), Err(TemplateError::Request(_))));
-    let dropper = ChatTemplate::new("{% for m in messages %}{{ m.role }}{% endfor %}content", TemplateLimits::default()).unwrap();
+    let dropper = ChatTemplate::new(
+        "{% for m in messages %}{{ m.role }}{% endfor %}content",
+        TemplateLimits::default(),
+    )
+    .unwrap();
     let mut req = RenderRequest::new(vec![json!({"role": "assistant", "content": "draft"})]);
     req.continue_final_message = true;
-    assert!(matches!(dropper.render(&req), Err(TemplateError::Request(_))));
+    assert!(matches!(
+        dropper.render(&req),
+        Err(TemplateError::Request(_))
+    ));
 }
 
 #[test]
@@ -152,13 +182,17 @@ fn one_template_serves_many_threads() {
         .map(|i| {
             let t = t.clone();
             std::thread::spawn(move || {
-                let mut req = RenderRequest::new(vec![json!({"role": "user", "content": format!("n{i}")})]);
+                let mut req =
+                    RenderRequest::new(vec![json!({"role": "user", "content": format!("n{i}")})]);
                 req.add_generation_prompt = true;
                 t.render(&req).unwrap()
             })
         })
         .collect();
     for (i, h) in handles.into_iter().enumerate() {
-        assert!(h.join().unwrap().contains(&format!("<|im_start|>user\nn{i}<|im_end|>")));
+        assert!(h
+            .join()
+            .unwrap()
+            .contains(&format!("<|im_start|>user\nn{i}<|im_end|>")));
     }
 }

@@ -56,7 +56,8 @@ fn snippets_match_jinja2() {
         let name = case["name"].as_str().unwrap();
         let src = case["template"].as_str().unwrap();
         let vars = case["vars"].as_object().unwrap();
-        let got = ChatTemplate::new(src, TemplateLimits::default()).and_then(|t| t.render_vars(vars, Some(now)));
+        let got = ChatTemplate::new(src, TemplateLimits::default())
+            .and_then(|t| t.render_vars(vars, Some(now)));
         let why = if let Some(out) = case.get("output").and_then(Json::as_str) {
             match &got {
                 Ok(s) if s == out => None,
@@ -75,7 +76,9 @@ fn snippets_match_jinja2() {
             }
         };
         match (why, KNOWN_DIFFERENCES.iter().any(|(n, _)| *n == name)) {
-            (None, true) => failures.push(format!("{name}: listed as a known difference but now matches")),
+            (None, true) => failures.push(format!(
+                "{name}: listed as a known difference but now matches"
+            )),
             (None, false) => {}
             (Some(_), true) => known_seen.push(name),
             (Some(why), false) => failures.push(format!("{name}: {why}")),
@@ -90,6 +93,14 @@ fn snippets_match_jinja2() {
     for f in &failures {
         eprintln!("MISMATCH {f}");
     }
-    assert!(failures.is_empty(), "{} snippet(s) differ from Jinja2", failures.len());
-    assert_eq!(known_seen.len(), KNOWN_DIFFERENCES.len(), "a known difference was not exercised");
+    assert!(
+        failures.is_empty(),
+        "{} snippet(s) differ from Jinja2",
+        failures.len()
+    );
+    assert_eq!(
+        known_seen.len(),
+        KNOWN_DIFFERENCES.len(),
+        "a known difference was not exercised"
+    );
 }
