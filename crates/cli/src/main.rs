@@ -1,6 +1,7 @@
 //! `hearth`: run small language models locally, serve them, route between
 //! them and a cloud model.
 
+mod chat;
 mod run;
 mod tokenize;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Generate text from a prompt, streaming it to stdout.
     Run(run::RunArgs),
+    /// Chat with a model using its own chat template.
+    Chat(chat::ChatArgs),
     /// Print the token ids of text read from stdin.
     Tokenize(tokenize::TokenizeArgs),
 }
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::main(a),
+        Command::Chat(a) => chat::main(a),
         Command::Tokenize(a) => tokenize::main(a),
     };
     match result {

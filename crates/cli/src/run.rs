@@ -17,24 +17,8 @@ pub struct RunArgs {
     /// Tokens to generate (fewer if an end-of-generation token comes first).
     #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
     pub n_predict: usize,
-    /// Sampling temperature; 0 = greedy.
-    #[arg(long, default_value_t = 0.8)]
-    pub temp: f32,
-    /// Seed for sampling (default: random, printed to stderr).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[arg(long, default_value_t = 40)]
-    pub top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
-    pub top_p: f32,
-    #[arg(long, default_value_t = 0.05)]
-    pub min_p: f32,
-    #[arg(long, default_value_t = 1.0)]
-    pub repeat_penalty: f32,
-    #[arg(long, default_value_t = 0.0)]
-    pub presence_penalty: f32,
-    #[arg(long, default_value_t = 0.0)]
-    pub frequency_penalty: f32,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Worker threads (default: all cores).
     #[arg(short = 't', long, default_value_t = 0)]
     pub threads: usize,
@@ -44,19 +28,8 @@ pub struct RunArgs {
 }
 
 pub fn main(a: RunArgs) -> Result<()> {
-    let seed = a.seed.unwrap_or_else(random_seed);
-    let sampler = SamplerConfig {
-        temperature: a.temp,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        presence_penalty: a.presence_penalty,
-        frequency_penalty: a.frequency_penalty,
-        seed,
-        ..Default::default()
-    };
-    sampler.validate().map_err(anyhow::Error::msg)?;
+    let sampler = a.sampling.config(0)?;
+    let seed = sampler.seed;
     let engine = Engine::load(&a.model, EngineConfig { threads: a.threads, ..Default::default() })
         .with_context(|| format!("cannot load {}", a.model.display()))?;
     let prompt = engine.tokenize(&a.prompt, true, true);
@@ -98,6 +71,49 @@ pub fn main(a: RunArgs) -> Result<()> {
         stats.gen_tok_per_s()
     );
     Ok(())
+}
+
+/// Sampling flags shared by `run` and `chat` (llama.cpp's names and defaults).
+#[derive(clap::Args)]
+pub struct SamplingArgs {
+    /// Sampling temperature; 0 = greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temp: f32,
+    /// Seed for sampling (default: random, printed to stderr).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+}
+
+impl SamplingArgs {
+    /// The sampler settings; `turn` varies the seed between chat turns.
+    pub fn config(&self, turn: u64) -> Result<SamplerConfig> {
+        let seed = self.seed.unwrap_or_else(random_seed).wrapping_add(turn);
+        let cfg = SamplerConfig {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            seed,
+            ..Default::default()
+        };
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        Ok(cfg)
+    }
 }
 
 /// A seed for when the user gives none: time and address entropy, printed so

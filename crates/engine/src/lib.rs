@@ -7,6 +7,7 @@
 //!
 //! Deliberately absent here: HTTP, chat templates (hearth-chat), routing.
 
+pub mod chat;
 pub mod sampler;
 
 use hearth_formats::GgufFile;
@@ -25,6 +26,8 @@ pub enum EngineError {
     Model(#[from] hearth_models::ModelError),
     #[error("the prompt is empty (after tokenization)")]
     EmptyPrompt,
+    #[error("chat template: {0}")]
+    Template(String),
     #[error("invalid sampling parameters: {0}")]
     Sampling(String),
     #[error("the prompt has {prompt} tokens and {requested} more were requested, but the context holds {n_ctx}")]
