@@ -6,8 +6,14 @@
 //! cloud client accepts nothing else. So "data never leaves the device unless
 //! the guard allowed it" is enforced by the type system, not by convention.
 
+pub mod detect;
+pub mod entity;
+pub mod eval;
+pub mod policy;
 mod safe;
 pub mod secret;
 
+pub use detect::Detector;
+pub use entity::{Detection, EntityType, Finding};
 pub use safe::CloudSafeRequest;
 pub use secret::Secret;

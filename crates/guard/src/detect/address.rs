@@ -1,0 +1,150 @@
+//! STREET_ADDRESS recognizer: a street "core" (house number + street-type
+//! word, or a street-type suffix/prefix + number, for English, French,
+//! German/Dutch, Spanish/Portuguese/Italian, Japanese chome and Indian flat
+//! formats) extended through units and up to three locality components
+//! (city, state, postcode). A core without a street-type word still counts
+//! when a postcode follows it, and a run after an address cue ("residing
+//! at", "Address:") that holds a number counts too.
+//!
+//! Not handled: addresses without a house number and without a postcode,
+//! PO boxes in non-English forms, and non-Latin-script addresses.
+
+use regex::Regex;
+
+use super::context::Context;
+use super::names;
+use crate::entity::{EntityType, Finding};
+
+pub(crate) struct Tables {
+    cores: Vec<(Regex, f32)>,
+    unit: Regex,
+    component: Regex,
+    postcode: Regex,
+    cue_run: Regex,
+}
+
+fn re(s: &str) -> Regex {
+    Regex::new(s).expect("built-in address regex")
+}
+
+const EN_TYPES: &str = "street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|close|way|place|pl|terrace|tce|circle|cir|crescent|cres|grove|hill|square|sq|parkway|pkwy|highway|hwy|row|mews|gardens|walk|rise|view|green|trail|path|alley|quay|wharf|esplanade|parade|gate|vale|heights|loop|pike|plaza|broadway|promenade";
+const SUFFIX_TYPES: &str = "straße|strasse|str\\.|weg|allee|gasse|platz|ring|damm|ufer|gracht|straat|laan|plein|kade|singel|dijk|markt|steig|pfad|chaussee|wall|graben|vej|gade|gatan|vägen|vagen|veien|gata|katu|tie|utca";
+const PREFIX_TYPES: &str = "calle|c/|avenida|avda\\.?|paseo|plaza|pza\\.?|carrer|rua|viale|piazza|corso|largo|travessa|rambla|ronda|camino|carretera|praça|praca|avinguda|via";
+const FR_TYPES: &str = "rue|avenue|av\\.|boulevard|bd|place|allée|allee|chemin|impasse|quai|cours|route|square|passage|faubourg";
+pub(crate) const POSTCODE: &str = r"(?:[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d|\d{4}\s?[A-Z]{2}\b|\d{3}-\d{4}|\d{5}(?:-\d{4})?|\d{6}|\d{4})";
+
+impl Tables {
+    pub fn new() -> Tables {
+        let word = r"[\p{L}][\p{L}\p{M}'’.\-]*";
+        let cap = r"[\p{Lu}][\p{L}\p{M}'’.\-]*";
+        let num_prefix = r"(?:(?i:unit|apt|flat|suite)\s*\d{1,4}[A-Za-z]?\s*/\s*)?";
+        let cores = vec![
+            // 12 Oak Street / 12B Kestrel Court / Unit 5/120 George St
+            (format!(r"\b{num_prefix}\d{{1,5}}[A-Za-z]?,?\s+(?:{cap}\s+){{0,3}}(?i:{EN_TYPES})\b\.?"), 0.8),
+            // 9 rue de la Paix / 76 bis rue Pasteur / 113 AVENUE VICTOR HUGO
+            (format!(r"\b\d{{1,4}}(?:\s*(?i:bis|ter))?,?\s+(?i:{FR_TYPES})\s+(?:(?i:de|du|des|la|le|les|d'|l')\s*){{0,2}}{cap}(?:\s+{cap}){{0,3}}"), 0.8),
+            // Bahnhofstraße 26b / Am Markt 5 / Prinsengracht 132 hs
+            (format!(r"\b(?:{cap}\s+){{0,2}}{word}(?i:{SUFFIX_TYPES})\s+\d{{1,4}}\s?[a-zA-Z]?\b"), 0.8),
+            // Calle de Alcalá, 13 / Paseo de Gracia 30 / Rua Augusta 12
+            (format!(r"\b(?i:{PREFIX_TYPES})\s+(?:(?i:de|del|la|las|los|da|do|dos|das|di|della|dei)\s+){{0,2}}{cap}(?:\s+(?:(?i:de|del|la|da|do|di)\s+)?{cap}){{0,3}},?\s*(?:(?i:n[º°o])\.?\s*)?\d{{1,4}}\b"), 0.75),
+            // 1-2-3 Jingumae, Shibuya-ku
+            (format!(r"\b\d{{1,2}}-\d{{1,2}}-\d{{1,3}}\s+{cap}(?:,\s*{cap}-(?i:ku|shi|cho|machi|gun|ken))?"), 0.8),
+            // Flat 12, Lotus Apartments, Indiranagar
+            (format!(r"\b(?i:flat|apt|apartment|house|h\.?\s?no\.?|plot|door\s+no\.?)\s*\d{{1,4}}[A-Za-z]?,\s*(?:{cap}\s+){{0,3}}(?i:apartments?|residency|towers?|enclave|society|complex|heights|building|bldg|block|villa|niwas|nagar|colony|mansions?|court)\b"), 0.8),
+            // PO Box 123
+            (r"\b(?i:p\.?\s?o\.?\s+box|post\s+office\s+box)\s+\d{1,6}\b".to_string(), 0.75),
+            // Generic: number + capitalised words (needs a postcode tail)
+            (format!(r"\b\d{{1,5}}[A-Za-z]?\s+{cap}(?:\s+{cap}){{0,2}}"), 0.3),
+            // Generic: capitalised words + number (needs a postcode tail)
+            (format!(r"\b{cap}(?:\s+{cap}){{0,2}}\s+\d{{1,4}}[a-zA-Z]?\b"), 0.3),
+        ];
+        Tables {
+            cores: cores.into_iter().map(|(s, c)| (re(&s), c)).collect(),
+            unit: re(r"^(?:\s+(?i:hs|bis|ter)\b|-\d{1,3}\b|,?\s*(?i:apt|apartment|suite|ste|unit|flat|fl|floor|room|piso|puerta|bus|boîte|etage|étage)\.?\s*#?\d{1,4}[A-Za-z]?\b|\s*#\d{1,5}[A-Za-z]?\b|,\s*\d{1,2}\s*[º°ª]\s*[A-Za-z]?\b|,\s*(?:(?i:n[º°o])\.?\s*)?\d{1,4}[A-Za-z]?\b(?:,\s*\d{1,2}\s*[º°ª]\s*[A-Za-z]?\b)?)"),
+            component: re(&format!(r"^(?:,[ \t]*|[ \t]*\n[ \t]*|[ \t]+)((?:{POSTCODE}\s+)?[\p{{Lu}}][\p{{L}}\p{{M}}'’.\-]*(?:[ \t]+[\p{{Lu}}][\p{{L}}\p{{M}}'’.\-]*){{0,2}}(?:,?[ \t]+[A-Z]{{2,3}}\b)?(?:[ \t]+{POSTCODE}\b)?|{POSTCODE}\b)")),
+            postcode: re(&format!(r"\b{POSTCODE}\b")),
+            cue_run: re(r"^[\s:=\x22'(\-]{0,6}([\p{L}\p{N}][^\n;!?<>()\x22]{3,90})"),
+        }
+    }
+}
+
+pub(crate) fn scan(text: &str, ctx: &Context, t: &Tables, nt: &names::Tables, out: &mut Vec<Finding>) {
+    let mut found: Vec<Finding> = Vec::new();
+    for (r, base) in &t.cores {
+        for m in r.find_iter(text) {
+            let (start, mut end) = (m.start(), m.end());
+            let core_text = m.as_str();
+            if core_text.chars().filter(|c| c.is_alphabetic()).count() < 2 {
+                continue;
+            }
+            // Units and locality components.
+            if let Some(u) = t.unit.find(&text[end..]) {
+                end += u.end();
+            }
+            let mut postcode = false;
+            let mut comps = 0;
+            while comps < 3 {
+                let Some(c) = t.component.captures(&text[end..]) else { break };
+                let (Some(whole), Some(val)) = (c.get(0), c.get(1)) else { break };
+                let sep = &text[end..end + val.start()];
+                let has_pc = t.postcode.is_match(val.as_str());
+                // A new line or a bare space continues only into a postcode
+                // line; an ordinary word ("Please ...") ends the address.
+                if (sep.contains('\n') || !sep.contains(',')) && !has_pc {
+                    break;
+                }
+                let first_word = val.as_str().split_whitespace().next().unwrap_or("");
+                if !has_pc && {
+                    let f = nt.lookup(first_word.trim_end_matches(['.', ',']));
+                    f & 4 != 0 && f & 3 == 0
+                } {
+                    break;
+                }
+                postcode |= has_pc;
+                end += whole.end();
+                comps += 1;
+                if has_pc && val.as_str().trim_end().ends_with(|c: char| c.is_ascii_digit() || c.is_ascii_uppercase()) && postcode_ends(val.as_str(), &t.postcode) {
+                    break;
+                }
+            }
+            let conf = if *base < 0.5 {
+                if postcode && comps >= 1 { 0.75 } else { continue }
+            } else if postcode {
+                base + 0.15
+            } else {
+                *base
+            };
+            found.push(Finding { entity: EntityType::StreetAddress, start, end, confidence: conf });
+        }
+    }
+    // After an address cue: the rest of the clause, if it has a number.
+    for &(_, ke) in &ctx.address {
+        let Some(c) = t.cue_run.captures(&text[ke..]) else { continue };
+        let Some(v) = c.get(1) else { continue };
+        let mut s = v.as_str();
+        // stop at a sentence end, a dash clause, or a following clause word
+        for stop in [". ", " - ", " – ", ", and ", " and ", " for ", " between ", " but ", " - "] {
+            if let Some(i) = s.find(stop) {
+                s = &s[..i];
+            }
+        }
+        let s = s.trim_end_matches(['.', ',', ' ']);
+        let start = ke + v.start();
+        let end = start + s.len();
+        if found.iter().any(|f| f.overlaps(start, end)) {
+            continue;
+        }
+        let has_digit = s.chars().any(|c| c.is_ascii_digit());
+        let words = s.split_whitespace().count();
+        if has_digit && words >= 2 && s.starts_with(|c: char| c.is_ascii_digit() || c.is_uppercase()) {
+            let conf = if t.postcode.is_match(s) { 0.6 } else { 0.4 };
+            found.push(Finding { entity: EntityType::StreetAddress, start, end, confidence: conf });
+        }
+    }
+    out.extend(found);
+}
+
+/// Whether the component ends with a postcode (then the address is complete).
+fn postcode_ends(v: &str, pc: &Regex) -> bool {
+    pc.find_iter(v).last().is_some_and(|m| m.end() == v.trim_end().len())
+}

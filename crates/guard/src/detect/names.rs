@@ -1,0 +1,417 @@
+//! PERSON recognizer: gazetteer + capitalisation + context cues.
+//!
+//! The gazetteer (`data/gazetteer.txt`, built by `scripts/build_gazetteer.py`
+//! from Faker's per-locale name lists (MIT), the US Census 1990 name files
+//! (public domain, via the MIT `names` package) and SCOWL's small English
+//! word list) marks each lower-cased word as a given name (g), family name
+//! (s), ordinary English word (c) and/or capitalised dictionary word (p).
+//!
+//! A candidate is a run of name-shaped tokens (Capitalised, UPPER, or a
+//! lower-case word that is a known name) joined by single spaces, with
+//! particles (de, van, Ní, ...) and initials (K.) allowed inside. Ordinary
+//! words break a run, so "Please welcome Olivia Smith" yields "Olivia
+//! Smith". A run scores by how many of its tokens are known names, plus
+//! cues before it ("Mr.", "patient", "Dear", "Account holder:", "my name
+//! is") or after it ("'s", "<mail@...>", ", DOB"). Two unknown capitalised
+//! words with no cue are only "uncertain".
+//!
+//! Not handled: names in non-Latin scripts, single-word names without a
+//! title cue, names that are also ordinary words in lower case ("grace
+//! young"), and organisation names that look like people ("Pemberton Rhys").
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use super::context::Context;
+use super::prev_char;
+use crate::entity::{EntityType, Finding};
+
+const GAZETTEER: &str = include_str!("../../data/gazetteer.txt");
+
+const G: u8 = 1;
+const S: u8 = 2;
+const C: u8 = 4;
+const P: u8 = 8;
+
+pub(crate) struct Tables {
+    words: HashMap<&'static str, u8>,
+    token: Regex,
+    cue_strong: Regex,
+    cue_weak: Regex,
+    cue_after: Regex,
+}
+
+fn re(s: &str) -> Regex {
+    Regex::new(s).expect("built-in name regex")
+}
+
+impl Tables {
+    pub fn new() -> Tables {
+        let mut words = HashMap::with_capacity(120_000);
+        for line in GAZETTEER.lines() {
+            if let Some((w, f)) = line.split_once('\t') {
+                let mut flags = 0u8;
+                for c in f.bytes() {
+                    flags |= match c {
+                        b'g' => G,
+                        b's' => S,
+                        b'c' => C,
+                        b'p' => P,
+                        _ => 0,
+                    };
+                }
+                words.insert(w, flags);
+            }
+        }
+        Tables {
+            words,
+            token: re(r"[\p{L}\p{M}]+(?:['’\-][\p{L}\p{M}]+)*\.?"),
+            cue_strong: re(r"(?i)(?:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|rev|herr|frau|mme|mlle|sr|sra|srta|dott|patient|pt|client|customer|employee|applicant|claimant|tenant|landlord|guest|passenger|student|pupil|witness|defendant|plaintiff|respondent|policyholder|holder|cardholder|beneficiary|subscriber|member|kin|spouse|wife|husband|son|daughter|mother|father|guardian|colleague|name|named|called|dear|attn|attention|signed|sincerely|regards|thanks|cheers|welcome|congratulations|hi|hello|hey|i|insured|payee|recipient|sender|requester|requestor|caller|driver|contact|surname|forename|nom|nombre|nome|naam|party|cc)\.?|my\s+name\s+is|this\s+is|i\s+am|i'm|best|thank\s+you|kind\s+regards)[\s:=,;\x22'(\-]{0,4}$"),
+            cue_weak: re(r"(?i)\b(?:from|by|for|with|of|to|and|or|via|per|ask|tell|call|email|text|see|meet|met|said|told)\s{0,2}$"),
+            cue_after: re(r"(?i)^(?:['’]s\b|\s*<[^>\s]+@|\s*\(\s*(?:dob|ssn|mrn|age|born|aged|\d{1,3}\s?y)|,\s*(?:dob|born|aged?|ssn|mrn|\d{1,3}\s?y(?:o|rs?)?)\b|\s+(?:said|says|wrote|writes|called|joins|joined|reported|reports|asked|requested|signed|was\s+born|\(\s*[\p{L}\p{N}._%+-]+@))"),
+        }
+    }
+
+    fn flags_of(&self, w: &str) -> u8 {
+        self.words.get(w).copied().unwrap_or(0)
+    }
+
+    /// Flags of a token, trying the lower-cased form, a diacritic-folded
+    /// form, and (for hyphenated/apostrophe names) the parts.
+    pub(crate) fn lookup(&self, token: &str) -> u8 {
+        let lower = token.to_lowercase();
+        let mut f = self.flags_of(&lower);
+        if f & (G | S) == 0 {
+            let folded = fold(&lower);
+            f |= self.flags_of(&folded) & !(C | P);
+            if lower.contains(['-', '\'', '’']) {
+                let joined: String = folded.chars().filter(|c| !matches!(c, '-' | '\'' | '’')).collect();
+                f |= self.flags_of(&joined) & (G | S);
+                for part in folded.split(['-', '\'', '’']) {
+                    // Arabic articles and Irish O' are not names by themselves.
+                    if part.len() >= 3 && !matches!(part, "al" | "el" | "abu" | "bin" | "ibn") {
+                        f |= self.flags_of(part) & (G | S);
+                    }
+                }
+            }
+            if f & (G | S) == 0 {
+                f |= feminine_surname(self, &folded);
+            }
+        }
+        f
+    }
+}
+
+/// Slavic feminine surnames (Kowalska <- Kowalski, Ivanova <- Ivanov) and
+/// Greek feminine genitives (Nikolaidou <- Nikolaidis).
+fn feminine_surname(t: &Tables, w: &str) -> u8 {
+    let pairs: [(&str, &[&str]); 6] = [
+        ("ska", &["ski"]),
+        ("cka", &["cki"]),
+        ("dzka", &["dzki"]),
+        ("ova", &["ov"]),
+        ("eva", &["ev"]),
+        ("ou", &["os", "is", "as"]),
+    ];
+    for (fem, masc) in pairs {
+        if let Some(stem) = w.strip_suffix(fem) {
+            for m in masc {
+                if t.flags_of(&format!("{stem}{m}")) & S != 0 {
+                    return S;
+                }
+            }
+        }
+    }
+    0
+}
+
+/// Strips the diacritics of common Latin letters (enough for name lookups;
+/// the gazetteer also holds folded forms).
+pub(crate) fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let r = match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => "a",
+            'ç' | 'ć' | 'č' => "c",
+            'ď' | 'đ' => "d",
+            'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ė' | 'ę' | 'ě' => "e",
+            'ğ' => "g",
+            'ì' | 'í' | 'î' | 'ï' | 'ī' | 'ı' | 'į' => "i",
+            'ł' => "l",
+            'ñ' | 'ń' | 'ň' => "n",
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ő' => "o",
+            'ř' => "r",
+            'ś' | 'š' | 'ş' | 'ș' => "s",
+            'ť' | 'ț' => "t",
+            'ù' | 'ú' | 'û' | 'ü' | 'ū' | 'ů' | 'ű' => "u",
+            'ý' | 'ÿ' => "y",
+            'ź' | 'ż' | 'ž' => "z",
+            'ß' => "ss",
+            _ => {
+                out.push(c);
+                continue;
+            }
+        };
+        out.push_str(r);
+    }
+    out
+}
+
+const PARTICLES: &[&str] = &[
+    "de", "van", "den", "der", "von", "da", "di", "du", "le", "la", "del", "della", "dos", "das", "do", "bin", "binti",
+    "ibn", "al", "el", "ter", "ten", "zu", "y", "ó", "ní", "mac", "mc", "nic", "ua", "ui", "uí", "bint", "st",
+];
+const TITLES: &[&str] = &[
+    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "rev", "herr", "frau", "mme", "mlle", "sr", "sra",
+    "srta", "dott", "mister", "madam",
+];
+/// Capitalised words that are never part of a name here (calendar words the
+/// census also lists as surnames, and salutations).
+const STOP: &[&str] = &[
+    "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november",
+    "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "hi", "hello", "dear",
+    "thanks", "regards", "best", "cheers", "hey", "patient", "pt", "customer", "client", "re", "subject", "attn",
+    "name", "street", "road", "avenue", "lane", "drive", "court", "unit", "flat", "apt", "suite", "calle", "rue",
+    "the", "and", "team",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    Cap,
+    Upper,
+    Lower,
+    Other,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Tok {
+    start: usize,
+    /// End of the word (without a trailing '.').
+    end: usize,
+    dot: bool,
+    shape: Shape,
+    flags: u8,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// Can be a name word; `value` is its evidence.
+    Core,
+    Particle,
+    Initial,
+    Title,
+    Break,
+}
+
+fn shape(w: &str) -> Shape {
+    let mut chars = w.chars().filter(|c| c.is_alphabetic());
+    let Some(first) = chars.next() else { return Shape::Other };
+    let rest: Vec<char> = chars.collect();
+    if first.is_uppercase() {
+        if rest.iter().all(|c| c.is_uppercase()) {
+            if rest.is_empty() { Shape::Cap } else { Shape::Upper }
+        } else if rest.iter().filter(|c| c.is_uppercase()).count() <= 2 {
+            // McAllister, DeShawn, O'Brien
+            Shape::Cap
+        } else {
+            Shape::Other
+        }
+    } else if rest.iter().all(|c| c.is_lowercase()) {
+        Shape::Lower
+    } else {
+        Shape::Other
+    }
+}
+
+fn value(t: &Tok) -> f32 {
+    let gs = t.flags & (G | S) != 0;
+    let common = t.flags & C != 0;
+    if gs && !common {
+        1.0
+    } else if gs {
+        0.5
+    } else {
+        0.35
+    }
+}
+
+pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding], out: &mut Vec<Finding>) {
+    // Text already claimed by a confident non-name finding (an e-mail's
+    // local part, an address's street) is not searched for names.
+    let claimed = |s: usize, e: usize| existing.iter().any(|f| f.confidence >= 0.5 && f.overlaps(s, e));
+    let mut toks: Vec<Tok> = Vec::new();
+    for m in t.token.find_iter(text) {
+        let raw = m.as_str();
+        let dot = raw.ends_with('.');
+        let w = raw.trim_end_matches('.');
+        let (start, end) = (m.start(), m.start() + w.len());
+        if claimed(start, end) || prev_char(text, start).is_some_and(|c| c.is_ascii_digit() || c == '@' || c == '_') {
+            toks.push(Tok { start, end, dot, shape: Shape::Other, flags: 0, kind: Kind::Break });
+            continue;
+        }
+        let lower = w.to_lowercase();
+        let sh = shape(w);
+        let flags = t.lookup(w);
+        let kind = if TITLES.contains(&lower.as_str()) && sh != Shape::Lower {
+            Kind::Title
+        } else if w.chars().count() == 1 && sh == Shape::Cap && dot {
+            Kind::Initial
+        } else if PARTICLES.contains(&lower.as_str()) {
+            Kind::Particle
+        } else if STOP.contains(&lower.as_str()) || sh == Shape::Other {
+            Kind::Break
+        } else if flags & (G | S) == 0 && (flags & (C | P) != 0 || w.chars().count() < 2) {
+            Kind::Break
+        } else if sh == Shape::Upper && flags & (G | S) == 0 && w.chars().count() <= 4 {
+            // Unknown acronyms (SSN, KYC, NHS) are not names.
+            Kind::Break
+        } else if sh == Shape::Lower && (flags & (G | S) == 0 || flags & C != 0) {
+            Kind::Break
+        } else {
+            Kind::Core
+        };
+        toks.push(Tok { start, end, dot, shape: sh, flags, kind });
+    }
+
+    // Runs of tokens joined by a single space (or ". " after an initial).
+    let joined = |a: &Tok, b: &Tok| -> bool {
+        let gap = &text[a.end..b.start];
+        gap == " " || (a.dot && gap == ". ") || gap == "\u{a0}"
+    };
+    let mut i = 0;
+    let mut runs: Vec<(usize, usize)> = Vec::new(); // [i, j) token ranges of Core/Particle/Initial
+    while i < toks.len() {
+        if toks[i].kind != Kind::Core {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < toks.len()
+            && matches!(toks[j].kind, Kind::Core | Kind::Particle | Kind::Initial)
+            && joined(&toks[j - 1], &toks[j])
+        {
+            j += 1;
+        }
+        // trim trailing particles/initials
+        while j > i + 1 && toks[j - 1].kind != Kind::Core {
+            j -= 1;
+        }
+        runs.push((i, j));
+        i = j.max(i + 1);
+    }
+
+    let mut k = 0;
+    while k < runs.len() {
+        let (i, j) = runs[k];
+        let core: Vec<&Tok> = toks[i..j].iter().filter(|t| t.kind == Kind::Core).collect();
+        let start = toks[i].start;
+        let mut end = toks[j - 1].end;
+        let before = &text[super::floor_boundary(text, start.saturating_sub(40))..start];
+        let title = i > 0 && toks[i - 1].kind == Kind::Title && {
+            let gap = &text[toks[i - 1].end..start];
+            gap.trim_start_matches('.').trim() .is_empty() && gap.len() <= 3
+        };
+        let strong = title || t.cue_strong.is_match(before) || line_label_above(text, start);
+        let weak = t.cue_weak.is_match(before);
+        let after_cue = t.cue_after.is_match(&text[end..]);
+
+        let mut score: f32;
+        if core.len() == 1 {
+            // "Last, First" (Hughes, Olivia)
+            let c0 = core[0];
+            if k + 1 < runs.len() {
+                let (i2, j2) = runs[k + 1];
+                let c1: Vec<&Tok> = toks[i2..j2].iter().filter(|t| t.kind == Kind::Core).collect();
+                let gap = &text[end..toks[i2].start];
+                if c1.len() == 1 && gap == ", " && c0.flags & S != 0 && c1[0].flags & G != 0 && c0.flags & C == 0
+                    && c1[0].flags & C == 0 && c0.shape == c1[0].shape
+                {
+                    end = toks[j2 - 1].end;
+                    score = 0.7 + if strong { 0.25 } else { 0.0 } + if weak { 0.05 } else { 0.0 };
+                    out.push(Finding { entity: EntityType::Person, start, end, confidence: score.min(0.97) });
+                    k += 2;
+                    continue;
+                }
+            }
+            let known = c0.flags & (G | S) != 0 && c0.flags & C == 0;
+            score = if title && c0.shape != Shape::Lower {
+                0.85
+            } else if known && strong && c0.shape != Shape::Lower {
+                0.6
+            } else {
+                0.0
+            };
+        } else {
+            let n_strong = core.iter().filter(|t| value(t) >= 1.0).count();
+            let n_weak = core.iter().filter(|t| value(t) == 0.5).count();
+            let n_unk = core.len() - n_strong - n_weak;
+            score = if n_strong >= 2 {
+                0.9
+            } else if n_strong == 1 && n_weak + n_unk >= 1 {
+                0.7
+            } else if n_weak >= 2 {
+                0.45
+            } else if n_weak == 1 {
+                0.35
+            } else {
+                0.25
+            };
+            if core.iter().all(|t| t.shape == Shape::Lower) && !strong {
+                score -= 0.2;
+            }
+            if core.len() > 4 {
+                score -= 0.2;
+            }
+            if strong {
+                score += 0.35;
+            } else if weak {
+                score += 0.1;
+            }
+            if after_cue {
+                score += 0.25;
+            }
+        }
+        if score > 0.0 {
+            out.push(Finding { entity: EntityType::Person, start, end, confidence: score.min(0.97) });
+        }
+        k += 1;
+    }
+}
+
+/// A value on the line after a label line ("Name:\nOlivia Smith", "Ship
+/// to:\nOlivia Smith") or in a table column headed "name".
+fn line_label_above(text: &str, start: usize) -> bool {
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    if !text[line_start..start].trim().is_empty() || line_start == 0 {
+        return false;
+    }
+    let prev = text[..line_start - 1].rsplit('\n').next().unwrap_or("").trim().to_lowercase();
+    prev.ends_with(':')
+        && ["name", "to", "patient", "from", "client", "customer", "contact", "attn", "holder", "guest", "passenger"]
+            .iter()
+            .any(|k| prev.trim_end_matches(':').trim().ends_with(k))
+        || prev.ends_with(',') && ["thanks", "regards", "best", "cheers", "sincerely", "wishes"].iter().any(|k| prev.ends_with(&format!("{k},")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_folds_and_splits() {
+        let t = Tables::new();
+        assert_ne!(t.lookup("Smith") & S, 0);
+        assert_ne!(t.lookup("O'Brien") & S, 0);
+        assert_ne!(t.lookup("NGUYEN") & S, 0);
+        assert_eq!(t.lookup("Customer") & (G | S), 0);
+        assert_ne!(t.lookup("Customer") & C, 0);
+    }
+
+    #[test]
+    fn fold_strips_common_diacritics() {
+        assert_eq!(fold("łódź"), "lodz");
+        assert_eq!(fold("müller"), "muller");
+    }
+}
