@@ -18,7 +18,6 @@ use crate::entity::{EntityType, Finding};
 pub(crate) struct Tables {
     cores: Vec<(Regex, f32)>,
     unit: Regex,
-    component: Regex,
     postcode: Regex,
     cue_run: Regex,
 }
@@ -31,7 +30,10 @@ const EN_TYPES: &str = "street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|
 const SUFFIX_TYPES: &str = "straße|strasse|str\\.|weg|allee|gasse|platz|ring|damm|ufer|gracht|straat|laan|plein|kade|singel|dijk|markt|steig|pfad|chaussee|wall|graben|vej|gade|gatan|vägen|vagen|veien|gata|katu|tie|utca";
 const PREFIX_TYPES: &str = "calle|c/|avenida|avda\\.?|paseo|plaza|pza\\.?|carrer|rua|viale|piazza|corso|largo|travessa|rambla|ronda|camino|carretera|praça|praca|avinguda|via";
 const FR_TYPES: &str = "rue|avenue|av\\.|boulevard|bd|place|allée|allee|chemin|impasse|quai|cours|route|square|passage|faubourg";
-pub(crate) const POSTCODE: &str = r"(?:[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d|\d{4}\s?[A-Z]{2}\b|\d{3}-\d{4}|\d{5}(?:-\d{4})?|\d{6}|\d{4})";
+/// Postcodes: UK, Canada, Netherlands, Japan, 5-digit (US ZIP, DE, FR,
+/// ES, IT), 6-digit (IN). Four-digit codes (AU, AT, CH, BE, DK, NO) only
+/// after a state/region abbreviation, see `component`: alone they are years.
+pub(crate) const POSTCODE: &str = r"(?:[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}|[A-Z]\d[A-Z]\s?\d[A-Z]\d|\d{4}\s?[A-Z]{2}\b|\d{3}-\d{4}|\d{5}(?:-\d{4})?|\d{6})";
 
 impl Tables {
     pub fn new() -> Tables {
@@ -40,11 +42,11 @@ impl Tables {
         let num_prefix = r"(?:(?i:unit|apt|flat|suite)\s*\d{1,4}[A-Za-z]?\s*/\s*)?";
         let cores = vec![
             // 12 Oak Street / 12B Kestrel Court / Unit 5/120 George St
-            (format!(r"\b{num_prefix}\d{{1,5}}[A-Za-z]?,?\s+(?:{cap}\s+){{0,3}}(?i:{EN_TYPES})\b\.?"), 0.8),
+            (format!(r"\b{num_prefix}\d{{1,5}}[A-Za-z]?,?[ \t]+(?:{cap}[ \t]+){{0,3}}(?i:{EN_TYPES})\b\.?"), 0.8),
             // 9 rue de la Paix / 76 bis rue Pasteur / 113 AVENUE VICTOR HUGO
             (format!(r"\b\d{{1,4}}(?:\s*(?i:bis|ter))?,?\s+(?i:{FR_TYPES})\s+(?:(?i:de|du|des|la|le|les|d'|l')\s*){{0,2}}{cap}(?:\s+{cap}){{0,3}}"), 0.8),
             // Bahnhofstraße 26b / Am Markt 5 / Prinsengracht 132 hs
-            (format!(r"\b(?:{cap}\s+){{0,2}}{word}(?i:{SUFFIX_TYPES})\s+\d{{1,4}}\s?[a-zA-Z]?\b"), 0.8),
+            (format!(r"\b(?:{cap}[ \t]+){{0,2}}{word}(?i:{SUFFIX_TYPES})[ \t]+\d{{1,4}}(?:[ \t]?[a-zA-Z]\b)?"), 0.8),
             // Calle de Alcalá, 13 / Paseo de Gracia 30 / Rua Augusta 12
             (format!(r"\b(?i:{PREFIX_TYPES})\s+(?:(?i:de|del|la|las|los|da|do|dos|das|di|della|dei)\s+){{0,2}}{cap}(?:\s+(?:(?i:de|del|la|da|do|di)\s+)?{cap}){{0,3}},?\s*(?:(?i:n[º°o])\.?\s*)?\d{{1,4}}\b"), 0.75),
             // 1-2-3 Jingumae, Shibuya-ku
@@ -54,59 +56,81 @@ impl Tables {
             // PO Box 123
             (r"\b(?i:p\.?\s?o\.?\s+box|post\s+office\s+box)\s+\d{1,6}\b".to_string(), 0.75),
             // Generic: number + capitalised words (needs a postcode tail)
-            (format!(r"\b\d{{1,5}}[A-Za-z]?\s+{cap}(?:\s+{cap}){{0,2}}"), 0.3),
+            (format!(r"\b\d{{1,5}}[A-Za-z]?[ \t]+{cap}(?:[ \t]+{cap}){{0,2}}"), 0.3),
             // Generic: capitalised words + number (needs a postcode tail)
-            (format!(r"\b{cap}(?:\s+{cap}){{0,2}}\s+\d{{1,4}}[a-zA-Z]?\b"), 0.3),
+            (format!(r"\b{cap}(?:[ \t]+{cap}){{0,2}}[ \t]+\d{{1,4}}(?:[ \t]?[a-zA-Z]\b)?"), 0.3),
         ];
         Tables {
             cores: cores.into_iter().map(|(s, c)| (re(&s), c)).collect(),
-            unit: re(r"^(?:\s+(?i:hs|bis|ter)\b|-\d{1,3}\b|,?\s*(?i:apt|apartment|suite|ste|unit|flat|fl|floor|room|piso|puerta|bus|boîte|etage|étage)\.?\s*#?\d{1,4}[A-Za-z]?\b|\s*#\d{1,5}[A-Za-z]?\b|,\s*\d{1,2}\s*[º°ª]\s*[A-Za-z]?\b|,\s*(?:(?i:n[º°o])\.?\s*)?\d{1,4}[A-Za-z]?\b(?:,\s*\d{1,2}\s*[º°ª]\s*[A-Za-z]?\b)?)"),
-            component: re(&format!(r"^(?:,[ \t]*|[ \t]*\n[ \t]*|[ \t]+)((?:{POSTCODE}\s+)?[\p{{Lu}}][\p{{L}}\p{{M}}'’.\-]*(?:[ \t]+[\p{{Lu}}][\p{{L}}\p{{M}}'’.\-]*){{0,2}}(?:,?[ \t]+[A-Z]{{2,3}}\b)?(?:[ \t]+{POSTCODE}\b)?|{POSTCODE}\b)")),
-            postcode: re(&format!(r"\b{POSTCODE}\b")),
+            unit: re(r"^(?:\s+(?i:hs|bis|ter)\b|-\d{1,3}\b|,?\s*(?i:apt|apartment|suite|ste|unit|flat|fl|floor|room|piso|puerta|bus|boîte|etage|étage)\.?\s*#?\d{1,4}[A-Za-z]?\b|\s*#\d{1,5}[A-Za-z]?\b|,\s*\d{1,2}\s*[º°ª]\s*[A-Za-z]?\b)"),
+            postcode: re(&format!(r"\b{POSTCODE}\b|\b[A-Z]{{2,3}}[ \t]+\d{{4}}\b")),
             cue_run: re(r"^[\s:=\x22'(\-]{0,6}([\p{L}\p{N}][^\n;!?<>()\x22]{3,90})"),
         }
     }
 }
 
-pub(crate) fn scan(text: &str, ctx: &Context, t: &Tables, nt: &names::Tables, out: &mut Vec<Finding>) {
+pub(crate) fn scan(
+    text: &str,
+    ctx: &Context,
+    t: &Tables,
+    nt: &names::Tables,
+    dates: &[(usize, usize)],
+    out: &mut Vec<Finding>,
+) {
     let mut found: Vec<Finding> = Vec::new();
     for (r, base) in &t.cores {
         for m in r.find_iter(text) {
             let (start, mut end) = (m.start(), m.end());
             let core_text = m.as_str();
-            if core_text.chars().filter(|c| c.is_alphabetic()).count() < 2 {
+            // Generic cores must not be dates ("15 Aug 2022").
+            if core_text.chars().filter(|c| c.is_alphabetic()).count() < 2
+                || *base < 0.5 && dates.iter().any(|&(ds, de)| ds < m.end() && m.start() < de)
+            {
                 continue;
             }
             // Units and locality components.
             if let Some(u) = t.unit.find(&text[end..]) {
                 end += u.end();
             }
-            let mut postcode = false;
-            let mut comps = 0;
-            while comps < 3 {
-                let Some(c) = t.component.captures(&text[end..]) else { break };
-                let (Some(whole), Some(val)) = (c.get(0), c.get(1)) else { break };
-                let sep = &text[end..end + val.start()];
-                let has_pc = t.postcode.is_match(val.as_str());
-                // A new line or a bare space continues only into a postcode
-                // line; an ordinary word ("Please ...") ends the address.
-                if (sep.contains('\n') || !sep.contains(',')) && !has_pc {
+            // Up to three locality components; they are kept up to the last
+            // one holding a postcode, or, with no postcode anywhere, while
+            // they are comma-separated and do not open with an ordinary word.
+            let mut comps: Vec<(usize, bool)> = Vec::new(); // (end, has postcode)
+            let mut pos = end;
+            while comps.len() < 3 {
+                let Some((sep_end, comp_end, stop)) = component(text, pos) else { break };
+                let sep = &text[pos..sep_end];
+                let val = &text[sep_end..comp_end];
+                let line_end = text[sep_end..].find('\n').map_or(text.len(), |i| sep_end + i);
+                let has_pc = t.postcode.is_match(val);
+                // A new line or a bare space continues only into a line
+                // that holds a postcode.
+                if (sep.contains('\n') || !sep.contains(',')) && !t.postcode.is_match(&text[sep_end..line_end]) {
                     break;
                 }
-                let first_word = val.as_str().split_whitespace().next().unwrap_or("");
-                if !has_pc && {
-                    let f = nt.lookup(first_word.trim_end_matches(['.', ',']));
-                    f & 4 != 0 && f & 3 == 0
-                } {
-                    break;
-                }
-                postcode |= has_pc;
-                end += whole.end();
-                comps += 1;
-                if has_pc && val.as_str().trim_end().ends_with(|c: char| c.is_ascii_digit() || c.is_ascii_uppercase()) && postcode_ends(val.as_str(), &t.postcode) {
+                comps.push((comp_end, has_pc));
+                pos = comp_end;
+                if stop || has_pc && postcode_ends(val, &t.postcode) {
                     break;
                 }
             }
+            let postcode = comps.iter().any(|c| c.1);
+            if let Some(last_pc) = comps.iter().rposition(|c| c.1) {
+                end = comps[last_pc].0;
+            } else {
+                let mut p = end;
+                for (k, &(ce, _)) in comps.iter().enumerate().take(2) {
+                    let (s0, _, _) = component(text, p).unwrap_or((p, p, false));
+                    let first_word = text[s0..ce].split_whitespace().next().unwrap_or("");
+                    let f = nt.lookup(first_word.trim_end_matches(['.', ',']));
+                    if f & 4 != 0 && f & 3 == 0 || k > 0 && !text[p..s0].contains(',') {
+                        break;
+                    }
+                    end = ce;
+                    p = ce;
+                }
+            }
+            let comps = comps.len();
             let conf = if *base < 0.5 {
                 if postcode && comps >= 1 { 0.75 } else { continue }
             } else if postcode {
@@ -142,6 +166,60 @@ pub(crate) fn scan(text: &str, ctx: &Context, t: &Tables, nt: &names::Tables, ou
         }
     }
     out.extend(found);
+}
+
+/// One locality component after byte `pos`: returns (start of the
+/// component after its separator, its end, whether a sentence ended in it).
+/// A component is up to five words, each starting with an upper-case
+/// letter (York, YO10, NSW) or a digit (postcode halves: 4MM, 3065,
+/// 530-0001); a lower-case word, a bracket or a second comma ends it.
+fn component(text: &str, pos: usize) -> Option<(usize, usize, bool)> {
+    let rest = &text[pos..];
+    let b = rest.as_bytes();
+    let mut i = 0;
+    if b.first() == Some(&b',') {
+        i += 1;
+    }
+    let mut newlines = 0;
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        newlines += usize::from(b[i] == b'\n');
+        i += 1;
+    }
+    if i == 0 || newlines > 1 {
+        return None;
+    }
+    let comp_start = pos + i;
+    let mut end = comp_start;
+    let mut words = 0;
+    let mut stop = false;
+    let mut j = i;
+    while words < 5 && j < rest.len() {
+        let w_end = rest[j..].find(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '"' | '<' | '>')).map_or(rest.len(), |k| j + k);
+        let word = &rest[j..w_end];
+        let first = word.chars().next()?;
+        let bare = word.trim_end_matches('.');
+        let ok = first.is_uppercase() || first.is_ascii_digit() && bare.len() <= 8 && bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok || word.is_empty() {
+            break;
+        }
+        let trimmed = word.trim_end_matches('.');
+        end = pos + j + trimmed.len();
+        words += 1;
+        if trimmed.len() != word.len() {
+            stop = true;
+            break;
+        }
+        // next word: only across spaces/tabs
+        let mut k = w_end;
+        while k < rest.len() && matches!(rest.as_bytes()[k], b' ' | b'\t') {
+            k += 1;
+        }
+        if k == w_end || k >= rest.len() {
+            break;
+        }
+        j = k;
+    }
+    (words > 0).then_some((comp_start, end, stop))
 }
 
 /// Whether the component ends with a postcode (then the address is complete).

@@ -88,19 +88,24 @@ impl<'t> Context<'t> {
         let line_end = text.get(pos..)?.find('\n').map_or(text.len(), |i| pos + i);
         let line = &text[line_start..line_end];
         let delim = [',', '\t', ';', '|'].into_iter().find(|d| line.contains(*d))?;
-        let ncols = split_fields(line, delim).len();
+        let fields = split_fields(line, delim);
+        let ncols = fields.len();
         if ncols < 2 {
             return None;
         }
-        let col = split_fields(line, delim).iter().position(|&(s, e)| line_start + s <= pos && pos < line_start + e)?;
-        // Walk up at most 200 lines looking for the header.
+        let col = fields.iter().position(|&(s, e)| line_start + s <= pos && pos < line_start + e)?;
+        // Walk up at most 200 lines looking for the header: the nearest line
+        // with the same delimiter and no digits.
         let mut end = line_start.checked_sub(1)?;
         for _ in 0..200 {
             let start = text[..end].rfind('\n').map_or(0, |i| i + 1);
             let l = &text[start..end];
             let f = split_fields(l, delim);
-            if f.len() == ncols && !l.chars().any(|c| c.is_ascii_digit()) {
-                let (s, e) = f[col];
+            if f.len() >= 2 && !l.chars().any(|c| c.is_ascii_digit()) {
+                // Unquoted commas inside values ("Apr. 10, 1982") add fields:
+                // the last field maps to the last header, the others from the left.
+                let h = if col == ncols - 1 { f.len() - 1 } else { col.min(f.len() - 1) };
+                let (s, e) = f[h];
                 return Some(l[s..e].trim().trim_matches('"').trim());
             }
             if start == 0 {

@@ -52,8 +52,9 @@ impl Detector {
         let t = tables();
         let ctx = Context::new(text, &t.context);
         let mut cands: Vec<Finding> = Vec::new();
-        patterns::scan(text, &ctx, &t.patterns, &mut cands);
-        address::scan(text, &ctx, &t.address, &t.names, &mut cands);
+        let dates = patterns::dates(text, &t.patterns);
+        patterns::scan(text, &ctx, &t.patterns, &dates, &mut cands);
+        address::scan(text, &ctx, &t.address, &t.names, &dates, &mut cands);
         let before_names = cands.clone();
         names::scan(text, &ctx, &t.names, &before_names, &mut cands);
         resolve(cands)

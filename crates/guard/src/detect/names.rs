@@ -117,7 +117,9 @@ fn feminine_surname(t: &Tables, w: &str) -> u8 {
     for (fem, masc) in pairs {
         if let Some(stem) = w.strip_suffix(fem) {
             for m in masc {
-                if t.flags_of(&format!("{stem}{m}")) & S != 0 {
+                // Greek surnames are often genitives of given names
+                // (Konstantinou <- Konstantinos), so a given-name base counts.
+                if t.flags_of(&format!("{stem}{m}")) & (G | S) != 0 {
                     return S;
                 }
             }
@@ -173,7 +175,11 @@ const STOP: &[&str] = &[
     "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "hi", "hello", "dear",
     "thanks", "regards", "best", "cheers", "hey", "patient", "pt", "customer", "client", "re", "subject", "attn",
     "name", "street", "road", "avenue", "lane", "drive", "court", "unit", "flat", "apt", "suite", "calle", "rue",
-    "the", "and", "team",
+    "the", "and", "team", "student", "employee", "guest", "witness", "passenger", "tenant", "applicant", "member",
+    "user", "doctor", "nurse", "agent", "manager", "staff", "account", "holder", "party", "contact", "kin", "ticket",
+    "order", "invoice", "case", "claim", "policy", "card", "phone", "email", "mobile", "tel", "date", "birth", "dob",
+    "ssn", "mrn", "passport", "address", "ref", "reference", "note", "notes", "summary", "please", "thank", "thanks",
+    "mr", "mrs", "ms", "dr", "prof", "iban", "swift", "bic",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -193,6 +199,9 @@ struct Tok {
     shape: Shape,
     flags: u8,
     kind: Kind,
+    len_chars: usize,
+    /// First word of a sentence/line/field (capitalisation says little).
+    sentence_start: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -228,8 +237,15 @@ fn shape(w: &str) -> Shape {
 fn value(t: &Tok) -> f32 {
     let gs = t.flags & (G | S) != 0;
     let common = t.flags & C != 0;
-    if gs && !common {
+    if gs && t.shape == Shape::Upper && t.len_chars <= 3 {
+        // LI, WU, ED, KYC: as likely an acronym as a name
+        0.5
+    } else if gs && !common {
         1.0
+    } else if gs && t.shape == Shape::Cap && !t.sentence_start {
+        // A capitalised ordinary word mid-sentence ("... to Yuna Lee") is
+        // most likely the name it also is.
+        0.8
     } else if gs {
         0.5
     } else {
@@ -237,49 +253,85 @@ fn value(t: &Tok) -> f32 {
     }
 }
 
+/// Acronyms are not names; an unknown all-caps word of 4 letters without a
+/// vowel (HTTP) is not either.
+fn acronym(w: &str) -> bool {
+    let n = w.chars().count();
+    n <= 3 || (n == 4 && !w.chars().any(|c| "AEIOUY".contains(c)))
+}
+
 pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding], out: &mut Vec<Finding>) {
     // Text already claimed by a confident non-name finding (an e-mail's
     // local part, an address's street) is not searched for names.
     let claimed = |s: usize, e: usize| existing.iter().any(|f| f.confidence >= 0.5 && f.overlaps(s, e));
+    let letters = text.chars().filter(|c| c.is_alphabetic()).count().max(1);
+    let shouted = text.chars().filter(|c| c.is_uppercase()).count() * 10 > letters * 7;
     let mut toks: Vec<Tok> = Vec::new();
     for m in t.token.find_iter(text) {
         let raw = m.as_str();
-        let dot = raw.ends_with('.');
-        let w = raw.trim_end_matches('.');
+        let mut w = raw.trim_end_matches('.');
+        // possessive: "Wu's desk" is the name "Wu"
+        for poss in ["'s", "’s", "'S", "’S"] {
+            if w.len() > poss.len() + 1 && w.ends_with(poss) {
+                w = &w[..w.len() - poss.len()];
+            }
+        }
+        let dot = raw.len() == w.len() + 1 && raw.ends_with('.');
         let (start, end) = (m.start(), m.start() + w.len());
+        let before = text[..start].trim_end_matches([' ', '\t', '"', '\'', '(']);
+        let sentence_start = before.is_empty() || before.ends_with(['.', '!', '?', ':', '\n', '-', ';', '>', ']', ')']);
         if claimed(start, end) || prev_char(text, start).is_some_and(|c| c.is_ascii_digit() || c == '@' || c == '_') {
-            toks.push(Tok { start, end, dot, shape: Shape::Other, flags: 0, kind: Kind::Break });
+            toks.push(Tok { start, end, dot, shape: Shape::Other, flags: 0, kind: Kind::Break, len_chars: 0, sentence_start });
             continue;
         }
         let lower = w.to_lowercase();
         let sh = shape(w);
         let flags = t.lookup(w);
+        let known = flags & (G | S) != 0;
+        let unknown = flags & (G | S | C | P) == 0;
+        let nchars = w.chars().count();
         let kind = if TITLES.contains(&lower.as_str()) && sh != Shape::Lower {
             Kind::Title
-        } else if w.chars().count() == 1 && sh == Shape::Cap && dot {
+        } else if nchars == 1 && dot && sh != Shape::Other {
             Kind::Initial
-        } else if PARTICLES.contains(&lower.as_str()) {
+        } else if PARTICLES.contains(&lower.as_str()) && !(sh != Shape::Lower && flags & S != 0) {
             Kind::Particle
-        } else if STOP.contains(&lower.as_str()) || sh == Shape::Other {
+        } else if STOP.contains(&lower.as_str())
+            || sh == Shape::Other
+            || nchars < 2
+            || lower.rsplit_once(['\'', '’']).is_some_and(|(_, x)| matches!(x, "t" | "m" | "re" | "ll" | "ve" | "d"))
+        {
             Kind::Break
-        } else if flags & (G | S) == 0 && (flags & (C | P) != 0 || w.chars().count() < 2) {
+        } else if !known && !unknown {
+            // an ordinary word or a place that is not also a name
             Kind::Break
-        } else if sh == Shape::Upper && flags & (G | S) == 0 && w.chars().count() <= 4 {
-            // Unknown acronyms (SSN, KYC, NHS) are not names.
+        } else if sh == Shape::Upper && !known && (acronym(w) || !shouted && nchars <= 4) {
             Kind::Break
-        } else if sh == Shape::Lower && (flags & (G | S) == 0 || flags & C != 0) {
+        } else if sh == Shape::Lower && !(known && flags & C == 0) && !unknown {
             Kind::Break
         } else {
             Kind::Core
         };
-        toks.push(Tok { start, end, dot, shape: sh, flags, kind });
+        toks.push(Tok { start, end, dot, shape: sh, flags, kind, len_chars: nchars, sentence_start });
     }
 
     // Runs of tokens joined by a single space (or ". " after an initial).
     let joined = |a: &Tok, b: &Tok| -> bool {
         let gap = &text[a.end..b.start];
-        gap == " " || (a.dot && gap == ". ") || gap == "\u{a0}"
+        gap == " " || (a.dot && a.kind == Kind::Initial && gap == ". ") || gap == "\u{a0}"
     };
+    // A capitalised particle opening a run is a name word (Vietnamese Do,
+    // Le; Dutch "Van Dijk" at the start of a line).
+    for i in 0..toks.len() {
+        if toks[i].kind == Kind::Particle
+            && toks[i].shape != Shape::Lower
+            && toks.get(i + 1).is_some_and(|n| n.kind == Kind::Core && joined(&toks[i], n))
+            && (i == 0 || !joined(&toks[i - 1], &toks[i]) || toks[i - 1].kind != Kind::Core)
+        {
+            toks[i].kind = Kind::Core;
+            toks[i].flags |= S;
+        }
+    }
     let mut i = 0;
     let mut runs: Vec<(usize, usize)> = Vec::new(); // [i, j) token ranges of Core/Particle/Initial
     while i < toks.len() {
@@ -287,18 +339,35 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
             i += 1;
             continue;
         }
+        // A run keeps one case style: lower-case words never join
+        // capitalised ones ("policyholder Juliana Silva").
+        let lower_run = toks[i].shape == Shape::Lower;
         let mut j = i + 1;
         while j < toks.len()
             && matches!(toks[j].kind, Kind::Core | Kind::Particle | Kind::Initial)
             && joined(&toks[j - 1], &toks[j])
+            && (toks[j].kind != Kind::Core || (toks[j].shape == Shape::Lower) == lower_run)
         {
             j += 1;
         }
-        // trim trailing particles/initials
+        // trim trailing particles/initials; a capitalised particle closing
+        // a run after a name is itself a name (Anh Do, Linh Le)
         while j > i + 1 && toks[j - 1].kind != Kind::Core {
+            let t = &toks[j - 1];
+            let next_lower = text[t.end..].strip_prefix(' ').is_some_and(|r| r.starts_with(|c: char| c.is_lowercase()));
+            if t.kind == Kind::Particle && t.shape != Shape::Lower && !t.dot && !next_lower {
+                toks[j - 1].kind = Kind::Core;
+                toks[j - 1].flags |= S;
+                break;
+            }
             j -= 1;
         }
-        runs.push((i, j));
+        // lower-case particles just before the run belong to it ("de Groot")
+        let mut s0 = i;
+        while s0 > 0 && toks[s0 - 1].kind == Kind::Particle && joined(&toks[s0 - 1], &toks[s0]) {
+            s0 -= 1;
+        }
+        runs.push((s0, j));
         i = j.max(i + 1);
     }
 
@@ -311,40 +380,59 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
         let before = &text[super::floor_boundary(text, start.saturating_sub(40))..start];
         let title = i > 0 && toks[i - 1].kind == Kind::Title && {
             let gap = &text[toks[i - 1].end..start];
-            gap.trim_start_matches('.').trim() .is_empty() && gap.len() <= 3
+            gap.trim_start_matches('.').trim().is_empty() && gap.len() <= 3
         };
         let strong = title || t.cue_strong.is_match(before) || line_label_above(text, start);
         let weak = t.cue_weak.is_match(before);
         let after_cue = t.cue_after.is_match(&text[end..]);
+        // Lower-case unknown words count only beside a lower-case known name.
+        let lower_unknown = core.iter().filter(|t| t.shape == Shape::Lower && t.flags == 0).count();
+        let lower_known = core.iter().filter(|t| t.shape == Shape::Lower && t.flags & (G | S) != 0).count();
+        if lower_unknown > 0 && lower_known == 0 {
+            k += 1;
+            continue;
+        }
 
         let mut score: f32;
-        if core.len() == 1 {
-            // "Last, First" (Hughes, Olivia)
-            let c0 = core[0];
-            if k + 1 < runs.len() {
+        // "Last, First" (Hughes, Olivia; de Groot, Femke; Ó Súilleabháin, Pádraig)
+        if core.len() <= 2 && k + 1 < runs.len() {
+            let c0 = core[core.len() - 1];
+            {
                 let (i2, j2) = runs[k + 1];
                 let c1: Vec<&Tok> = toks[i2..j2].iter().filter(|t| t.kind == Kind::Core).collect();
                 let gap = &text[end..toks[i2].start];
-                if c1.len() == 1 && gap == ", " && c0.flags & S != 0 && c1[0].flags & G != 0 && c0.flags & C == 0
-                    && c1[0].flags & C == 0 && c0.shape == c1[0].shape
+                let (f0, f1) = (c0.flags, c1[0].flags);
+                let last_ok = f0 & (G | S) != 0 && (f0 & C == 0 || f1 & G != 0 && f1 & C == 0) || f0 == 0;
+                let first_ok = f1 & G != 0 && (f1 & C == 0 || c1[0].shape == Shape::Cap)
+                    || f1 == 0 && f0 & (G | S) != 0 && f0 & C == 0;
+                if c1.len() == 1
+                    && gap == ", "
+                    && last_ok
+                    && first_ok
+                    && c0.shape == c1[0].shape
+                    && !(c0.shape == Shape::Lower && (f0 == 0 || f1 == 0))
                 {
                     end = toks[j2 - 1].end;
-                    score = 0.7 + if strong { 0.25 } else { 0.0 } + if weak { 0.05 } else { 0.0 };
+                    score = if f0 & (G | S) != 0 && f1 & G != 0 { 0.7 } else { 0.5 };
+                    score += if strong { 0.25 } else if weak { 0.1 } else { 0.0 };
                     out.push(Finding { entity: EntityType::Person, start, end, confidence: score.min(0.97) });
                     k += 2;
                     continue;
                 }
             }
+        }
+        if core.len() == 1 {
+            let c0 = core[0];
             let known = c0.flags & (G | S) != 0 && c0.flags & C == 0;
             score = if title && c0.shape != Shape::Lower {
                 0.85
-            } else if known && strong && c0.shape != Shape::Lower {
+            } else if known && strong && (c0.shape == Shape::Cap || shouted && c0.len_chars > 3) {
                 0.6
             } else {
                 0.0
             };
         } else {
-            let n_strong = core.iter().filter(|t| value(t) >= 1.0).count();
+            let n_strong = core.iter().filter(|t| value(t) >= 0.8).count();
             let n_weak = core.iter().filter(|t| value(t) == 0.5).count();
             let n_unk = core.len() - n_strong - n_weak;
             score = if n_strong >= 2 {
@@ -363,6 +451,10 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
             }
             if core.len() > 4 {
                 score -= 0.2;
+            }
+            // In all-caps text capitalisation carries no signal.
+            if shouted && n_strong < 2 {
+                score -= 0.1;
             }
             if strong {
                 score += 0.35;

@@ -55,7 +55,7 @@ impl Tables {
         );
         Tables {
             email: re(r"(?i)[\p{L}\p{N}][\p{L}\p{N}._%+'-]*@[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?)*\.[a-z]{2,24}\b"),
-            phone: re(r"(?:\+\s?\d{1,3}|\(\d{1,5}\)|\d{1,5})(?:[ \u{a0}.\-/]{1,2}\(?\d{1,6}\)?){0,6}"),
+            phone: re(r"(?:\+\s?\d{1,3}|\(\d{1,5}\)|\d{1,5})(?:[ \u{a0}.\-/]{1,2}\(?\d{1,10}\)?){0,6}"),
             ssn: re(r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b|\b\d{9}\b"),
             card: re(r"\b\d(?:[ -]?\d){11,18}\b"),
             iban: re(r"(?i)\b[a-z]{2}\d{2}(?:[ -]?[a-z0-9]){10,32}"),
@@ -78,15 +78,14 @@ fn push(out: &mut Vec<Finding>, entity: EntityType, start: usize, end: usize, co
     out.push(Finding { entity, start, end, confidence: confidence.clamp(0.0, 1.0) });
 }
 
-pub(crate) fn scan(text: &str, ctx: &Context, t: &Tables, out: &mut Vec<Finding>) {
-    let dates = dates(text, t);
+pub(crate) fn scan(text: &str, ctx: &Context, t: &Tables, dates: &[(usize, usize)], out: &mut Vec<Finding>) {
     email(text, t, out);
     ip(text, t, out);
     card(text, ctx, t, out);
     iban(text, t, out);
     ssn(text, ctx, t, out);
-    phone(text, ctx, t, &dates, out);
-    dob(text, ctx, &dates, out);
+    phone(text, ctx, t, dates, out);
+    dob(text, ctx, dates, out);
     mrn(text, ctx, t, out);
     passport(text, ctx, t, out);
     api_key(text, ctx, t, out);
@@ -377,7 +376,7 @@ fn phone(text: &str, ctx: &Context, t: &Tables, dates: &[(usize, usize)], out: &
 
 // ---------------------------------------------------------------- dates
 
-fn dates(text: &str, t: &Tables) -> Vec<(usize, usize)> {
+pub(crate) fn dates(text: &str, t: &Tables) -> Vec<(usize, usize)> {
     t.date.find_iter(text).filter(|m| plausible_date(m.as_str())).map(|m| (m.start(), m.end())).collect()
 }
 
@@ -461,7 +460,13 @@ fn passport(text: &str, ctx: &Context, t: &Tables, out: &mut Vec<Finding>) {
             if let Some(c) = t.passport_value.captures(&text[pos..]).and_then(|c| c.get(1)) {
                 let v = c.as_str();
                 let digits = v.bytes().filter(u8::is_ascii_digit).count();
-                if digits >= 2 && pos + c.start() - ke <= 40 {
+                // German passports may hold one digit or none: accept an
+                // all-capitals 8-10 char code right after the keyword too.
+                let caps_code = v.len() >= 8
+                    && v.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                    && pos == ke
+                    && !shouted(text);
+                if (digits >= 2 || caps_code) && pos + c.start() - ke <= 40 {
                     push(out, EntityType::Passport, pos + c.start(), pos + c.end(), 0.9);
                     break;
                 }
@@ -478,6 +483,11 @@ fn passport(text: &str, ctx: &Context, t: &Tables, out: &mut Vec<Finding>) {
         }
     }
     id_in_table(text, ctx, t, &["passport"], EntityType::Passport, out);
+}
+
+fn shouted(text: &str) -> bool {
+    let letters = text.chars().filter(|c| c.is_alphabetic()).count().max(1);
+    text.chars().filter(|c| c.is_uppercase()).count() * 10 > letters * 7
 }
 
 // ---------------------------------------------------------------- API keys
