@@ -229,9 +229,9 @@ mod tests {
         let t = "Müller 😀 x";
         assert_eq!(codepoint_to_byte(t, 0), Some(0));
         assert_eq!(codepoint_to_byte(t, 2), Some(3)); // 'ü' is 2 bytes
-        assert_eq!(codepoint_to_byte(t, 8), Some(t.len() - 1));
-        assert_eq!(codepoint_to_byte(t, 9), Some(t.len()));
-        assert_eq!(codepoint_to_byte(t, 10), None);
+        assert_eq!(codepoint_to_byte(t, 9), Some(t.len() - 1)); // 'x' after a 4-byte emoji
+        assert_eq!(codepoint_to_byte(t, 10), Some(t.len()));
+        assert_eq!(codepoint_to_byte(t, 11), None);
     }
 
     #[test]
