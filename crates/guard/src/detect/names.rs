@@ -305,7 +305,7 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
         } else if !known && !unknown {
             // an ordinary word or a place that is not also a name
             Kind::Break
-        } else if sh == Shape::Upper && !known && (acronym(w) || !shouted && nchars <= 4) {
+        } else if sh == Shape::Upper && !known && acronym(w) {
             Kind::Break
         } else if sh == Shape::Lower && !(known && flags & C == 0) && !unknown {
             Kind::Break
@@ -320,6 +320,23 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
         let gap = &text[a.end..b.start];
         gap == " " || (a.dot && a.kind == Kind::Initial && gap == ". ") || gap == "\u{a0}"
     };
+    // In lower-case text a surname that is also an ordinary word ("wei
+    // sun") counts after a given name that is not one.
+    for i in 1..toks.len() {
+        let (p, t) = (toks[i - 1], toks[i]);
+        if t.kind == Kind::Break
+            && t.shape == Shape::Lower
+            && t.flags & S != 0
+            && t.flags & C != 0
+            && p.kind == Kind::Core
+            && p.shape == Shape::Lower
+            && p.flags & G != 0
+            && p.flags & C == 0
+            && joined(&p, &t)
+        {
+            toks[i].kind = Kind::Core;
+        }
+    }
     // A capitalised particle opening a run is a name word (Vietnamese Do,
     // Le; Dutch "Van Dijk" at the start of a line).
     for i in 0..toks.len() {
