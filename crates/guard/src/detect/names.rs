@@ -34,8 +34,14 @@ const S: u8 = 2;
 const C: u8 = 4;
 const P: u8 = 8;
 
+const SP_TITLE: u8 = 1;
+const SP_PARTICLE: u8 = 2;
+const SP_STOP: u8 = 4;
+
 pub(crate) struct Tables {
     words: HashMap<&'static str, u8>,
+    /// TITLES / PARTICLES / STOP membership, one hash lookup per token.
+    special: HashMap<&'static str, u8>,
     token: Regex,
     cue_strong: Regex,
     cue_weak: Regex,
@@ -64,8 +70,15 @@ impl Tables {
                 words.insert(w, flags);
             }
         }
+        let mut special: HashMap<&'static str, u8> = HashMap::new();
+        for (list, bit) in [(TITLES, SP_TITLE), (PARTICLES, SP_PARTICLE), (STOP, SP_STOP)] {
+            for w in list {
+                *special.entry(*w).or_default() |= bit;
+            }
+        }
         Tables {
             words,
+            special,
             token: re(r"[\p{L}\p{M}]+(?:['’\-][\p{L}\p{M}]+)*\.?"),
             cue_strong: re(r"(?i)(?:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|rev|herr|frau|mme|mlle|sr|sra|srta|dott|patient|pt|client|customer|employee|applicant|claimant|tenant|landlord|guest|passenger|student|pupil|witness|defendant|plaintiff|respondent|policyholder|holder|cardholder|beneficiary|subscriber|member|kin|spouse|wife|husband|son|daughter|mother|father|guardian|colleague|name|named|called|dear|attn|attention|signed|sincerely|regards|thanks|cheers|welcome|congratulations|hi|hello|hey|i|insured|payee|recipient|sender|requester|requestor|caller|driver|contact|surname|forename|nom|nombre|nome|naam|party|cc)\.?|my\s+name\s+is|this\s+is|i\s+am|i'm|best|thank\s+you|kind\s+regards)[\s:=,;\x22'(\-]{0,4}$"),
             cue_weak: re(r"(?i)\b(?:from|by|for|with|of|to|and|or|via|per|ask|tell|call|email|text|see|meet|met|said|told)\s{0,2}$"),
@@ -80,11 +93,16 @@ impl Tables {
     /// Flags of a token, trying the lower-cased form, a diacritic-folded
     /// form, and (for hyphenated/apostrophe names) the parts.
     pub(crate) fn lookup(&self, token: &str) -> u8 {
-        let lower = token.to_lowercase();
-        let mut f = self.flags_of(&lower);
+        self.lookup_lower(&token.to_lowercase())
+    }
+
+    fn lookup_lower(&self, lower: &str) -> u8 {
+        let mut f = self.flags_of(lower);
         if f & (G | S) == 0 {
-            let folded = fold(&lower);
-            f |= self.flags_of(&folded) & !(C | P);
+            let folded = if lower.is_ascii() { lower.to_string() } else { fold(lower) };
+            if !lower.is_ascii() {
+                f |= self.flags_of(&folded) & !(C | P);
+            }
             if lower.contains(['-', '\'', '’']) {
                 let joined: String = folded.chars().filter(|c| !matches!(c, '-' | '\'' | '’')).collect();
                 f |= self.flags_of(&joined) & (G | S);
@@ -217,17 +235,22 @@ enum Kind {
 fn shape(w: &str) -> Shape {
     let mut chars = w.chars().filter(|c| c.is_alphabetic());
     let Some(first) = chars.next() else { return Shape::Other };
-    let rest: Vec<char> = chars.collect();
+    let (mut n, mut upper, mut lower) = (0usize, 0usize, 0usize);
+    for c in chars {
+        n += 1;
+        upper += usize::from(c.is_uppercase());
+        lower += usize::from(c.is_lowercase());
+    }
     if first.is_uppercase() {
-        if rest.iter().all(|c| c.is_uppercase()) {
-            if rest.is_empty() { Shape::Cap } else { Shape::Upper }
-        } else if rest.iter().filter(|c| c.is_uppercase()).count() <= 2 {
+        if upper == n {
+            if n == 0 { Shape::Cap } else { Shape::Upper }
+        } else if upper <= 2 {
             // McAllister, DeShawn, O'Brien
             Shape::Cap
         } else {
             Shape::Other
         }
-    } else if rest.iter().all(|c| c.is_lowercase()) {
+    } else if lower == n {
         Shape::Lower
     } else {
         Shape::Other
@@ -286,17 +309,18 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
         }
         let lower = w.to_lowercase();
         let sh = shape(w);
-        let flags = t.lookup(w);
+        let flags = t.lookup_lower(&lower);
+        let special = t.special.get(lower.as_str()).copied().unwrap_or(0);
         let known = flags & (G | S) != 0;
         let unknown = flags & (G | S | C | P) == 0;
         let nchars = w.chars().count();
-        let kind = if TITLES.contains(&lower.as_str()) && sh != Shape::Lower {
+        let kind = if special & SP_TITLE != 0 && sh != Shape::Lower {
             Kind::Title
         } else if nchars == 1 && dot && sh != Shape::Other {
             Kind::Initial
-        } else if PARTICLES.contains(&lower.as_str()) && !(sh != Shape::Lower && flags & S != 0) {
+        } else if special & SP_PARTICLE != 0 && !(sh != Shape::Lower && flags & S != 0) {
             Kind::Particle
-        } else if STOP.contains(&lower.as_str())
+        } else if special & SP_STOP != 0
             || sh == Shape::Other
             || nchars < 2
             || lower.rsplit_once(['\'', '’']).is_some_and(|(_, x)| matches!(x, "t" | "m" | "re" | "ll" | "ve" | "d"))

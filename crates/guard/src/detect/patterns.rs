@@ -513,10 +513,14 @@ fn api_key(text: &str, ctx: &Context, t: &Tables, out: &mut Vec<Finding>) {
         push(out, EntityType::ApiKey, m.start(), m.end(), 0.95);
     }
     for m in t.generic_token.find_iter(text) {
-        let s = m.as_str().trim_end_matches('=');
-        let s = s.trim_start_matches(['-', '/', '+']);
-        let start = m.end() - m.as_str().len() + (m.as_str().len() - m.as_str().trim_start_matches(['-', '/', '+']).len());
-        let end = start + s.len() + (m.as_str().trim_start_matches(['-', '/', '+']).len() - s.len());
+        // `name=value`: the value starts after the last '=' that is not padding.
+        let raw = m.as_str();
+        let body_end = raw.trim_end_matches('=').len();
+        let from = raw[..body_end].rfind('=').map_or(0, |i| i + 1);
+        let lead = raw[from..].len() - raw[from..].trim_start_matches(['-', '/', '+']).len();
+        let start = m.start() + from + lead;
+        let end = m.end();
+        let s = text[start..end].trim_end_matches('=');
         if s.len() < 20 || t.uuid.is_match(s) {
             continue;
         }
