@@ -26,7 +26,7 @@ fn re(s: &str) -> Regex {
     Regex::new(s).expect("built-in address regex")
 }
 
-const EN_TYPES: &str = "street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|close|way|place|pl|terrace|tce|circle|cir|crescent|cres|grove|hill|square|sq|parkway|pkwy|highway|hwy|row|mews|gardens|walk|rise|view|green|trail|path|alley|quay|wharf|esplanade|parade|gate|vale|heights|loop|pike|plaza|broadway|promenade";
+const EN_TYPES: &str = "street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|close|way|place|pl|terrace|tce|circle|cir|crescent|cres|grove|hill|square|sq|parkway|pkwy|highway|hwy|row|mews|gardens|walk|rise|view|green|trail|path|alley|quay|wharf|esplanade|parade|vale|heights|loop|pike|plaza|broadway|promenade";
 const SUFFIX_TYPES: &str = "straße|strasse|str\\.|weg|allee|gasse|platz|ring|damm|ufer|gracht|straat|laan|plein|kade|singel|dijk|markt|steig|pfad|chaussee|wall|graben|vej|gade|gatan|vägen|vagen|veien|gata|katu|tie|utca";
 const PREFIX_TYPES: &str = "calle|c/|avenida|avda\\.?|paseo|plaza|pza\\.?|carrer|rua|viale|piazza|corso|largo|travessa|rambla|ronda|camino|carretera|praça|praca|avinguda|via";
 const FR_TYPES: &str = "rue|avenue|av\\.|boulevard|bd|place|allée|allee|chemin|impasse|quai|cours|route|square|passage|faubourg";
@@ -39,10 +39,21 @@ impl Tables {
     pub fn new() -> Tables {
         let word = r"[\p{L}][\p{L}\p{M}'’.\-]*";
         let cap = r"[\p{Lu}][\p{L}\p{M}'’.\-]*";
+        // Street types are capitalised in addresses ("Oak Street", "OAK
+        // STREET"); a lower-case "gate" or "way" is an ordinary word.
+        let en_types = EN_TYPES
+            .split('|')
+            .flat_map(|t| {
+                let mut c = t.chars();
+                let title = c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default();
+                [title, t.to_uppercase()]
+            })
+            .collect::<Vec<_>>()
+            .join("|");
         let num_prefix = r"(?:(?i:unit|apt|flat|suite)\s*\d{1,4}[A-Za-z]?\s*/\s*)?";
         let cores = vec![
             // 12 Oak Street / 12B Kestrel Court / Unit 5/120 George St
-            (format!(r"\b{num_prefix}\d{{1,5}}[A-Za-z]?,?[ \t]+(?:{cap}[ \t]+){{0,3}}(?i:{EN_TYPES})\b\.?"), 0.8),
+            (format!(r"\b{num_prefix}\d{{1,5}}[A-Za-z]?,?[ \t]+(?:{cap}[ \t]+){{0,3}}(?:{en_types})\b\.?"), 0.8),
             // 9 rue de la Paix / 76 bis rue Pasteur / 113 AVENUE VICTOR HUGO
             (format!(r"\b\d{{1,4}}(?:\s*(?i:bis|ter))?,?\s+(?i:{FR_TYPES})\s+(?:(?i:de|du|des|la|le|les|d'|l')\s*){{0,2}}{cap}(?:\s+{cap}){{0,3}}"), 0.8),
             // Bahnhofstraße 26b / Am Markt 5 / Prinsengracht 132 hs
@@ -197,12 +208,13 @@ fn component(text: &str, pos: usize) -> Option<(usize, usize, bool)> {
         let w_end = rest[j..].find(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | '"' | '<' | '>')).map_or(rest.len(), |k| j + k);
         let word = &rest[j..w_end];
         let first = word.chars().next()?;
-        let bare = word.trim_end_matches('.');
-        let ok = first.is_uppercase() || first.is_ascii_digit() && bare.len() <= 8 && bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let bare = word.trim_end_matches(['.', '\'', '"', '’', '”', ']', '!', '?', ':']);
+        let ok = first.is_uppercase() && bare.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '\'' | '’' | '.'))
+            || first.is_ascii_digit() && bare.len() <= 8 && bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !ok || word.is_empty() {
             break;
         }
-        let trimmed = word.trim_end_matches('.');
+        let trimmed = bare;
         end = pos + j + trimmed.len();
         words += 1;
         if trimmed.len() != word.len() {

@@ -57,6 +57,7 @@ impl Detector {
         address::scan(text, &ctx, &t.address, &t.names, &dates, &mut cands);
         let before_names = cands.clone();
         names::scan(text, &ctx, &t.names, &before_names, &mut cands);
+        dob_after_name(text, &dates, &mut cands);
         resolve(cands)
     }
 }
@@ -76,6 +77,23 @@ pub(crate) fn tables() -> &'static Tables {
         address: address::Tables::new(),
         names: names::Tables::new(),
     })
+}
+
+/// A date right after a person's name, in brackets or between commas
+/// ("Olivia Smith (12/03/1980)", "Olivia Smith, 12 March 1980,") is taken
+/// for a date of birth.
+fn dob_after_name(text: &str, dates: &[(usize, usize)], cands: &mut Vec<Finding>) {
+    let persons: Vec<usize> =
+        cands.iter().filter(|f| f.entity == EntityType::Person && f.confidence >= THRESHOLD).map(|f| f.end).collect();
+    for &(s, e) in dates {
+        let follows = persons.iter().any(|&pe| {
+            pe <= s && matches!(&text[pe..s], " (" | ", " | " - " | ", born " | " (born " | " (b. " | ", b. ")
+        });
+        let closes = matches!(next_char(text, e), Some(')') | Some(',') | Some(';') | None);
+        if follows && closes {
+            cands.push(Finding { entity: EntityType::DateOfBirth, start: s, end: e, confidence: 0.75 });
+        }
+    }
 }
 
 /// Greedy overlap resolution: the most confident (then longest, then

@@ -98,11 +98,13 @@ impl Tables {
 
     fn lookup_lower(&self, lower: &str) -> u8 {
         let mut f = self.flags_of(lower);
+        let folded = if lower.is_ascii() { None } else { Some(fold(lower)) };
+        if let Some(fd) = &folded {
+            // "Gráinne" may be listed only as a surname, "grainne" as both
+            f |= self.flags_of(fd) & (G | S);
+        }
         if f & (G | S) == 0 {
-            let folded = if lower.is_ascii() { lower.to_string() } else { fold(lower) };
-            if !lower.is_ascii() {
-                f |= self.flags_of(&folded) & !(C | P);
-            }
+            let folded = folded.unwrap_or_else(|| lower.to_string());
             if lower.contains(['-', '\'', '’']) {
                 let joined: String = folded.chars().filter(|c| !matches!(c, '-' | '\'' | '’')).collect();
                 f |= self.flags_of(&joined) & (G | S);
@@ -198,6 +200,14 @@ const STOP: &[&str] = &[
     "order", "invoice", "case", "claim", "policy", "card", "phone", "email", "mobile", "tel", "date", "birth", "dob",
     "ssn", "mrn", "passport", "address", "ref", "reference", "note", "notes", "summary", "please", "thank", "thanks",
     "mr", "mrs", "ms", "dr", "prof", "iban", "swift", "bic",
+];
+
+/// Short English function words that census/Faker also list as names; in
+/// ALL-CAPS text they would otherwise pair with a neighbour ("IN HAMBURG").
+const FUNCTION_WORDS: &[&str] = &[
+    "in", "to", "on", "at", "of", "by", "an", "as", "is", "it", "or", "if", "so", "no", "up", "we", "us", "my", "me",
+    "be", "am", "go", "the", "and", "for", "not", "but", "you", "all", "any", "has", "was", "are", "our", "his",
+    "her", "its", "out", "new", "now", "per", "via", "re",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -329,7 +339,7 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
         } else if !known && !unknown {
             // an ordinary word or a place that is not also a name
             Kind::Break
-        } else if sh == Shape::Upper && !known && acronym(w) {
+        } else if sh == Shape::Upper && (!known && acronym(w) || FUNCTION_WORDS.contains(&lower.as_str())) {
             Kind::Break
         } else if sh == Shape::Lower && !(known && flags & C == 0) && !unknown {
             Kind::Break
@@ -395,8 +405,7 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
         // a run after a name is itself a name (Anh Do, Linh Le)
         while j > i + 1 && toks[j - 1].kind != Kind::Core {
             let t = &toks[j - 1];
-            let next_lower = text[t.end..].strip_prefix(' ').is_some_and(|r| r.starts_with(|c: char| c.is_lowercase()));
-            if t.kind == Kind::Particle && t.shape != Shape::Lower && !t.dot && !next_lower {
+            if t.kind == Kind::Particle && t.shape != Shape::Lower && !t.dot {
                 toks[j - 1].kind = Kind::Core;
                 toks[j - 1].flags |= S;
                 break;
@@ -445,6 +454,7 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
                 let (f0, f1) = (c0.flags, c1[0].flags);
                 let last_ok = f0 & (G | S) != 0 && (f0 & C == 0 || f1 & G != 0 && f1 & C == 0) || f0 == 0;
                 let first_ok = f1 & G != 0 && (f1 & C == 0 || c1[0].shape == Shape::Cap)
+                    || f1 & S != 0 && f1 & C == 0 && f0 & (G | S) != 0
                     || f1 == 0 && f0 & (G | S) != 0 && f0 & C == 0;
                 if c1.len() == 1
                     && gap == ", "
@@ -481,7 +491,9 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
             } else if n_strong == 1 && n_weak + n_unk >= 1 {
                 0.7
             } else if n_weak >= 2 {
-                0.45
+                // two words that are names but also ordinary words ("Grace
+                // Young", "Flight EK"): needs a cue
+                0.2
             } else if n_weak == 1 {
                 0.35
             } else {

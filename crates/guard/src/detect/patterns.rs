@@ -277,16 +277,19 @@ fn ssn(text: &str, ctx: &Context, t: &Tables, out: &mut Vec<Finding>) {
         {
             continue;
         }
-        let context = ctx.before(&ctx.ssn, m.start(), 30).is_some() || header_is(ctx, m.start(), &["ssn", "social"]);
+        let after = ctx.ssn.iter().any(|&(ks, _)| ks >= m.end() && ks - m.end() <= 30);
+        let context = ctx.before(&ctx.ssn, m.start(), 30).is_some() || after || header_is(ctx, m.start(), &["ssn", "social"]);
         let s = m.as_str();
         let conf = if s.contains('-') {
             if context { 0.99 } else { 0.85 }
         } else if s.contains(' ') {
-            if context { 0.95 } else { 0.3 }
+            // 3-2-4 in spaces is no common phone or date layout
+            if context { 0.95 } else { 0.55 }
         } else if context {
             0.9
         } else {
-            0.0
+            // nine bare digits with a valid area: possibly an SSN
+            0.3
         };
         push(out, EntityType::UsSsn, m.start(), m.end(), conf);
     }
@@ -465,7 +468,7 @@ fn passport(text: &str, ctx: &Context, t: &Tables, out: &mut Vec<Finding>) {
                 let caps_code = v.len() >= 8
                     && v.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
                     && pos == ke
-                    && !shouted(text);
+                    && (digits >= 1 || !shouted(text));
                 if (digits >= 2 || caps_code) && pos + c.start() - ke <= 40 {
                     push(out, EntityType::Passport, pos + c.start(), pos + c.end(), 0.9);
                     break;
