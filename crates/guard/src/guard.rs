@@ -26,6 +26,9 @@ use crate::safe::CloudSafeRequest;
 use crate::secret::Secret;
 
 /// The guard's answer for one request.
+// `Cloud` carries the whole request by value, as the cloud client's API
+// expects; decisions are made once per request, so the size is irrelevant.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decision {
     /// Answer locally. `reasons` are machine-readable codes

@@ -339,9 +339,10 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
         } else if !known && !unknown {
             // an ordinary word or a place that is not also a name
             Kind::Break
-        } else if sh == Shape::Upper && (!known && acronym(w) || FUNCTION_WORDS.contains(&lower.as_str())) {
-            Kind::Break
-        } else if sh == Shape::Lower && !(known && flags & C == 0) && !unknown {
+        } else if sh == Shape::Upper && (!known && acronym(w) || FUNCTION_WORDS.contains(&lower.as_str()))
+            || sh == Shape::Lower && !(known && flags & C == 0) && !unknown
+        {
+            // acronyms and all-caps function words; lower-case ordinary words
             Kind::Break
         } else {
             Kind::Core

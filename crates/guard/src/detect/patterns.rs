@@ -109,7 +109,7 @@ fn ip(text: &str, t: &Tables, out: &mut Vec<Finding>) {
         }
         // Part of a longer dotted number, or a version (v1.2.3.4).
         let p = prev_char(text, m.start());
-        if matches!(p, Some('.') | Some('v') | Some('V')) || text[m.end()..].starts_with(|c: char| c == '.')
+        if matches!(p, Some('.') | Some('v') | Some('V')) || text[m.end()..].starts_with('.')
             && next_char(text, m.end() + 1).is_some_and(|c| c.is_ascii_digit())
         {
             continue;
@@ -336,7 +336,7 @@ fn phone(text: &str, ctx: &Context, t: &Tables, dates: &[(usize, usize)], out: &
             continue;
         }
         if next_char(text, end).is_some_and(|c| c.is_alphanumeric() || matches!(c, '%' | '_' | '@'))
-            || text[end..].starts_with(|c: char| c == '.' || c == ',')
+            || text[end..].starts_with(['.', ','])
                 && next_char(text, end + 1).is_some_and(|c| c.is_ascii_digit())
         {
             continue;
