@@ -205,7 +205,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+    if s.len() & 1 != 0 || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
@@ -598,9 +598,9 @@ mod tests {
         let mut e = AuditEntry {
             ts_ms: 1_700_000_000_000 + i,
             request_id: format!("req-{i}"),
-            route: if i % 3 == 0 { "cloud".into() } else { "local".into() },
+            route: if matches!(i % 3, 0) { "cloud".into() } else { "local".into() },
             reasons: vec![format!("pii.keep_local:{}", EntityType::Person)],
-            destination: (i % 3 == 0).then(|| "https://user:pw@API.Example.com:443/v1/chat?x=1".to_string()),
+            destination: matches!(i % 3, 0).then(|| "https://user:pw@API.Example.com:443/v1/chat?x=1".to_string()),
             bytes_in: 100 + i,
             bytes_out: 7 * i,
             ..AuditEntry::default()

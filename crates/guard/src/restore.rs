@@ -114,20 +114,21 @@ fn restore_leaves(r: &Restorer, v: &mut Value) {
 }
 
 /// Markdown/HTML link context carried across chunks.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct LinkState {
     /// Between `<` and `>`.
     angle: bool,
     /// Paren depth inside a `](` link target.
     target: u32,
-    /// Rest of a `[id]: url` line.
-    refdef: bool,
-    /// Start of a line (for reference definitions).
-    line_start: bool,
+    /// The current line so far (capped), to recognise `[id]: url` lines.
+    line: String,
     /// Previous char was `]`.
     after_bracket: bool,
-    started: bool,
 }
+
+/// Longest line prefix kept for reference-definition checks (CommonMark
+/// labels are at most 999 chars).
+const LINE_CAP: usize = 1100;
 
 pub struct StreamRestorer {
     restorer: Restorer,
@@ -175,23 +176,21 @@ impl StreamRestorer {
     /// Processes text that ends at a token boundary (or the stream's end).
     fn process(&mut self, text: &str, allow: bool, out: &mut String) {
         let st = &mut self.state;
-        if !st.started {
-            st.started = true;
-            st.line_start = true;
-        }
         let mut i = 0;
         while i < text.len() {
             let rest = &text[i..];
-            if st.line_start {
-                st.refdef = is_refdef(rest);
-                st.line_start = false;
-            }
             if rest.starts_with('[') {
                 if let Some(len) = placeholder_len(rest) {
                     let ph = &rest[..len];
                     let value = self.restorer.value_of(ph);
-                    let in_link = st.angle || st.target > 0 || st.refdef;
-                    let tok_start = text[..i].rfind(char::is_whitespace).map_or(0, |k| k + 1);
+                    let line_rest = &rest[..rest.find('\n').unwrap_or(rest.len())];
+                    let refdef = is_refdef(&format!("{}{}", st.line, line_rest));
+                    let in_link = st.angle || st.target > 0 || refdef;
+                    let tok_start = text[..i]
+                        .char_indices()
+                        .rev()
+                        .find(|(_, c)| c.is_whitespace())
+                        .map_or(0, |(k, c)| k + c.len_utf8());
                     let tok_end = text[i + len..].find(char::is_whitespace).map_or(text.len(), |k| i + len + k);
                     let around = format!("{}{}", &text[tok_start..i], &text[i + len..tok_end]);
                     let urlish = URL_MARKERS.iter().any(|m| around.contains(m));
@@ -200,6 +199,9 @@ impl StreamRestorer {
                         _ => out.push_str(ph),
                     }
                     st.after_bracket = true;
+                    if st.line.len() < LINE_CAP {
+                        st.line.push_str(ph);
+                    }
                     i += len;
                     continue;
                 }
@@ -214,10 +216,12 @@ impl StreamRestorer {
                 '\n' => {
                     st.angle = false;
                     st.target = 0;
-                    st.refdef = false;
-                    st.line_start = true;
+                    st.line.clear();
                 }
                 _ => {}
+            }
+            if c != '\n' && st.line.len() < LINE_CAP {
+                st.line.push(c);
             }
             st.after_bracket = c == ']';
             out.push(c);
