@@ -26,15 +26,15 @@ impl Tables {
     pub fn new() -> Tables {
         Tables {
             // Multi-word keys accept `_`/`-` so JSON/CSV keys (date_of_birth) match.
-            birth: re(r"(?i)\b(?:d\.?\s?o\.?\s?b|date[\s_-]+of[\s_-]+birth|birth[\s_-]*date|birthday|born(?:[\s_-]+on)?|geb\.|geboren(?:\s+am)?|geburtsdatum|n[ée]e?\s+le|date[\s_-]+de[\s_-]+naissance|fecha[\s_-]+de[\s_-]+nacimiento|nacid[oa](?:\s+el)?|data[\s_-]+di[\s_-]+nascita|geboortedatum|data[\s_-]+de[\s_-]+nascimento|nascid[oa](?:\s+em)?)\b\.?"),
-            ssn: re(r"(?i)\b(?:ssn|social[\s_-]+security(?:[\s_-]+(?:number|no|num))?|soc\.?\s*sec|ss\s*#|ss[\s_-]+no|ss[\s_-]+number|taxpayer[\s_-]+id)\b"),
-            mrn: re(r"(?i)(?:\bmrn|\bm\.r\.n\.|\bmedical[\s_-]+record(?:[\s_-]+(?:number|no|num|id))?|\bmed\.?\s*rec(?:ord)?(?:\s*(?:no|number|#))?|\b(?:hospital|patient|chart|case[\s_-]+note|health[\s_-]+record|ehr|emr|nhs)[\s_-]+(?:number|no|id|num)|\bmr\s*#|\brecord[\s_-]+(?:number|no))\b"),
-            passport: re(r"(?i)\b(?:passport|passeport|pasaporte|passaporto|reisepass|paspoort|passaporte|travel[\s_-]+document)s?\b"),
-            phone: re(r"(?i)\b(?:phone|tel|telephone|mobile|mob|cell|cellphone|call|ring|text|sms|whatsapp|fax|contact|ph|landline|number|tlf|tfno|telefon|t[ée]l[ée]phone|tel[ée]fono|handy|mobil)\b"),
-            card: re(r"(?i)\b(?:card|visa|mastercard|master\s+card|amex|american\s+express|discover|jcb|cc|pan|credit|debit|cardholder)\b"),
-            secret: re(r"(?i)(?:api[\s_-]?key|\bkey|token|secret|passw(?:or)?d|\bpwd|bearer|authorization|\bauth|credential|access[\s_-]?key)"),
-            hash: re(r"(?i)\b(?:commit|sha\d*|md5|hash|checksum|digest|revision|rev|etag|fingerprint)\b"),
-            address: re(r"(?i)\b(?:address|addr|residing\s+at|resides\s+at|resident\s+at|living\s+at|lives\s+at|live\s+at|moved\s+to|move\s+to|ship\s+to|deliver(?:ed|y)?\s+to|located\s+at|domicile|street|adresse|direcci[oó]n|indirizzo|anschrift|wohnhaft)\b"),
+            birth: re(r"(?i)(?-u:\b)(?:d\.?\s?o\.?\s?b|date[\s_-]+of[\s_-]+birth|birth[\s_-]*date|birthday|born(?:[\s_-]+on)?|geb\.|geboren(?:\s+am)?|geburtsdatum|n[ée]e?\s+le|date[\s_-]+de[\s_-]+naissance|fecha[\s_-]+de[\s_-]+nacimiento|nacid[oa](?:\s+el)?|data[\s_-]+di[\s_-]+nascita|geboortedatum|data[\s_-]+de[\s_-]+nascimento|nascid[oa](?:\s+em)?)(?-u:\b)\.?"),
+            ssn: re(r"(?i)(?-u:\b)(?:ssn|social[\s_-]+security(?:[\s_-]+(?:number|no|num))?|soc\.?\s*sec|ss\s*#|ss[\s_-]+no|ss[\s_-]+number|taxpayer[\s_-]+id)(?-u:\b)"),
+            mrn: re(r"(?i)(?:(?-u:\b)mrn|(?-u:\b)m\.r\.n\.|(?-u:\b)medical[\s_-]+record(?:[\s_-]+(?:number|no|num|id))?|(?-u:\b)med\.?\s*rec(?:ord)?(?:\s*(?:no|number|#))?|(?-u:\b)(?:hospital|patient|chart|case[\s_-]+note|health[\s_-]+record|ehr|emr|nhs)[\s_-]+(?:number|no|id|num)|(?-u:\b)mr\s*#|(?-u:\b)record[\s_-]+(?:number|no))(?-u:\b)"),
+            passport: re(r"(?i)(?-u:\b)(?:passport|passeport|pasaporte|passaporto|reisepass|paspoort|passaporte|travel[\s_-]+document)s?(?-u:\b)"),
+            phone: re(r"(?i)(?-u:\b)(?:phone|tel|telephone|mobile|mob|cell|cellphone|call|ring|text|sms|whatsapp|fax|contact|ph|landline|number|tlf|tfno|telefon|t[ée]l[ée]phone|tel[ée]fono|handy|mobil)(?-u:\b)"),
+            card: re(r"(?i)(?-u:\b)(?:card|visa|mastercard|master\s+card|amex|american\s+express|discover|jcb|cc|pan|credit|debit|cardholder)(?-u:\b)"),
+            secret: re(r"(?i)(?:api[\s_-]?key|(?-u:\b)key|token|secret|passw(?:or)?d|(?-u:\b)pwd|bearer|authorization|(?-u:\b)auth|credential|access[\s_-]?key)"),
+            hash: re(r"(?i)(?-u:\b)(?:commit|sha\d*|md5|hash|checksum|digest|revision|rev|etag|fingerprint)(?-u:\b)"),
+            address: re(r"(?i)(?-u:\b)(?:address|addr|residing\s+at|resides\s+at|resident\s+at|living\s+at|lives\s+at|live\s+at|moved\s+to|move\s+to|ship\s+to|deliver(?:ed|y)?\s+to|located\s+at|domicile|street|adresse|direcci[oó]n|indirizzo|anschrift|wohnhaft)(?-u:\b)"),
         }
     }
 }
