@@ -47,18 +47,45 @@ FRAMES = [
 ]
 
 
+# A second set, written after the detector was tuned on FRAMES and measured
+# once, untuned, as an estimate for unseen carrier sentences.
+FRAMES_HOLDOUT = [
+    "Hi, this is {PERSON}. I'm locked out; the account is under {EMAIL}.",
+    "Please update the records: {PERSON}, date of birth {DOB}, new address {ADDRESS}.",
+    "Minutes: attendees {PERSON}, {PERSON} and {PERSON}. Action: {topic}.",
+    "Refund request from {PERSON} for order {order}; refund to {IBAN}.",
+    "Rotate the key {APIKEY} — it was pasted into {service} logs by {EMAIL}.",
+    "grep showed failed logins from {IPV6} and {IPV4} on {hostname}.",
+    "Insurance form: insured {PERSON}; SSN {SSN}; phone {PHONE}; policy {case_no}.",
+    "Reminder for {PERSON}: your appointment on {date} at {time}. Reply to {PHONE} to cancel.",
+    "The courier could not find {ADDRESS}; please call {PERSON} on {PHONE}.",
+    "Our records show passport {PASSPORT} expired; holder born {DOB}.",
+    "Paste from CRM -> Name: {PERSON} | Card: {CARD} | Email: {EMAIL}",
+    "Hospital transfer: MRN {MRN}, patient {PERSON}, DOB {DOB}, allergies {allergy}.",
+    "dear {PERSON}, thanks for your order, it ships to {ADDRESS} on {weekday}.",
+    "Wire {amount} from {IBAN} to {IBAN} today please.",
+    "Quarterly report for the {department} team is due {date}; ping {EMAIL} with questions.",
+    "Server {hostname} at {IP} needs a restart after {version}.",
+    "Can you check if {CARD} is a valid card number? It was declined.",
+    "Update emergency contact: {PERSON}, {PHONE}, lives at {ADDRESS}.",
+    "Product {product} restocked; {qty} units at {amount}.",
+    "Team offsite in {city} on {date}; budget {amount}; rooms {n}.",
+]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gen", required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--holdout", action="store_true", help="use FRAMES_HOLDOUT")
     a = ap.parse_args()
     spec = importlib.util.spec_from_file_location("pii_gen", a.gen)
     g = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(g)
     rng = random.Random(f"hearth-own-{a.seed}")
     for i in range(a.n):
-        frame = rng.choice(FRAMES)
+        frame = rng.choice(FRAMES_HOLDOUT if a.holdout else FRAMES)
         text, ents = g.render(frame, rng, shout=rng.random() < 0.03)
         print(json.dumps({"id": f"own-{a.seed}-{i:05d}", "text": text, "entities": ents}, ensure_ascii=False))
 

@@ -207,7 +207,8 @@ const STOP: &[&str] = &[
 const FUNCTION_WORDS: &[&str] = &[
     "in", "to", "on", "at", "of", "by", "an", "as", "is", "it", "or", "if", "so", "no", "up", "we", "us", "my", "me",
     "be", "am", "go", "the", "and", "for", "not", "but", "you", "all", "any", "has", "was", "are", "our", "his",
-    "her", "its", "out", "new", "now", "per", "via", "re",
+    "her", "its", "out", "new", "now", "per", "via", "re", "a", "i", "with", "from", "this", "that", "they", "then",
+    "than", "will", "can", "may", "see", "get", "set", "run", "did", "had", "one", "two",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -355,21 +356,25 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
         let gap = &text[a.end..b.start];
         gap == " " || (a.dot && a.kind == Kind::Initial && gap == ". ") || gap == "\u{a0}"
     };
-    // In lower-case text a surname that is also an ordinary word ("wei
-    // sun") counts after a given name that is not one.
+    // In lower-case text a name that is also an ordinary word ("wei sun",
+    // "grace whitaker") counts next to a name that is not one.
+    let plain_lower_name = |t: &Tok| t.kind == Kind::Core && t.shape == Shape::Lower && t.flags & (G | S) != 0 && t.flags & C == 0;
+    let common_lower_name = |t: &Tok, role: u8| {
+        t.kind == Kind::Break
+            && t.shape == Shape::Lower
+            && t.flags & role != 0
+            && t.flags & C != 0
+            && !FUNCTION_WORDS.contains(&text[t.start..t.end].to_lowercase().as_str())
+    };
     for i in 1..toks.len() {
         let (p, t) = (toks[i - 1], toks[i]);
-        if t.kind == Kind::Break
-            && t.shape == Shape::Lower
-            && t.flags & S != 0
-            && t.flags & C != 0
-            && p.kind == Kind::Core
-            && p.shape == Shape::Lower
-            && p.flags & G != 0
-            && p.flags & C == 0
-            && joined(&p, &t)
-        {
+        if !joined(&p, &t) {
+            continue;
+        }
+        if common_lower_name(&t, S) && plain_lower_name(&p) {
             toks[i].kind = Kind::Core;
+        } else if common_lower_name(&p, G) && plain_lower_name(&t) {
+            toks[i - 1].kind = Kind::Core;
         }
     }
     // A capitalised particle opening a run is a name word (Vietnamese Do,
@@ -406,7 +411,7 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
         // a run after a name is itself a name (Anh Do, Linh Le)
         while j > i + 1 && toks[j - 1].kind != Kind::Core {
             let t = &toks[j - 1];
-            if t.kind == Kind::Particle && t.shape != Shape::Lower && !t.dot {
+            if t.kind == Kind::Particle && t.shape != Shape::Lower {
                 toks[j - 1].kind = Kind::Core;
                 toks[j - 1].flags |= S;
                 break;

@@ -238,7 +238,11 @@ pub(crate) fn iban_ok(compact: &[u8]) -> bool {
 }
 
 fn iban(text: &str, t: &Tables, out: &mut Vec<Finding>) {
-    for m in t.iban.find_iter(text) {
+    // The regex may run on into the next IBAN ("from X to Y"), so search
+    // again right after each accepted IBAN (or one char after a rejected start).
+    let mut at = 0;
+    while let Some(m) = t.iban.find_at(text, at) {
+        at = m.start() + text[m.start()..].chars().next().map_or(1, char::len_utf8);
         // compact chars with the byte end of each in the original text
         let mut compact = Vec::new();
         let mut ends = Vec::new();
@@ -258,6 +262,7 @@ fn iban(text: &str, t: &Tables, out: &mut Vec<Finding>) {
         };
         if let Some((l, conf)) = hit {
             push(out, EntityType::Iban, m.start(), ends[l - 1], conf);
+            at = ends[l - 1];
         }
     }
 }
@@ -353,7 +358,8 @@ fn phone(text: &str, ctx: &Context, t: &Tables, dates: &[(usize, usize)], out: &
         let paren = s.contains('(');
         let nanp = groups.len() == 3 && groups[0].len() == 3 && groups[1].len() == 3 && groups[2].len() == 4;
         let trunk = s.starts_with('0') && groups.len() >= 2 && (9..=12).contains(&ndig);
-        let context = ctx.before(&ctx.phone, start, 25).is_some();
+        // the keyword must name this number, not an earlier one
+        let context = ctx.before(&ctx.phone, start, 25).is_some_and(|(_, ke)| !text[ke..start].contains(|c: char| c.is_ascii_digit()));
         let mut conf: f32 = if plus && ndig >= 8 {
             0.9
         } else if paren && ndig >= 9 {

@@ -36,6 +36,8 @@ fn phones_in_international_formats() {
     has("mobile 06 12 34 56 78", EntityType::Phone, "06 12 34 56 78");
     has("WhatsApp +91 98765 43210", EntityType::Phone, "+91 98765 43210");
     has("Japan: +81-3-1234-5678", EntityType::Phone, "+81-3-1234-5678");
+    // a phone keyword names the number after it, not a later case number
+    assert!(!found("phone +44 7890 213523; policy 2025-196-4702.").iter().any(|(_, v)| v == "2025-196-4702"));
 }
 
 #[test]
@@ -50,6 +52,10 @@ fn ssn_and_cards_and_ibans_are_checksummed() {
     assert!(!found("number 4111 1111 1111 1112").iter().any(|(t, _)| *t == EntityType::CreditCard));
     has("IBAN: GB82 WEST 1234 5698 7654 32.", EntityType::Iban, "GB82 WEST 1234 5698 7654 32");
     has("pay to de89370400440532013000 please", EntityType::Iban, "de89370400440532013000");
+    // two IBANs in a row: the first match must not swallow the second
+    let t = "Wire it from IT60X0542811101000000123456 to FR1420041010050500013M02606 today";
+    has(t, EntityType::Iban, "IT60X0542811101000000123456");
+    has(t, EntityType::Iban, "FR1420041010050500013M02606");
     // bad check digits
     assert!(!found("IBAN GB83 WEST 1234 5698 7654 32").iter().any(|(t, _)| *t == EntityType::Iban));
 }
