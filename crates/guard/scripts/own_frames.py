@@ -73,19 +73,39 @@ FRAMES_HOLDOUT = [
 ]
 
 
+# A third set, measured once after the fixes prompted by FRAMES_HOLDOUT.
+FRAMES_HOLDOUT2 = [
+    "Subject: Re: claim\n{PERSON} wrote:\n> my card {CARD} was charged {amount}\nWe will refund it within {n} days.",
+    "Applicant {PERSON}, passport no {PASSPORT}, born {DOB}, resident at {ADDRESS}.",
+    "- name: {PERSON}\n  mail: {EMAIL}\n  tel: {PHONE}",
+    "Who is {PERSON}? Their IBAN {IBAN} shows up in our ledger next to {company}.",
+    "Escalate to {PERSON} ({EMAIL}); customer IP {IP}; key {APIKEY}.",
+    "Chart note: pt. {PERSON}, MRN# {MRN}, dob {DOB}. Follow-up {date}.",
+    "Kindly send the W-2 for {PERSON} (SSN {SSN}) to {ADDRESS}.",
+    "thx {PERSON}! pls text {PHONE} when ur outside",
+    "Transfer approved: {amount} to {IBAN}, beneficiary {PERSON}, ref {case_no}.",
+    "Audit: {hostname} accepted {IPV4} and {IPV6} between {time} and {time}.",
+    "Hello, I am {PERSON}, my date of birth is {DOB} and my SSN is {SSN}.",
+    "Book {qty} rooms at {company} for the {topic} workshop on {date}.",
+    "Ticket {ticket}: printer on floor {n} is jammed again.",
+    "Please reset MFA for {EMAIL}; last login from {IP} on {date}.",
+    "Courier note: deliver to {PERSON}, {ADDRESS}, call {PHONE} on arrival.",
+]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gen", required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--holdout", action="store_true", help="use FRAMES_HOLDOUT")
+    ap.add_argument("--holdout", type=int, default=0, help="1: FRAMES_HOLDOUT, 2: FRAMES_HOLDOUT2")
     a = ap.parse_args()
     spec = importlib.util.spec_from_file_location("pii_gen", a.gen)
     g = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(g)
     rng = random.Random(f"hearth-own-{a.seed}")
     for i in range(a.n):
-        frame = rng.choice(FRAMES_HOLDOUT if a.holdout else FRAMES)
+        frame = rng.choice([FRAMES, FRAMES_HOLDOUT, FRAMES_HOLDOUT2][a.holdout])
         text, ents = g.render(frame, rng, shout=rng.random() < 0.03)
         print(json.dumps({"id": f"own-{a.seed}-{i:05d}", "text": text, "entities": ents}, ensure_ascii=False))
 

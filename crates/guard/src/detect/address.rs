@@ -109,10 +109,14 @@ pub(crate) fn scan(
             let mut comps: Vec<(usize, bool)> = Vec::new(); // (end, has postcode)
             let mut pos = end;
             while comps.len() < 3 {
-                let Some((sep_end, comp_end, stop)) = component(text, pos) else { break };
+                let Some((sep_end, comp_end, stop)) = component(text, pos, &t.postcode) else { break };
                 let sep = &text[pos..sep_end];
                 let val = &text[sep_end..comp_end];
                 let line_end = text[sep_end..].find('\n').map_or(text.len(), |i| sep_end + i);
+                // a date is no locality ("on 20 AUG 2024")
+                if dates.iter().any(|&(ds, de)| ds < comp_end && sep_end < de) {
+                    break;
+                }
                 let has_pc = t.postcode.is_match(val);
                 // A new line or a bare space continues only into a line
                 // that holds a postcode.
@@ -131,7 +135,7 @@ pub(crate) fn scan(
             } else {
                 let mut p = end;
                 for (k, &(ce, _)) in comps.iter().enumerate().take(2) {
-                    let (s0, _, _) = component(text, p).unwrap_or((p, p, false));
+                    let (s0, _, _) = component(text, p, &t.postcode).unwrap_or((p, p, false));
                     let first_word = text[s0..ce].split_whitespace().next().unwrap_or("");
                     let f = nt.lookup(first_word.trim_end_matches(['.', ',']));
                     if f & 4 != 0 && f & 3 == 0 || k > 0 && !text[p..s0].contains(',') {
@@ -184,7 +188,7 @@ pub(crate) fn scan(
 /// A component is up to five words, each starting with an upper-case
 /// letter (York, YO10, NSW) or a digit (postcode halves: 4MM, 3065,
 /// 530-0001); a lower-case word, a bracket or a second comma ends it.
-fn component(text: &str, pos: usize) -> Option<(usize, usize, bool)> {
+fn component(text: &str, pos: usize, pc: &Regex) -> Option<(usize, usize, bool)> {
     let rest = &text[pos..];
     let b = rest.as_bytes();
     let mut i = 0;
@@ -218,6 +222,12 @@ fn component(text: &str, pos: usize) -> Option<(usize, usize, bool)> {
         end = pos + j + trimmed.len();
         words += 1;
         if trimmed.len() != word.len() {
+            stop = true;
+            break;
+        }
+        // a component ends with its postcode ("NAGOYA 460-0008 SINCE ...")
+        // (a leading postcode is followed by its city: "44000 Nantes")
+        if words > 1 && first.is_ascii_digit() && postcode_ends(&text[comp_start..end], pc) {
             stop = true;
             break;
         }

@@ -56,7 +56,7 @@ impl Detector {
         patterns::scan(text, &ctx, &t.patterns, &dates, &mut cands);
         address::scan(text, &ctx, &t.address, &t.names, &dates, &mut cands);
         let before_names = cands.clone();
-        names::scan(text, &ctx, &t.names, &before_names, &mut cands);
+        names::scan(text, &ctx, &t.names, &before_names, &dates, &mut cands);
         dob_after_name(text, &dates, &mut cands);
         resolve(cands)
     }

@@ -191,8 +191,7 @@ const TITLES: &[&str] = &[
 /// Capitalised words that are never part of a name here (calendar words the
 /// census also lists as surnames, and salutations).
 const STOP: &[&str] = &[
-    "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november",
-    "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "hi", "hello", "dear",
+    "january", "february", "march", "september", "october", "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "hi", "hello", "dear",
     "thanks", "regards", "best", "cheers", "hey", "patient", "pt", "customer", "client", "re", "subject", "attn",
     "name", "street", "road", "avenue", "lane", "drive", "court", "unit", "flat", "apt", "suite", "calle", "rue",
     "the", "and", "team", "student", "employee", "guest", "witness", "passenger", "tenant", "applicant", "member",
@@ -200,6 +199,20 @@ const STOP: &[&str] = &[
     "order", "invoice", "case", "claim", "policy", "card", "phone", "email", "mobile", "tel", "date", "birth", "dob",
     "ssn", "mrn", "passport", "address", "ref", "reference", "note", "notes", "summary", "please", "thank", "thanks",
     "mr", "mrs", "ms", "dr", "prof", "iban", "swift", "bic",
+];
+
+/// Words that mark a capitalised run as an organisation ("Lumora Inc",
+/// "Corvane Analytics", "Pemberton & Rhys LLP"): such a run is no person.
+const ORG_WORDS: &[&str] = &[
+    "inc", "ltd", "llc", "llp", "plc", "gmbh", "ag", "sa", "sas", "sarl", "bv", "nv", "oy", "ab", "as", "spa", "srl",
+    "corp", "corporation", "co", "company", "group", "holdings", "analytics", "logistics", "traders", "trading",
+    "clinic", "clinics", "dynamics", "freight", "partners", "solutions", "systems", "technologies", "technology",
+    "labs", "bank", "insurance", "health", "healthcare", "hospital", "university", "college", "school",
+    "foundation", "institute", "associates", "consulting", "services", "management", "property", "properties",
+    "capital", "ventures", "media", "studio", "studios", "software", "networks", "pharma", "pharmaceuticals",
+    "energy", "motors", "airlines", "airways", "hotel", "hotels", "restaurant", "cafe", "store", "stores", "shop",
+    "market", "markets", "industries", "enterprises", "international", "global", "agency", "bureau", "council",
+    "ministry", "department", "office", "center", "centre", "trust", "fund", "partnership", "cooperative",
 ];
 
 /// Short English function words that census/Faker also list as names; in
@@ -294,7 +307,14 @@ fn acronym(w: &str) -> bool {
     n <= 3 || (n == 4 && !w.chars().any(|c| "AEIOUY".contains(c)))
 }
 
-pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding], out: &mut Vec<Finding>) {
+pub(crate) fn scan(
+    text: &str,
+    _ctx: &Context,
+    t: &Tables,
+    existing: &[Finding],
+    dates: &[(usize, usize)],
+    out: &mut Vec<Finding>,
+) {
     // Text already claimed by a confident non-name finding (an e-mail's
     // local part, an address's street) is not searched for names.
     let claimed = |s: usize, e: usize| existing.iter().any(|f| f.confidence >= 0.5 && f.overlaps(s, e));
@@ -314,7 +334,10 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
         let (start, end) = (m.start(), m.start() + w.len());
         let before = text[..start].trim_end_matches([' ', '\t', '"', '\'', '(']);
         let sentence_start = before.is_empty() || before.ends_with(['.', '!', '?', ':', '\n', '-', ';', '>', ']', ')']);
-        if claimed(start, end) || prev_char(text, start).is_some_and(|c| c.is_ascii_digit() || c == '@' || c == '_') {
+        // Month names inside a date ("Dec. 14, 2025", "12 June 2024") are no
+        // names; outside one, April, June or Jan may well be.
+        let in_date = dates.iter().any(|&(ds, de)| ds < end && start < de);
+        if in_date || claimed(start, end) || prev_char(text, start).is_some_and(|c| c.is_ascii_digit() || c == '@' || c == '_') {
             toks.push(Tok { start, end, dot, shape: Shape::Other, flags: 0, kind: Kind::Break, len_chars: 0, sentence_start });
             continue;
         }
@@ -375,6 +398,24 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
             toks[i].kind = Kind::Core;
         } else if common_lower_name(&p, G) && plain_lower_name(&t) {
             toks[i - 1].kind = Kind::Core;
+        }
+    }
+    // A short all-caps word with a vowel right before a known all-caps
+    // name is a name too (AOI TAKAHASHI), not an acronym.
+    for i in 0..toks.len().saturating_sub(1) {
+        let (t, n) = (toks[i], toks[i + 1]);
+        let w = &text[t.start..t.end];
+        if t.kind == Kind::Break
+            && t.shape == Shape::Upper
+            && t.flags & (G | S | C | P) == 0
+            && w.chars().any(|c| "AEIOUY".contains(c))
+            && n.kind == Kind::Core
+            && n.shape == Shape::Upper
+            && n.flags & (G | S) != 0
+            && n.flags & C == 0
+            && joined(&t, &n)
+        {
+            toks[i].kind = Kind::Core;
         }
     }
     // A capitalised particle opening a run is a name word (Vietnamese Do,
@@ -449,6 +490,21 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
             continue;
         }
 
+        // An organisation name is no person: a run holding or followed by
+        // an organisation word (Inc, Ltd, Analytics, Clinics, ...).
+        let next_word = text[end..]
+            .trim_start_matches(' ')
+            .split(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or("")
+            .to_lowercase();
+        let org = ORG_WORDS.contains(&next_word.as_str())
+            || text[end..].starts_with(" &")
+            || toks[i..j].iter().any(|t| ORG_WORDS.contains(&text[t.start..t.end].to_lowercase().as_str()));
+        if org {
+            k += 1;
+            continue;
+        }
         let mut score: f32;
         // "Last, First" (Hughes, Olivia; de Groot, Femke; Ó Súilleabháin, Pádraig)
         if core.len() <= 2 && k + 1 < runs.len() {
@@ -483,7 +539,7 @@ pub(crate) fn scan(text: &str, _ctx: &Context, t: &Tables, existing: &[Finding],
             let known = c0.flags & (G | S) != 0 && c0.flags & C == 0;
             score = if title && c0.shape != Shape::Lower {
                 0.85
-            } else if known && strong && (c0.shape == Shape::Cap || shouted && c0.len_chars > 3) {
+            } else if known && (strong || after_cue) && (c0.shape == Shape::Cap || c0.len_chars > 3) {
                 0.6
             } else {
                 0.0
