@@ -93,19 +93,40 @@ FRAMES_HOLDOUT2 = [
 ]
 
 
+# A third hold-out, written last and measured once, untuned: the report's
+# estimate for unseen carrier sentences.
+FRAMES_HOLDOUT3 = [
+    "Could you proofread this? 'Dear {PERSON}, we received your payment from {IBAN}. Kind regards, {company}'",
+    "I'm {PERSON}, reachable on {PHONE}; my flat is {ADDRESS}.",
+    "Why was {EMAIL} rate-limited from {IP} at {time}?",
+    "Emergency form — child: {PERSON}; parent: {PERSON}; doctor's phone {PHONE}; DOB {DOB}.",
+    "Lease signed by {PERSON} on {date} for {ADDRESS}; deposit {amount} paid by card {CARD}.",
+    "Revoke {APIKEY} now, then email {EMAIL}.",
+    "SSN on file for {PERSON} is {SSN}, please confirm before {weekday}.",
+    "Add {PERSON} to the {department} channel, start date {date}.",
+    "Visa interview: {PERSON}, passport {PASSPORT}, born {DOB}.",
+    "Lab order for MRN {MRN}: {lab}; notify {PERSON} at {EMAIL}.",
+    "{company} and {company} signed the {matter} agreement on {date}.",
+    "The {department} budget for {city} is {amount}; review on {weekday} at {time}.",
+    "Patch {version} rolled out to {hostname}; {pct}% of nodes healthy.",
+    "Our {plan} plan costs {amount} per seat; invoice {invoice} attached.",
+    "Train to {city} leaves at {time}; meet {company} reps at gate {gate}.",
+]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gen", required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--holdout", type=int, default=0, help="1: FRAMES_HOLDOUT, 2: FRAMES_HOLDOUT2")
+    ap.add_argument("--holdout", type=int, default=0, help="1: FRAMES_HOLDOUT, 2: FRAMES_HOLDOUT2, 3: FRAMES_HOLDOUT3")
     a = ap.parse_args()
     spec = importlib.util.spec_from_file_location("pii_gen", a.gen)
     g = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(g)
     rng = random.Random(f"hearth-own-{a.seed}")
     for i in range(a.n):
-        frame = rng.choice([FRAMES, FRAMES_HOLDOUT, FRAMES_HOLDOUT2][a.holdout])
+        frame = rng.choice([FRAMES, FRAMES_HOLDOUT, FRAMES_HOLDOUT2, FRAMES_HOLDOUT3][a.holdout])
         text, ents = g.render(frame, rng, shout=rng.random() < 0.03)
         print(json.dumps({"id": f"own-{a.seed}-{i:05d}", "text": text, "entities": ents}, ensure_ascii=False))
 

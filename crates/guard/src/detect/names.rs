@@ -500,6 +500,7 @@ pub(crate) fn scan(
             .to_lowercase();
         let org = ORG_WORDS.contains(&next_word.as_str())
             || text[end..].starts_with(" &")
+            || text[..start].ends_with("& ")
             || toks[i..j].iter().any(|t| ORG_WORDS.contains(&text[t.start..t.end].to_lowercase().as_str()));
         if org {
             k += 1;

@@ -283,7 +283,12 @@ fn ssn(text: &str, ctx: &Context, t: &Tables, out: &mut Vec<Finding>) {
             continue;
         }
         let after = ctx.ssn.iter().any(|&(ks, _)| ks >= m.end() && ks - m.end() <= 30);
-        let context = ctx.before(&ctx.ssn, m.start(), 30).is_some() || after || header_is(ctx, m.start(), &["ssn", "social"]);
+        // the keyword may sit up to 60 bytes before, if no other number
+        // comes between ("SSN on file for Emily McAllister is 0560...")
+        let before = ctx
+            .before(&ctx.ssn, m.start(), 60)
+            .is_some_and(|(_, ke)| !text[ke..m.start()].contains(|c: char| c.is_ascii_digit()));
+        let context = before || after || header_is(ctx, m.start(), &["ssn", "social"]);
         let s = m.as_str();
         let conf = if s.contains('-') {
             if context { 0.99 } else { 0.85 }
