@@ -2,6 +2,12 @@
 //! `cargo run --release -p hearth-guard --example bench_guard`
 use std::time::Instant;
 
+/// CPU time of this thread in ns (Linux schedstat), so that a busy shared
+/// machine does not inflate the numbers; `None` elsewhere.
+fn cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+}
+
 use hearth_api::{ChatRequest, Message, Role, Route};
 use hearth_guard::{Action, Guard, Policy};
 
@@ -26,21 +32,25 @@ shipped. The Finance team meeting moves to Tuesday at 10:00. ";
         }
         let n = 2000;
         let t = Instant::now();
+        let c0 = cpu_ns();
         for _ in 0..n {
             std::hint::black_box(g.decide(std::hint::black_box(&req), Route::Cloud));
         }
         let per = t.elapsed().as_secs_f64() / n as f64;
-        println!("{label}: {:.1} us per 2 KB request ({} bytes)", per * 1e6, text.len());
+        let cpu = c0.zip(cpu_ns()).map(|(a, b)| (b - a) as f64 / n as f64 / 1e3);
+        println!("{label}: {:.1} us wall, {:.1} us CPU per 2 KB request ({} bytes)", per * 1e6, cpu.unwrap_or(f64::NAN), text.len());
     }
     // clean text (no entities): the common case
     let clean = "Explain how a B-tree differs from an LSM tree, with examples of databases using each. ".repeat(24);
     let req = ChatRequest::new("hearth/auto", vec![Message::new(Role::User, clean[..2048].to_string())]);
     let g = Guard::new(Policy::default());
     let t = Instant::now();
+    let c0 = cpu_ns();
     for _ in 0..2000 {
         std::hint::black_box(g.decide(&req, Route::Cloud));
     }
-    println!("clean: {:.1} us per 2 KB request", t.elapsed().as_secs_f64() / 2000.0 * 1e6);
+    let cpu = c0.zip(cpu_ns()).map(|(a, b)| (b - a) as f64 / 2000.0 / 1e3);
+    println!("clean: {:.1} us wall, {:.1} us CPU per 2 KB request", t.elapsed().as_secs_f64() / 2000.0 * 1e6, cpu.unwrap_or(f64::NAN));
     let t = Instant::now();
     let _ = hearth_guard::Detector::new();
     println!("first use (tables already built): {:?}", t.elapsed());
