@@ -3,6 +3,7 @@
 
 mod chat;
 mod run;
+mod serve;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ enum Command {
     Run(run::RunArgs),
     /// Chat with a model using its own chat template.
     Chat(chat::ChatArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
     /// Print the token ids of text read from stdin.
     Tokenize(tokenize::TokenizeArgs),
 }
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::main(a),
         Command::Chat(a) => chat::main(a),
+        Command::Serve(a) => serve::main(a),
         Command::Tokenize(a) => tokenize::main(a),
     };
     match result {
