@@ -20,10 +20,10 @@ pub struct ServeArgs {
     pub port: u16,
     /// Require `Authorization: Bearer KEY` on every route but /health
     /// (also read from HEARTH_API_KEY).
-    #[arg(long, env = "HEARTH_API_KEY", hide_env_values = true)]
+    #[arg(long)]
     pub api_key: Option<String>,
     /// Concurrent sequences (slots) stepped together.
-    #[arg(short = 'np', long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4)]
     pub parallel: usize,
     /// Context size of each slot in tokens (default: the model's, at most 4096).
     #[arg(short = 'c', long = "ctx-size")]
@@ -67,7 +67,7 @@ pub fn main(a: ServeArgs) -> Result<()> {
         let cfg = ServerConfig {
             host: a.host.clone(),
             port: a.port,
-            api_key: a.api_key.map(Secret::new),
+            api_key: a.api_key.or_else(|| std::env::var("HEARTH_API_KEY").ok()).map(Secret::new),
             allow_hosts: a.allow_host,
             body_limit: a.body_limit,
             header_timeout: Duration::from_secs(a.header_timeout.max(1)),

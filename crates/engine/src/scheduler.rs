@@ -421,10 +421,9 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
         // Free the slots of clients that went away.
         for s in slots.iter_mut() {
             if s.active.as_ref().is_some_and(|a| a.sink.is_closed()) {
-                release(s, tick);
+                release(s, tick, &shared.counters);
             }
         }
-        shared.counters.active.store(slots.iter().filter(|s| s.active.is_some()).count(), Ordering::Relaxed);
 
         // Plan the step: every decoding slot, then prompt chunks oldest first.
         let decoding = slots.iter().any(|s| matches!(s.phase, Phase::Decode { .. }));
@@ -482,7 +481,7 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
                     }
                     // The cache may be half-written: forget it.
                     s.session.truncate(0);
-                    release(s, tick);
+                    release(s, tick, &shared.counters);
                 }
             }
             continue;
@@ -568,6 +567,7 @@ fn admit<'t>(slots: &mut [Slot<'t>], mut job: Job, tok: &'t hearth_tokenizer::To
             sampler.accept(t);
         }
         let s = &mut slots[i];
+        c.active.fetch_add(1, Ordering::Relaxed);
         s.last_used = tick;
         s.phase = if choice == 0 {
             s.session.truncate(keep);
@@ -598,8 +598,10 @@ fn admit<'t>(slots: &mut [Slot<'t>], mut job: Job, tok: &'t hearth_tokenizer::To
 }
 
 /// Ends a slot's choice; the slot keeps its cache for prefix reuse.
-fn release(s: &mut Slot<'_>, tick: u64) {
-    s.active = None;
+fn release(s: &mut Slot<'_>, tick: u64, c: &Counters) {
+    if s.active.take().is_some() {
+        c.active.fetch_sub(1, Ordering::Relaxed);
+    }
     s.phase = Phase::Idle;
     s.last_used = tick;
 }
@@ -672,11 +674,14 @@ fn sample_and_emit(s: &mut Slot<'_>, tok: &hearth_tokenizer::Tokenizer, tick: u6
     }
     match finish {
         Some(f) => {
+            // Free the slot first, so counters are current when the client
+            // sees the end.
             let stats = ChoiceStats { prompt_tokens: a.prompt.len(), cached_tokens: a.cached, completion_tokens: a.generated };
-            a.sink.send(Event::Done { choice: a.choice, finish: f, stats });
-            release(s, tick);
+            let (sink, choice) = (Arc::clone(&a.sink), a.choice);
+            release(s, tick, c);
+            sink.send(Event::Done { choice, finish: f, stats });
         }
-        None if !alive => release(s, tick),
+        None if !alive => release(s, tick, c),
         None => s.phase = Phase::Decode { token: id },
     }
 }
