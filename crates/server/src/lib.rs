@@ -99,6 +99,9 @@ pub enum ModelSource {
     Path { path: PathBuf, engine: EngineConfig },
     /// Already loaded (tests, embedding the server).
     Loaded(Arc<Engine>),
+    /// Loaded by a caller-supplied function on a blocking thread, after
+    /// binding; `/health` is 503 until it returns.
+    Loader(LoadFn),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +120,19 @@ pub enum ServerError {
     Load(#[from] EngineError),
     #[error("the model loader failed: {0}")]
     LoaderPanicked(String),
+}
+
+type LoadFn = Box<dyn FnOnce() -> Result<Arc<Engine>, EngineError> + Send>;
+
+fn spawn_loader(state: Arc<State>, sched: SchedulerConfig, id: Option<String>, load: LoadFn) -> tokio::task::JoinHandle<Result<(), ServerError>> {
+    tokio::task::spawn_blocking(move || {
+        let engine = load()?;
+        let id = id.unwrap_or_else(|| engine.model().path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "hearth".into()));
+        let local = Local::new(engine, sched, id)?;
+        let _ = state.local.set(Arc::new(local));
+        tracing::info!("model loaded");
+        Ok(())
+    })
 }
 
 /// Shared by every connection.
@@ -197,15 +213,9 @@ impl Server {
             }
             ModelSource::Path { path, engine } => {
                 let id = model_id(Some(&path));
-                let st = Arc::clone(&state);
-                Some(tokio::task::spawn_blocking(move || -> Result<(), ServerError> {
-                    let e = Engine::load(&path, engine)?;
-                    let local = Local::new(Arc::new(e), sched, id)?;
-                    let _ = st.local.set(Arc::new(local));
-                    tracing::info!("model loaded");
-                    Ok(())
-                }))
+                Some(spawn_loader(Arc::clone(&state), sched, Some(id), Box::new(move || Ok(Arc::new(Engine::load(&path, engine)?)))))
             }
+            ModelSource::Loader(load) => Some(spawn_loader(Arc::clone(&state), sched, cfg.model_alias.clone(), load)),
         };
         let conns = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
         tokio::pin!(shutdown);

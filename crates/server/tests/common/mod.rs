@@ -39,9 +39,12 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub fn start(mut cfg: ServerConfig) -> TestServer {
+    pub fn start(cfg: ServerConfig) -> TestServer {
+        TestServer::start_with(cfg, ModelSource::Loaded(engine()))
+    }
+
+    pub fn start_with(mut cfg: ServerConfig, source: ModelSource) -> TestServer {
         cfg.port = 0;
-        let engine = engine();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -50,7 +53,7 @@ impl TestServer {
                 let server = Server::bind(cfg).await.expect("bind");
                 addr_tx.send(server.local_addr()).unwrap();
                 server
-                    .run(ModelSource::Loaded(engine), async {
+                    .run(source, async {
                         let _ = stop_rx.await;
                     })
                     .await
