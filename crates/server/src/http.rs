@@ -10,7 +10,7 @@ use crate::metrics::Gauges;
 use crate::wire;
 use crate::State;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response, StatusCode};
@@ -182,20 +182,61 @@ fn check_access(state: &State, route: &Route, req: &Request<Incoming>) -> Result
     Ok(())
 }
 
+/// Bodies up to this many times the limit are read and discarded before
+/// the 413, so that a client still sending gets the answer instead of a
+/// connection reset; larger ones are cut off at once.
+const DRAIN_FACTOR: u64 = 8;
+
 async fn read_body(state: &State, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = state.body_limit;
-    if let Some(len) = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
-        if len > limit as u64 {
-            return Err(ApiError::too_large(limit));
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
+    if declared.is_some_and(|len| len > limit as u64) {
+        if declared.is_some_and(|len| len <= DRAIN_FACTOR * limit as u64) {
+            drain(state, &mut body).await;
         }
+        return Err(ApiError::too_large(limit));
     }
-    let body = Limited::new(req.into_body(), limit);
-    match tokio::time::timeout(state.body_timeout, body.collect()).await {
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::bad_json(format!("reading the request body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    return Err(ApiError::too_large(limit));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(state.body_timeout, read).await {
         Err(_) => Err(ApiError::body_timeout()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
-        Ok(Err(e)) => Err(ApiError::bad_json(format!("reading the request body: {e}"))),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.status == StatusCode::PAYLOAD_TOO_LARGE => {
+            drain(state, &mut body).await;
+            Err(e)
+        }
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(())) => Ok(Bytes::from(buf)),
     }
+}
+
+/// Reads and discards the rest of a body, up to `DRAIN_FACTOR` × the limit
+/// and within the body timeout.
+async fn drain(state: &State, body: &mut Incoming) {
+    let cap = DRAIN_FACTOR as usize * state.body_limit;
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(state.body_timeout, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(d) = frame.into_data() {
+                seen += d.len();
+                if seen > cap {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
