@@ -334,3 +334,99 @@ mod avx2 {
         true
     }
 }
+
+#[cfg(target_arch = "aarch64")]
+mod neon_dispatch {
+    use super::neon;
+    use super::{DR, MR, MT};
+    use crate::GgmlType;
+
+    macro_rules! q4_0 { ($r:expr, $t:expr) => { neon::tile_q4_0::<{ $r }, { $t }> }; }
+    macro_rules! q8_0 { ($r:expr, $t:expr) => { neon::tile_q8_0::<{ $r }, { $t }> }; }
+    macro_rules! q4_k { ($r:expr, $t:expr) => { neon::tile_q4_k::<{ $r }, { $t }> }; }
+    macro_rules! q6_k { ($r:expr, $t:expr) => { neon::tile_q6_k::<{ $r }, { $t }> }; }
+
+    pub(super) fn vec_dot(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> Option<f32> {
+        let nb = n / ty.block_size();
+        let (w, a) = (w.as_ptr(), a.as_ptr());
+        // SAFETY: NEON confirmed by isa(); `w`/`a` are one validated row each
+        // of `nb` blocks (`n` elements for the float types).
+        unsafe {
+            Some(match ty {
+                GgmlType::F32 => neon::dot_f32(n, w, a),
+                GgmlType::F16 => neon::dot_f16(n, w, a),
+                GgmlType::BF16 => neon::dot_bf16(n, w, a),
+                GgmlType::Q4_0 => neon::tile_q4_0::<1, 1>(nb, [w], [a])[0][0],
+                GgmlType::Q8_0 => neon::tile_q8_0::<1, 1>(nb, [w], [a])[0][0],
+                GgmlType::Q4_1 => neon::q4_1(nb, w, a),
+                GgmlType::Q5_0 => neon::q5_0(nb, w, a),
+                GgmlType::Q5_1 => neon::q5_1(nb, w, a),
+                GgmlType::Q2_K => neon::q2_k(nb, w, a),
+                GgmlType::Q3_K => neon::q3_k(nb, w, a),
+                GgmlType::Q4_K => neon::tile_q4_k::<1, 1>(nb, [w], [a])[0][0],
+                GgmlType::Q5_K => neon::q5_k(nb, w, a),
+                GgmlType::Q6_K => neon::tile_q6_k::<1, 1>(nb, [w], [a])[0][0],
+                _ => return None,
+            })
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn matmul(
+        ty: GgmlType,
+        n: usize,
+        w: &[u8],
+        n_w: usize,
+        rb: usize,
+        a: &[u8],
+        n_a: usize,
+        ab: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) {
+        let nb = n / ty.block_size();
+        match ty {
+            GgmlType::Q4_0 => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q4_0),
+            GgmlType::Q8_0 => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q8_0),
+            GgmlType::Q4_K => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q4_k),
+            GgmlType::Q6_K => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q6_k),
+            _ => unreachable!("matmul called for a type without tiles"),
+        }
+    }
+
+    pub(super) fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> bool {
+        let n = src.len();
+        let (x, y) = (src.as_ptr(), dst.as_mut_ptr());
+        // SAFETY: NEON confirmed; `dst` is exactly row_bytes(ty, n) bytes and
+        // `src` n floats (check_row).
+        unsafe {
+            match ty {
+                GgmlType::Q8_0 => neon::act_q8_0(n / 32, x, y),
+                GgmlType::Q8_1 => neon::act_q8_1(n / 32, x, y),
+                GgmlType::Q8_K => neon::act_q8_k(n / 256, x, y),
+                GgmlType::F16 => neon::act_f16(n, x, y),
+                GgmlType::BF16 => neon::act_bf16(n, x, y),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    pub(super) fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> bool {
+        let n = dst.len();
+        let (x, y) = (src.as_ptr(), dst.as_mut_ptr());
+        // SAFETY: NEON confirmed; `src` is exactly one row of n elements.
+        unsafe {
+            match ty {
+                GgmlType::F16 => neon::dequant_f16(n, x, y),
+                GgmlType::BF16 => neon::dequant_bf16(n, x, y),
+                GgmlType::Q4_0 => neon::dequant_q4_0(n / 32, x, y),
+                GgmlType::Q8_0 => neon::dequant_q8_0(n / 32, x, y),
+                GgmlType::Q4_K => neon::dequant_q4_k(n / 256, x, y),
+                GgmlType::Q6_K => neon::dequant_q6_k(n / 256, x, y),
+                _ => return false,
+            }
+        }
+        true
+    }
+}

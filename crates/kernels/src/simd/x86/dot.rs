@@ -88,21 +88,21 @@ pub(crate) unsafe fn tile_q4_0<const R: usize, const T: usize>(
     for b in 0..nb {
         let mut av = [_mm256_setzero_si256(); T];
         let mut corr = [_mm256_setzero_si256(); T];
-        let mut da = [0f32; T];
+        let mut da = [_mm256_setzero_ps(); T];
         for t in 0..T {
             let p = a[t].add(34 * b);
-            da[t] = f16_at(p);
+            da[t] = f16_splat(p);
             av[t] = loadu(p.add(2));
             corr[t] = _mm256_maddubs_epi16(eight, av[t]); // 8 * (a0 + a1) per pair
         }
         for r in 0..R {
             let p = w[r].add(18 * b);
-            let dw = f16_at(p);
+            let dw = f16_splat(p);
             let q = nibbles32(p.add(2));
             for t in 0..T {
                 let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, av[t]), corr[t]);
                 let p32 = _mm256_madd_epi16(p16, ones16());
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[t]), to_f32(p32), acc[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da[t]), to_f32(p32), acc[r][t]);
             }
         }
     }
@@ -120,22 +120,22 @@ pub(crate) unsafe fn tile_q8_0<const R: usize, const T: usize>(
     let mut acc = [[_mm256_setzero_ps(); T]; R];
     for b in 0..nb {
         let mut av = [_mm256_setzero_si256(); T];
-        let mut da = [0f32; T];
+        let mut da = [_mm256_setzero_ps(); T];
         for t in 0..T {
             let p = a[t].add(34 * b);
-            da[t] = f16_at(p);
+            da[t] = f16_splat(p);
             av[t] = loadu(p.add(2));
         }
         for r in 0..R {
             let p = w[r].add(34 * b);
-            let dw = f16_at(p);
+            let dw = f16_splat(p);
             let q = loadu(p.add(2));
             // |q| as unsigned (|-128| = 128 read as u8), sign moved to a.
             let aq = _mm256_sign_epi8(q, q);
             for t in 0..T {
                 let p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(av[t], q));
                 let p32 = _mm256_madd_epi16(p16, ones16());
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[t]), to_f32(p32), acc[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da[t]), to_f32(p32), acc[r][t]);
             }
         }
     }
@@ -147,15 +147,16 @@ pub(crate) unsafe fn tile_q8_0<const R: usize, const T: usize>(
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn q4_1(nb: usize, w: *const u8, a: *const u8) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    let mut summ = 0f32;
+    // m*s per block, in every lane (only lane 0 is used at the end).
+    let mut summ = _mm256_setzero_ps();
     for b in 0..nb {
         let (x, y) = (w.add(20 * b), a.add(36 * b));
         let q = nibbles32(x.add(4));
         let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu(y.add(4))), ones16());
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x) * f16_at(y)), to_f32(p32), acc);
-        summ += f16_at(x.add(2)) * f16_at(y.add(2));
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(x), f16_splat(y)), to_f32(p32), acc);
+        summ = _mm256_fmadd_ps(f16_splat(x.add(2)), f16_splat(y.add(2)), summ);
     }
-    hsum_ps(acc) + summ
+    hsum_ps(acc) + _mm256_cvtss_f32(summ)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -169,7 +170,7 @@ pub(crate) unsafe fn q5_0(nb: usize, w: *const u8, a: *const u8) -> f32 {
         let av = loadu(y.add(2));
         let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, av), _mm256_maddubs_epi16(sixteen, av));
         let p32 = _mm256_madd_epi16(p16, ones16());
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x) * f16_at(y)), to_f32(p32), acc);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(x), f16_splat(y)), to_f32(p32), acc);
     }
     hsum_ps(acc)
 }
@@ -178,16 +179,17 @@ pub(crate) unsafe fn q5_0(nb: usize, w: *const u8, a: *const u8) -> f32 {
 pub(crate) unsafe fn q5_1(nb: usize, w: *const u8, a: *const u8) -> f32 {
     let sixteen = _mm256_set1_epi8(16);
     let mut acc = _mm256_setzero_ps();
-    let mut summ = 0f32;
+    // m*s per block, in every lane (only lane 0 is used at the end).
+    let mut summ = _mm256_setzero_ps();
     for b in 0..nb {
         let (x, y) = (w.add(24 * b), a.add(36 * b));
         let hb = _mm256_and_si256(bits32(rd32(x.add(4))), sixteen);
         let q = _mm256_or_si256(nibbles32(x.add(8)), hb);
         let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu(y.add(4))), ones16());
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x) * f16_at(y)), to_f32(p32), acc);
-        summ += f16_at(x.add(2)) * f16_at(y.add(2));
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(x), f16_splat(y)), to_f32(p32), acc);
+        summ = _mm256_fmadd_ps(f16_splat(x.add(2)), f16_splat(y.add(2)), summ);
     }
-    hsum_ps(acc) + summ
+    hsum_ps(acc) + _mm256_cvtss_f32(summ)
 }
 
 // ------------------------------------------------------------- K-quant helpers
@@ -257,16 +259,16 @@ pub(crate) unsafe fn tile_q4_k<const R: usize, const T: usize>(
     let m4 = _mm256_set1_epi8(0x0F);
     let mut acc = [[_mm256_setzero_ps(); T]; R];
     for b in 0..nb {
-        let mut da = [0f32; T];
+        let mut da = [_mm256_setzero_ps(); T];
         let mut bs = [_mm_setzero_si128(); T];
         for t in 0..T {
             let y = q8k(a[t], b);
-            da[t] = rdf32(y);
+            da[t] = _mm256_set1_ps(rdf32(y));
             bs[t] = bsums_pairs(y);
         }
         for r in 0..R {
             let x = w[r].add(144 * b);
-            let (d, dmin) = (f16_at(x), f16_at(x.add(2)));
+            let (d, dmin) = (f16_splat(x), f16_splat(x.add(2)));
             let (sc, mn) = k4_scales(x.add(4));
             let mut sumi = [_mm256_setzero_si256(); T];
             for c in 0..4 {
@@ -284,8 +286,8 @@ pub(crate) unsafe fn tile_q4_k<const R: usize, const T: usize>(
             for t in 0..T {
                 // Min term: dmin * da * sum_j m_j * bsum32_j, 4 partial i32 lanes.
                 let pm = _mm256_zextsi128_si256(_mm_madd_epi16(mn, bs[t]));
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d * da[t]), to_f32(sumi[t]), acc[r][t]);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * da[t]), to_f32(pm), acc[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(d, da[t]), to_f32(sumi[t]), acc[r][t]);
+                acc[r][t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da[t]), to_f32(pm), acc[r][t]);
             }
         }
     }
@@ -323,16 +325,16 @@ pub(crate) unsafe fn tile_q6_k<const R: usize, const T: usize>(
 ) -> Tile<R, T> {
     let mut acc = [[_mm256_setzero_ps(); T]; R];
     for b in 0..nb {
-        let mut da = [0f32; T];
+        let mut da = [_mm256_setzero_ps(); T];
         let mut bs = [_mm256_setzero_si256(); T];
         for t in 0..T {
             let y = q8k(a[t], b);
-            da[t] = rdf32(y);
+            da[t] = _mm256_set1_ps(rdf32(y));
             bs[t] = loadu(y.add(260));
         }
         for r in 0..R {
             let x = w[r].add(210 * b);
-            let d = f16_at(x.add(208));
+            let d = f16_splat(x.add(208));
             let s8 = loadu128(x.add(192));
             let s16 = _mm256_cvtepi8_epi16(s8);
             let mut sumi = [_mm256_setzero_si256(); T];
@@ -353,7 +355,7 @@ pub(crate) unsafe fn tile_q6_k<const R: usize, const T: usize>(
                 }
             }
             for t in 0..T {
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d * da[t]), to_f32(sumi[t]), acc[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(d, da[t]), to_f32(sumi[t]), acc[r][t]);
             }
         }
     }
@@ -389,8 +391,9 @@ pub(crate) unsafe fn q2_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
                 sumi = _mm256_add_epi32(sumi, p);
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(da * f16_at(x.add(80))), to_f32(sumi), acc);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(-da * f16_at(x.add(82))), to_f32(pm), acc);
+        let da = _mm256_set1_ps(da);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(da, f16_splat(x.add(80))), to_f32(sumi), acc);
+        acc = _mm256_fnmadd_ps(_mm256_mul_ps(da, f16_splat(x.add(82))), to_f32(pm), acc);
     }
     hsum_ps(acc)
 }
@@ -439,7 +442,7 @@ pub(crate) unsafe fn q3_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
                 sumi = _mm256_add_epi32(sumi, p);
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(rdf32(y) * f16_at(x.add(108))), to_f32(sumi), acc);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(rdf32(y)), f16_splat(x.add(108))), to_f32(sumi), acc);
     }
     hsum_ps(acc)
 }
@@ -468,8 +471,9 @@ pub(crate) unsafe fn q5_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
             let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadu(yy.add(32))), splat_scale(sc, 2 * c + 1));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(da * f16_at(x)), to_f32(sumi), acc);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(-da * f16_at(x.add(2))), to_f32(pm), acc);
+        let da = _mm256_set1_ps(da);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(da, f16_splat(x)), to_f32(sumi), acc);
+        acc = _mm256_fnmadd_ps(_mm256_mul_ps(da, f16_splat(x.add(2))), to_f32(pm), acc);
     }
     hsum_ps(acc)
 }
