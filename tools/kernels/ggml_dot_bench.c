@@ -8,8 +8,10 @@
 //       -L/work/llama/build/bin -lggml-cpu -lggml-base -Wl,-rpath,/work/llama/build/bin
 //   /tmp/ggml_dot_bench [--big]
 //
-// Only the plain (non-repacked) vec_dot path is timed; llama.cpp's
-// repacked gemv kernels (Q4_0 8x8, Q4_K 8x8) are not.
+// Times the plain vec_dot path for every type, then llama.cpp's repacked
+// gemv kernels for Q4_0 and Q4_K (8 rows interleaved, what llama.cpp runs
+// for decode when it repacks weights at load) on filler data: their speed
+// does not depend on the values.
 #include "ggml.h"
 #include "ggml-cpu.h"
 #include <stdint.h>
@@ -84,6 +86,44 @@ int main(int argc, char ** argv) {
             free(w);
             free(x);
             free(a);
+        }
+    }
+    printf("\nrepacked gemv (8 rows interleaved), ns per row:\n");
+    void ggml_gemv_q4_0_8x8_q8_0(int, float *, size_t, const void *, const void *, int, int);
+    void ggml_gemv_q4_K_8x8_q8_K(int, float *, size_t, const void *, const void *, int, int);
+    struct { const char * name; enum ggml_type ty; void (*fn)(int, float *, size_t, const void *, const void *, int, int); } g[] = {
+        {"q4_0", GGML_TYPE_Q4_0, ggml_gemv_q4_0_8x8_q8_0}, {"q4_K", GGML_TYPE_Q4_K, ggml_gemv_q4_K_8x8_q8_K}};
+    for (int gi = 0; gi < 2; gi++) {
+        for (int ni = 0; ni < 4; ni++) {
+            int n = ns_[ni];
+            if (n % ggml_blck_size(g[gi].ty)) continue;
+            size_t rb = ggml_row_size(g[gi].ty, n);
+            size_t target = big ? (64u << 20) : (1u << 20);
+            size_t rows = (target / rb) / 8 * 8;
+            if (rows < 8) rows = 8;
+            uint8_t * w = malloc(rows * rb);
+            memset(w, 0x11, rows * rb);
+            const struct ggml_type_traits_cpu * tc = ggml_get_type_traits_cpu(g[gi].ty);
+            size_t ab = ggml_row_size(tc->vec_dot_type, n);
+            uint8_t * a = malloc(ab);
+            float * x = malloc(sizeof(float) * n);
+            for (int i = 0; i < n; i++) x[i] = rnd();
+            ggml_get_type_traits_cpu(tc->vec_dot_type)->from_float(x, a, n);
+            float * out = malloc(sizeof(float) * rows);
+            double best = 1e30;
+            for (int s = 0; s < 7; s++) {
+                double t0 = cpu_ns();
+                long iters = 0;
+                while (cpu_ns() - t0 < 30e6) {
+                    g[gi].fn(n, out, rows, w, a, 1, (int)rows);
+                    sink = out[0];
+                    iters++;
+                }
+                double per = (cpu_ns() - t0) / (iters * (double)rows);
+                if (per < best) best = per;
+            }
+            printf("%-5s %5d | %9.1f %6.1f\n", g[gi].name, n, best, rb / best);
+            free(w); free(a); free(x); free(out);
         }
     }
     return 0;

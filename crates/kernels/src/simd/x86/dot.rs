@@ -34,8 +34,10 @@ unsafe fn ones16() -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn nibbles32(p: *const u8) -> __m256i {
-    let q = loadu128(p);
-    let v = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(q), _mm_srli_epi16::<4>(q));
+    // Broadcast-load the 16 bytes to both lanes (a load-port operation),
+    // shift only the high lane right by 4, mask.
+    let q = _mm256_broadcastsi128_si256(loadu128(p));
+    let v = _mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
     _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
 }
 
@@ -211,6 +213,30 @@ unsafe fn pair_scales(s8: __m128i, g: usize) -> __m256i {
     _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, _mm_set_epi64x(hi as i64, lo as i64)))
 }
 
+/// The sixteen i8 scales `s8` widened to i16 and arranged for
+/// [`pair_scales_of`]: (scales 0..8 in both lanes, scales 8..16 in both).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scales16x2(s8: __m128i) -> [__m256i; 2] {
+    let s16 = _mm256_cvtepi8_epi16(s8);
+    [_mm256_permute2x128_si256::<0x00>(s16, s16), _mm256_permute2x128_si256::<0x11>(s16, s16)]
+}
+
+/// As [`pair_scales`] from the prepared [`scales16x2`]: one byte shuffle.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pair_scales_of(s: &[__m256i; 2], g: usize) -> __m256i {
+    // Scales 2g and 2g+1 sit at i16 positions (2g % 8) and (2g % 8) + 1 of
+    // s[g / 4]; broadcast the first in the low lane, the second in the high.
+    let j = (2 * g % 8) as u64;
+    let lo = (2 * j) | (2 * j + 1) << 8;
+    let hi = (2 * j + 2) | (2 * j + 3) << 8;
+    let lo = lo * 0x0001_0001_0001_0001;
+    let hi = hi * 0x0001_0001_0001_0001;
+    let m = _mm256_setr_epi64x(lo as i64, lo as i64, hi as i64, hi as i64);
+    _mm256_shuffle_epi8(s[g / 4], m)
+}
+
 /// An i16 vector with all 16 lanes equal to lane `j` of `s16` (8 i16 lanes
 /// broadcast to both halves).
 #[inline]
@@ -222,19 +248,27 @@ unsafe fn splat_scale(s16x2: __m256i, j: usize) -> __m256i {
 }
 
 /// Q4_K/Q5_K 6-bit scales and mins: (8 scales as i16 in both 128-bit lanes,
-/// 8 mins as i16).
+/// 8 mins as i16). The same unpacking as blocks::scale_min_k4, done on all
+/// twelve bytes at once with shuffles: output bytes 0..4 are scales 0..4
+/// (low 6 bits of bytes 0..4), 4..8 scales 4..8 (low nibble of bytes 8..12
+/// plus the top 2 bits of bytes 0..4), 8..12 mins 0..4 (low 6 bits of bytes
+/// 4..8), 12..16 mins 4..8 (high nibble of bytes 8..12 plus the top 2 bits
+/// of bytes 4..8). Reads 16 bytes at `p` (12 scale bytes and the first 4
+/// bytes of `qs`, which are masked away).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn k4_scales(p: *const u8) -> (__m256i, __m128i) {
-    let (w0, w1, w2) = (rd32(p), rd32(p.add(4)), rd32(p.add(8)));
-    // See blocks::scale_min_k4; this is the same unpacking four bytes at a
-    // time: sub-blocks 0..4 from the low 6 bits of w0 (scales) / w1 (mins),
-    // sub-blocks 4..8 from the nibbles of w2 plus the top 2 bits of w0 / w1.
-    let sc_lo = w0 & 0x3f3f_3f3f;
-    let mn_lo = w1 & 0x3f3f_3f3f;
-    let sc_hi = (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4);
-    let mn_hi = ((w2 >> 4) & 0x0f0f_0f0f) | (((w1 >> 6) & 0x0303_0303) << 4);
-    let v = _mm256_cvtepu8_epi16(_mm_set_epi32(mn_hi as i32, mn_lo as i32, sc_hi as i32, sc_lo as i32));
+    let v = loadu128(p);
+    // a: the byte holding each output's low bits; b: the byte holding its top 2.
+    let a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    let b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    let low = _mm_or_si128(
+        _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0)),
+        _mm_and_si128(_mm_srli_epi16::<4>(a), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15)),
+    );
+    // (top >> 6) << 4 == (top >> 2) & 0x30.
+    let top = _mm_and_si128(_mm_srli_epi16::<2>(b), _mm_setr_epi8(0, 0, 0, 0, 48, 48, 48, 48, 0, 0, 0, 0, 48, 48, 48, 48));
+    let v = _mm256_cvtepu8_epi16(_mm_or_si128(low, top));
     let sc = _mm256_permute2x128_si256::<0x00>(v, v);
     (sc, _mm256_extracti128_si256::<1>(v))
 }
@@ -337,6 +371,7 @@ pub(crate) unsafe fn tile_q6_k<const R: usize, const T: usize>(
             let d = f16_splat(x.add(208));
             let s8 = loadu128(x.add(192));
             let s16 = _mm256_cvtepi8_epi16(s8);
+            let s2 = scales16x2(s8);
             let mut sumi = [_mm256_setzero_si256(); T];
             for t in 0..T {
                 // Zero point: the stored value is q + 32, so subtract
@@ -346,7 +381,7 @@ pub(crate) unsafe fn tile_q6_k<const R: usize, const T: usize>(
             for h in 0..2 {
                 let q = q6k_half(x, h);
                 for (k, q) in q.into_iter().enumerate() {
-                    let sc = pair_scales(s8, 4 * h + k);
+                    let sc = pair_scales_of(&s2, 4 * h + k);
                     for t in 0..T {
                         let y = q8k(a[t], b).add(4 + 128 * h + 32 * k);
                         let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu(y)), sc);
