@@ -108,7 +108,10 @@ pub(crate) fn check_row(what: &str, ty: GgmlType, n: usize, bytes: usize) {
         unsupported(what, ty);
     }
     let bs = ty.block_size();
-    if n % bs != 0 || (n / bs).checked_mul(ty.type_size()) != Some(bytes) {
+    // `%` rather than `is_multiple_of` (Rust 1.87) for the workspace MSRV.
+    #[allow(clippy::manual_is_multiple_of)]
+    let partial = n % bs != 0;
+    if partial || (n / bs).checked_mul(ty.type_size()) != Some(bytes) {
         bad_len(what, ty, n, bytes);
     }
 }

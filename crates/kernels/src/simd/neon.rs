@@ -20,6 +20,8 @@
 
 #![allow(unsafe_op_in_unsafe_fn)]
 #![allow(clippy::missing_safety_doc)]
+// Index loops mirror the block layouts' offsets (16*part, 32*h, ...).
+#![allow(clippy::needless_range_loop)]
 
 use std::arch::aarch64::*;
 use std::arch::asm;
