@@ -92,75 +92,21 @@ fn main() {
         GgmlType::F32,
     ];
     println!("hearth-kernels bench: dispatch = {}, weights ~{} per matrix", k::cpu_features(), if big { "64 MiB" } else { "1 MiB" });
-    println!(
-        "{:<5} {:>5} | {:>9} | {:>9} {:>6} {:>5} | {:>9} {:>6} {:>5} | {:>9}",
-        "type", "n", "ref ns", "dot ns", "GB/s", "x", "rows ns", "GB/s", "x", "mm8 ns"
-    );
+    let tiers: Vec<k::Variant> = k::variants().into_iter().filter(|v| v.name() != "scalar").collect();
     let mut rng = Rng(42);
-    for ty in types.into_iter().filter(|t| wanted.is_empty() || wanted.contains(t)) {
-        for n in [896usize, 2048, 4864, 8192] {
-            if n % ty.block_size() != 0 {
-                continue;
-            }
-            let rb = k::row_bytes(ty, n);
-            let target = if big { 64 << 20 } else { 1 << 20 };
-            let rows = (target / rb).max(8);
-            let mut w = vec![0u8; rows * rb];
-            let mut x = vec![0f32; n];
-            // Quantize a few distinct rows and tile them (quantizing 64 MiB
-            // with the reference K-quant search would take long).
-            let distinct = rows.min(16);
-            for r in 0..distinct {
-                x.iter_mut().for_each(|v| *v = rng.next() * 0.05);
-                k::quantize_row_ref(ty, &x, &mut w[r * rb..(r + 1) * rb]);
-            }
-            for r in distinct..rows {
-                w.copy_within((r % distinct) * rb..(r % distinct + 1) * rb, r * rb);
-            }
-            let at = k::vec_dot_type(ty);
-            let ab = k::row_bytes(at, n);
-            let mut a = vec![0u8; 8 * ab];
-            for t in 0..8 {
-                x.iter_mut().for_each(|v| *v = rng.next());
-                k::quantize_activation(at, &x, &mut a[t * ab..(t + 1) * ab]);
-            }
-            let a0 = &a[..ab];
-
-            let ref_rows = rows.min(64);
-            let t_ref = time(|| {
-                for r in 0..ref_rows {
-                    black_box(reference::vec_dot(ty, n, &w[r * rb..(r + 1) * rb], a0));
+    for tier in &tiers {
+        println!("\ntier {}", tier.name());
+        println!(
+            "{:<5} {:>5} | {:>9} | {:>9} {:>6} {:>5} | {:>9} {:>6} {:>5} | {:>9}",
+            "type", "n", "ref ns", "dot ns", "GB/s", "x", "rows ns", "GB/s", "x", "mm8 ns"
+        );
+        for ty in types.into_iter().filter(|t| wanted.is_empty() || wanted.contains(t)) {
+            for n in [896usize, 2048, 4864, 8192] {
+                if n % ty.block_size() != 0 {
+                    continue;
                 }
-            }) / ref_rows as u32;
-            let t_dot = time(|| {
-                for r in 0..rows {
-                    black_box(k::vec_dot(ty, n, &w[r * rb..(r + 1) * rb], a0));
-                }
-            }) / rows as u32;
-            let mut out = vec![0f32; rows * 8];
-            let t_rows = time(|| {
-                k::vec_dot_rows(ty, n, &w, a0, &mut out[..rows]);
-                black_box(&out);
-            }) / rows as u32;
-            let t_mm = time(|| {
-                k::matmul_rows(ty, n, &w, rows, &a, 8, &mut out, rows);
-                black_box(&out);
-            }) / (rows as u32 * 8);
-            let gbs = |t: Duration| rb as f64 / t.as_nanos().max(1) as f64;
-            let ns = |t: Duration| t.as_nanos() as f64;
-            println!(
-                "{:<5} {:>5} | {:>9.0} | {:>9.1} {:>6.1} {:>5.1} | {:>9.1} {:>6.1} {:>5.1} | {:>9.1}",
-                ty.name(),
-                n,
-                ns(t_ref),
-                ns(t_dot),
-                gbs(t_dot),
-                ns(t_ref) / ns(t_dot),
-                ns(t_rows),
-                gbs(t_rows),
-                ns(t_ref) / ns(t_rows),
-                ns(t_mm)
-            );
+                bench_one(*tier, ty, n, big, &mut rng);
+            }
         }
     }
     println!("\nquantize_activation, ns per row:");
@@ -182,4 +128,69 @@ fn main() {
             println!("  {:<5} n={:<5} ref {:>8.0}  dispatched {:>8.0}", at.name(), n, t_ref.as_nanos() as f64, t.as_nanos() as f64);
         }
     }
+}
+
+/// One table row: reference, dispatched single-row, multi-row and matmul
+/// timings for `tier`.
+fn bench_one(tier: k::Variant, ty: GgmlType, n: usize, big: bool, rng: &mut Rng) {
+    let rb = k::row_bytes(ty, n);
+    let target = if big { 64 << 20 } else { 1 << 20 };
+    let rows = (target / rb).max(8);
+    let mut w = vec![0u8; rows * rb];
+    let mut x = vec![0f32; n];
+    // Quantize a few distinct rows and tile them (quantizing 64 MiB
+    // with the reference K-quant search would take long).
+    let distinct = rows.min(16);
+    for r in 0..distinct {
+        x.iter_mut().for_each(|v| *v = rng.next() * 0.05);
+        k::quantize_row_ref(ty, &x, &mut w[r * rb..(r + 1) * rb]);
+    }
+    for r in distinct..rows {
+        w.copy_within((r % distinct) * rb..(r % distinct + 1) * rb, r * rb);
+    }
+    let at = k::vec_dot_type(ty);
+    let ab = k::row_bytes(at, n);
+    let mut a = vec![0u8; 8 * ab];
+    for t in 0..8 {
+        x.iter_mut().for_each(|v| *v = rng.next());
+        k::quantize_activation(at, &x, &mut a[t * ab..(t + 1) * ab]);
+    }
+    let a0 = &a[..ab];
+
+    let ref_rows = rows.min(64);
+    let t_ref = time(|| {
+        for r in 0..ref_rows {
+            black_box(reference::vec_dot(ty, n, &w[r * rb..(r + 1) * rb], a0));
+        }
+    }) / ref_rows as u32;
+    let t_dot = time(|| {
+        for r in 0..rows {
+            black_box(tier.vec_dot(ty, n, &w[r * rb..(r + 1) * rb], a0));
+        }
+    }) / rows as u32;
+    let mut out = vec![0f32; rows * 8];
+    let t_rows = time(|| {
+        tier.vec_dot_rows(ty, n, &w, a0, &mut out[..rows]);
+        black_box(&out);
+    }) / rows as u32;
+    let t_mm = time(|| {
+        tier.matmul_rows(ty, n, &w, rows, &a, 8, &mut out, rows);
+        black_box(&out);
+    }) / (rows as u32 * 8);
+    let gbs = |t: Duration| rb as f64 / t.as_nanos().max(1) as f64;
+    let ns = |t: Duration| t.as_nanos() as f64;
+    println!(
+        "{:<5} {:>5} | {:>9.0} | {:>9.1} {:>6.1} {:>5.1} | {:>9.1} {:>6.1} {:>5.1} | {:>9.1}",
+        ty.name(),
+        n,
+        ns(t_ref),
+        ns(t_dot),
+        gbs(t_dot),
+        ns(t_ref) / ns(t_dot),
+        ns(t_rows),
+        gbs(t_rows),
+        ns(t_ref) / ns(t_rows),
+        ns(t_mm)
+    );
+
 }

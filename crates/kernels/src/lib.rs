@@ -145,42 +145,26 @@ pub fn row_bytes(ty: GgmlType, n: usize) -> usize {
 /// # Panics
 /// If `ty` is not a weight type or a length does not match (caller bugs).
 pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
-    let at = vec_dot_type(ty);
-    check_row("vec_dot (weights)", ty, n, w.len());
-    check_row("vec_dot (activations)", at, n, a.len());
-    if let Some(v) = simd::vec_dot(ty, n, w, a) {
-        return v;
-    }
-    reference::vec_dot(ty, n, w, a)
+    selected_variant().vec_dot(ty, n, w, a)
 }
 
 /// `out[i] = vec_dot(row i of w)` for `out.len()` consecutive weight rows of
 /// `row_bytes(ty, n)` bytes each, all against the same activation row `a`.
 /// The fast path processes several weight rows per pass, sharing the
-/// activation loads.
+/// activation loads. Results are bit-identical to calling [`vec_dot`] per row.
 ///
 /// # Panics
 /// If `w.len() != out.len() * row_bytes(ty, n)`, or as [`vec_dot`].
 pub fn vec_dot_rows(ty: GgmlType, n: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
-    let at = vec_dot_type(ty);
-    let rb = row_bytes(ty, n);
-    check_row("vec_dot_rows (activations)", at, n, a.len());
-    if out.len().checked_mul(rb) != Some(w.len()) {
-        panic!("hearth-kernels: vec_dot_rows: {} bytes of weights is not {} rows of {rb} bytes", w.len(), out.len());
-    }
-    if simd::vec_dot_rows(ty, n, w, a, out) {
-        return;
-    }
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(rb.max(1))) {
-        *o = reference::vec_dot(ty, n, row, a);
-    }
+    selected_variant().vec_dot_rows(ty, n, w, a, out)
 }
 
 /// Matrix product: for each of `n_a_rows` activation rows (packed, each
 /// `row_bytes(vec_dot_type(ty), n)` bytes, already quantized) and each of
 /// `n_w_rows` weight rows, `out[t * out_stride + r] = vec_dot(w row r, a row t)`.
 /// The fast path decodes each weight block once for several activation rows
-/// (prefill).
+/// (prefill). Results are bit-identical to [`vec_dot`]; entries of `out`
+/// between `n_w_rows` and `out_stride` are not touched.
 ///
 /// # Panics
 /// If `w` or `a` is not exactly that many rows, `out_stride < n_w_rows`, or
@@ -196,48 +180,18 @@ pub fn matmul_rows(
     out: &mut [f32],
     out_stride: usize,
 ) {
-    let at = vec_dot_type(ty);
-    let rb = row_bytes(ty, n);
-    let ab = row_bytes(at, n);
-    if n_w_rows.checked_mul(rb) != Some(w.len()) {
-        panic!("hearth-kernels: matmul_rows: {} bytes of weights is not {n_w_rows} rows of {rb} bytes", w.len());
-    }
-    if n_a_rows.checked_mul(ab) != Some(a.len()) {
-        panic!("hearth-kernels: matmul_rows: {} bytes of activations is not {n_a_rows} rows of {ab} bytes", a.len());
-    }
-    if n_w_rows == 0 || n_a_rows == 0 {
-        return;
-    }
-    let need = (n_a_rows - 1).checked_mul(out_stride).and_then(|v| v.checked_add(n_w_rows));
-    if out_stride < n_w_rows || need.is_none_or(|need| out.len() < need) {
-        panic!(
-            "hearth-kernels: matmul_rows: out has {} floats, stride {out_stride}; need {n_a_rows} rows of {n_w_rows}",
-            out.len()
-        );
-    }
-    if simd::matmul_rows(ty, n, w, n_w_rows, a, n_a_rows, out, out_stride) {
-        return;
-    }
-    for t in 0..n_a_rows {
-        let arow = &a[t * ab..(t + 1) * ab];
-        for r in 0..n_w_rows {
-            out[t * out_stride + r] = reference::vec_dot(ty, n, &w[r * rb..(r + 1) * rb], arow);
-        }
-    }
+    selected_variant().matmul_rows(ty, n, w, n_w_rows, a, n_a_rows, out, out_stride)
 }
 
 /// Quantizes an activation row to `ty`, which must be a `vec_dot_type`
 /// (F32, F16, BF16, Q8_0, Q8_1, Q8_K), byte-identically to
-/// [`reference::quantize_activation`] (ggml-cpu's x86 `from_float`).
+/// [`reference::quantize_activation`] (ggml-cpu's x86 `from_float`) for
+/// finite input.
 ///
 /// # Panics
 /// If `ty` is not a `vec_dot_type` or `dst` is not exactly one row.
 pub fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
-    check_row("quantize_activation", ty, src.len(), dst.len());
-    if simd::quantize_activation(ty, src, dst) {
-        return;
-    }
-    reference::quantize_activation(ty, src, dst)
+    selected_variant().quantize_activation(ty, src, dst)
 }
 
 /// Dequantizes one row (`dst.len()` elements), bit-identically to ggml's
@@ -247,11 +201,120 @@ pub fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
 /// If `src` is not exactly one row of `dst.len()` elements of `ty`, or `ty`
 /// is an integer type.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
-    check_row("dequantize_row", ty, dst.len(), src.len());
-    if simd::dequantize_row(ty, src, dst) {
-        return;
+    selected_variant().dequantize_row(ty, src, dst)
+}
+
+/// One instruction-set tier of the kernels ("avx2+fma+f16c", "neon",
+/// "scalar", ...). The crate-root functions use [`selected_variant`]; tests
+/// and benchmarks use [`variants`] to check or time every tier the CPU
+/// offers. A `Variant` can only be obtained for a tier this CPU supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant(simd::Isa);
+
+/// Every tier this CPU can run, best first; the last is always the scalar
+/// reference.
+pub fn variants() -> Vec<Variant> {
+    simd::available().into_iter().map(Variant).collect()
+}
+
+/// The tier the crate-root functions dispatch to (the first of [`variants`]).
+pub fn selected_variant() -> Variant {
+    Variant(simd::isa())
+}
+
+impl Variant {
+    /// E.g. `"avx2+fma+f16c"`.
+    pub fn name(self) -> &'static str {
+        self.0.name()
     }
-    reference::dequantize_row(ty, src, dst)
+
+    /// [`crate::vec_dot`] with this tier's kernels.
+    pub fn vec_dot(self, ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let at = vec_dot_type(ty);
+        check_row("vec_dot (weights)", ty, n, w.len());
+        check_row("vec_dot (activations)", at, n, a.len());
+        if let Some(v) = simd::vec_dot(self.0, ty, n, w, a) {
+            return v;
+        }
+        reference::vec_dot(ty, n, w, a)
+    }
+
+    /// [`crate::vec_dot_rows`] with this tier's kernels.
+    pub fn vec_dot_rows(self, ty: GgmlType, n: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
+        let at = vec_dot_type(ty);
+        let rb = row_bytes(ty, n);
+        check_row("vec_dot_rows (activations)", at, n, a.len());
+        if out.len().checked_mul(rb) != Some(w.len()) {
+            panic!("hearth-kernels: vec_dot_rows: {} bytes of weights is not {} rows of {rb} bytes", w.len(), out.len());
+        }
+        if simd::vec_dot_rows(self.0, ty, n, w, a, out) {
+            return;
+        }
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(rb.max(1))) {
+            *o = reference::vec_dot(ty, n, row, a);
+        }
+    }
+
+    /// [`crate::matmul_rows`] with this tier's kernels.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_rows(
+        self,
+        ty: GgmlType,
+        n: usize,
+        w: &[u8],
+        n_w_rows: usize,
+        a: &[u8],
+        n_a_rows: usize,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        let at = vec_dot_type(ty);
+        let rb = row_bytes(ty, n);
+        let ab = row_bytes(at, n);
+        if n_w_rows.checked_mul(rb) != Some(w.len()) {
+            panic!("hearth-kernels: matmul_rows: {} bytes of weights is not {n_w_rows} rows of {rb} bytes", w.len());
+        }
+        if n_a_rows.checked_mul(ab) != Some(a.len()) {
+            panic!("hearth-kernels: matmul_rows: {} bytes of activations is not {n_a_rows} rows of {ab} bytes", a.len());
+        }
+        if n_w_rows == 0 || n_a_rows == 0 {
+            return;
+        }
+        let need = (n_a_rows - 1).checked_mul(out_stride).and_then(|v| v.checked_add(n_w_rows));
+        if out_stride < n_w_rows || need.is_none_or(|need| out.len() < need) {
+            panic!(
+                "hearth-kernels: matmul_rows: out has {} floats, stride {out_stride}; need {n_a_rows} rows of {n_w_rows}",
+                out.len()
+            );
+        }
+        if simd::matmul_rows(self.0, ty, n, w, n_w_rows, a, n_a_rows, out, out_stride) {
+            return;
+        }
+        for t in 0..n_a_rows {
+            let arow = &a[t * ab..(t + 1) * ab];
+            for r in 0..n_w_rows {
+                out[t * out_stride + r] = reference::vec_dot(ty, n, &w[r * rb..(r + 1) * rb], arow);
+            }
+        }
+    }
+
+    /// [`crate::quantize_activation`] with this tier's kernels.
+    pub fn quantize_activation(self, ty: GgmlType, src: &[f32], dst: &mut [u8]) {
+        check_row("quantize_activation", ty, src.len(), dst.len());
+        if simd::quantize_activation(self.0, ty, src, dst) {
+            return;
+        }
+        reference::quantize_activation(ty, src, dst)
+    }
+
+    /// [`crate::dequantize_row`] with this tier's kernels.
+    pub fn dequantize_row(self, ty: GgmlType, src: &[u8], dst: &mut [f32]) {
+        check_row("dequantize_row", ty, dst.len(), src.len());
+        if simd::dequantize_row(self.0, ty, src, dst) {
+            return;
+        }
+        reference::dequantize_row(ty, src, dst)
+    }
 }
 
 /// llama.cpp-identical weight quantizer (`quantize_row_*_ref`, which
@@ -265,7 +328,7 @@ pub fn quantize_row_ref(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
 }
 
 /// The instruction set the dispatcher chose, e.g. `"avx2+fma+f16c"`,
-/// `"neon"` or `"scalar"`.
+/// `"avx2+fma+f16c+avx512vnni"`, `"neon"` or `"scalar"`.
 pub fn cpu_features() -> &'static str {
-    simd::name()
+    selected_variant().name()
 }
