@@ -2,13 +2,35 @@
 //!
 //! This crate owns the arithmetic on ggml's tensor types: the on-disk block
 //! layouts ([`blocks`]), a plain scalar reference for every operation
-//! ([`reference`]), and optimised SIMD kernels chosen at run time
-//! (AVX2+FMA+F16C on x86_64, NEON on aarch64, the reference elsewhere). The
-//! public functions at the crate root dispatch to the best kernel the CPU
-//! supports; [`cpu_features`] says which one was chosen. Nothing here needs
-//! `-C target-cpu=native`: a binary built for baseline x86_64 runs everywhere
-//! and uses AVX2 where present.
+//! ([`reference`](mod@reference)), and optimised SIMD kernels chosen at run time. The public
+//! functions at the crate root dispatch to the best tier the CPU supports;
+//! [`cpu_features`] names it and [`variants`] lists every usable tier (tests
+//! and benchmarks run each one). Nothing here needs `-C target-cpu=native`:
+//! a binary built for baseline x86_64 runs everywhere (tested under
+//! `qemu-x86_64 -cpu qemu64`, where it falls back to the scalar tier).
 //!
+//! | tier | selected when | what it is |
+//! |------|---------------|------------|
+//! | `avx2+fma+f16c+avx512vnni` | x86_64 with AVX2, FMA, F16C, AVX512VNNI, AVX512VL | the AVX2 kernels with `vpdpbusd`/`vpdpwssd` (256-bit) fusing multiply-add-accumulate |
+//! | `avx2+fma+f16c` | x86_64 with AVX2, FMA, F16C | 256-bit integer kernels |
+//! | `neon` | aarch64 | baseline NEON |
+//! | `scalar` | anything else | the [`reference`](mod@reference) functions |
+//!
+//! # API shape
+//!
+//! * [`vec_dot`]: one weight row · one quantized activation row.
+//! * [`vec_dot_rows`]: many consecutive weight rows against one activation
+//!   row (decode); Q4_0, Q8_0, Q4_K and Q6_K use 4-row tiles that share the
+//!   activation loads and per-block activation work.
+//! * [`matmul_rows`]: many weight rows × many activation rows (prefill);
+//!   the same types use 4×2 tiles, decoding each weight block once for two
+//!   activation rows. Other types loop over [`vec_dot`].
+//! * [`quantize_activation`] / [`dequantize_row`] / [`quantize_row_ref`].
+//!
+//! All are single-threaded: callers split row ranges over their own threads.
+//! Tiled results are bit-identical to [`vec_dot`] (same operations per
+//! result, in the same order), and the AVX2 and VNNI tiers agree bitwise.
+
 //! # Types
 //!
 //! F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K,
@@ -69,11 +91,17 @@
 //!
 //! # Absent
 //!
-//! i-quants (IQ*), TQ1_0/TQ2_0, MXFP4/NVFP4, Q1_0/Q2_0; the
-//! importance-matrix quantizers; weight repacking into interleaved layouts;
-//! threading (callers split row ranges across their own pool); big-endian
-//! hosts are untested (blocks decode little-endian explicitly, the SIMD paths
-//! are x86_64/aarch64 only, which are little-endian).
+//! * i-quants (IQ*), TQ1_0/TQ2_0, MXFP4/NVFP4, Q1_0/Q2_0.
+//! * The importance-matrix quantizers (`quantize_row_*_impl`); only the
+//!   `_ref` ones llama-quantize uses without `--imatrix` are reproduced.
+//! * Weight repacking into row-interleaved layouts (llama.cpp's
+//!   `repack.cpp`): kernels read the GGUF layout in place.
+//! * AVX-VNNI (the VEX form on client CPUs without AVX-512), full 512-bit
+//!   AVX-512 kernels, and the NEON `sdot`/`i8mm` extensions (their Rust
+//!   intrinsics are unstable; `asm!` would work as for VNNI).
+//! * Threading (callers split row ranges across their own pool).
+//! * Big-endian hosts are untested (blocks decode little-endian explicitly,
+//!   the SIMD paths are x86_64/aarch64 only, which are little-endian).
 
 pub mod blocks;
 pub mod fp;
