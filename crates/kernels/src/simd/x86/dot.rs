@@ -125,14 +125,37 @@ unsafe fn pair_scales_of(s: &[__m256i; 2], g: usize) -> __m256i {
     _mm256_shuffle_epi8(s[g / 4], m)
 }
 
+/// `vpshufb` masks broadcasting i16 lane j (0..8) of each 128-bit lane.
+static SPLAT_MASKS: [[u8; 32]; 8] = {
+    let mut m = [[0u8; 32]; 8];
+    let mut j = 0;
+    while j < 8 {
+        let mut i = 0;
+        while i < 32 {
+            m[j][i] = (2 * j + i % 2) as u8;
+            i += 1;
+        }
+        j += 1;
+    }
+    m
+};
+
+/// The splat masks, hidden from the optimiser. Given constant masks LLVM
+/// rewrites each `vpshufb` splat as an extract plus `vpbroadcastw` (two
+/// shuffle-port operations instead of one), and the shuffle ports are what
+/// bounds the K-quant kernels; through `black_box` the masks stay opaque
+/// memory operands.
+#[inline(always)]
+fn splat_masks() -> &'static [[u8; 32]; 8] {
+    std::hint::black_box(&SPLAT_MASKS)
+}
+
 /// An i16 vector with all 16 lanes equal to lane `j` of `s16` (8 i16 lanes
 /// broadcast to both halves).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn splat_scale(s16x2: __m256i, j: usize) -> __m256i {
-    let b = (2 * j) as u64 | ((2 * j + 1) as u64) << 8;
-    let m = b * 0x0001_0001_0001_0001;
-    _mm256_shuffle_epi8(s16x2, _mm256_set1_epi64x(m as i64))
+unsafe fn splat_scale(s16x2: __m256i, masks: &[[u8; 32]; 8], j: usize) -> __m256i {
+    _mm256_shuffle_epi8(s16x2, _mm256_loadu_si256(masks[j].as_ptr() as *const __m256i))
 }
 
 /// Q4_K/Q5_K 6-bit scales and mins: (8 scales as i16 in both 128-bit lanes,
@@ -376,6 +399,7 @@ macro_rules! kernels {
             a: [*const u8; T],
         ) -> Tile<R, T> {
             let m4 = _mm256_set1_epi8(0x0F);
+            let masks = splat_masks();
             let mut acc = [[_mm256_setzero_ps(); T]; R];
             for b in 0..nb {
                 let mut da = [_mm256_setzero_ps(); T];
@@ -397,7 +421,7 @@ macro_rules! kernels {
                         let qv = loadu(x.add(16 + 32 * c));
                         let lo = _mm256_and_si256(qv, m4);
                         let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(qv), m4);
-                        let (s_lo, s_hi) = (splat_scale(sc, 2 * c), splat_scale(sc, 2 * c + 1));
+                        let (s_lo, s_hi) = (splat_scale(sc, masks, 2 * c), splat_scale(sc, masks, 2 * c + 1));
                         for t in 0..T {
                             let y = q8k(a[t], b).add(4 + 64 * c);
                             sumi[t] = $dpwssd(sumi[t], _mm256_maddubs_epi16(lo, loadu(y)), s_lo);
@@ -541,6 +565,7 @@ macro_rules! kernels {
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn q5_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
             let m4 = _mm256_set1_epi8(0x0F);
+            let masks = splat_masks();
             let sixteen = _mm256_set1_epi8(16);
             let mut acc = _mm256_setzero_ps();
             for b in 0..nb {
@@ -559,8 +584,8 @@ macro_rules! kernels {
                     let lo = _mm256_or_si256(_mm256_and_si256(qv, m4), h_lo);
                     let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(qv), m4), h_hi);
                     let yy = y.add(4 + 64 * c);
-                    sumi = $dpwssd(sumi, _mm256_maddubs_epi16(lo, loadu(yy)), splat_scale(sc, 2 * c));
-                    sumj = $dpwssd(sumj, _mm256_maddubs_epi16(hi, loadu(yy.add(32))), splat_scale(sc, 2 * c + 1));
+                    sumi = $dpwssd(sumi, _mm256_maddubs_epi16(lo, loadu(yy)), splat_scale(sc, masks, 2 * c));
+                    sumj = $dpwssd(sumj, _mm256_maddubs_epi16(hi, loadu(yy.add(32))), splat_scale(sc, masks, 2 * c + 1));
                 }
                 let da = _mm256_set1_ps(da);
                 let sumi = _mm256_add_epi32(sumi, sumj);
