@@ -110,19 +110,36 @@ unsafe fn scales16x2(s8: __m128i) -> [__m256i; 2] {
     [_mm256_permute2x128_si256::<0x00>(s16, s16), _mm256_permute2x128_si256::<0x11>(s16, s16)]
 }
 
+/// `vpshufb` masks for [`pair_scales_of`]: for g % 4, the low lane takes i16
+/// lane 2·(g%4) and the high lane i16 lane 2·(g%4) + 1.
+static PAIR_MASKS: [[u8; 32]; 4] = {
+    let mut m = [[0u8; 32]; 4];
+    let mut g = 0;
+    while g < 4 {
+        let mut i = 0;
+        while i < 32 {
+            let lane = 2 * g + i / 16;
+            m[g][i] = (2 * lane + i % 2) as u8;
+            i += 1;
+        }
+        g += 1;
+    }
+    m
+};
+
+/// Opaque to the optimiser for the same reason as [`splat_masks`].
+#[inline(always)]
+fn pair_masks() -> &'static [[u8; 32]; 4] {
+    std::hint::black_box(&PAIR_MASKS)
+}
+
 /// As [`pair_scales`] from the prepared [`scales16x2`]: one byte shuffle.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pair_scales_of(s: &[__m256i; 2], g: usize) -> __m256i {
+unsafe fn pair_scales_of(s: &[__m256i; 2], masks: &[[u8; 32]; 4], g: usize) -> __m256i {
     // Scales 2g and 2g+1 sit at i16 positions (2g % 8) and (2g % 8) + 1 of
     // s[g / 4]; broadcast the first in the low lane, the second in the high.
-    let j = (2 * g % 8) as u64;
-    let lo = (2 * j) | (2 * j + 1) << 8;
-    let hi = (2 * j + 2) | (2 * j + 3) << 8;
-    let lo = lo * 0x0001_0001_0001_0001;
-    let hi = hi * 0x0001_0001_0001_0001;
-    let m = _mm256_setr_epi64x(lo as i64, lo as i64, hi as i64, hi as i64);
-    _mm256_shuffle_epi8(s[g / 4], m)
+    _mm256_shuffle_epi8(s[g / 4], _mm256_loadu_si256(masks[g % 4].as_ptr() as *const __m256i))
 }
 
 /// `vpshufb` masks broadcasting i16 lane j (0..8) of each 128-bit lane.
@@ -446,6 +463,7 @@ macro_rules! kernels {
             w: [*const u8; R],
             a: [*const u8; T],
         ) -> Tile<R, T> {
+            let pmasks = pair_masks();
             let mut acc = [[_mm256_setzero_ps(); T]; R];
             for b in 0..nb {
                 let mut da = [_mm256_setzero_ps(); T];
@@ -473,7 +491,7 @@ macro_rules! kernels {
                     for h in 0..2 {
                         let q = q6k_half(x, h);
                         for (k, q) in q.into_iter().enumerate() {
-                            let sc = pair_scales_of(&s2, 4 * h + k);
+                            let sc = pair_scales_of(&s2, pmasks, 4 * h + k);
                             for t in 0..T {
                                 let y = q8k(a[t], b).add(4 + 128 * h + 32 * k);
                                 let p = _mm256_maddubs_epi16(q, loadu(y));
