@@ -261,7 +261,7 @@ unsafe fn q3k_scales(p: *const u8) -> __m128i {
 #[inline(always)]
 unsafe fn prefetch_rows<const R: usize>(w: &[*const u8; R], offset: usize, bytes: usize, row_bytes: usize) {
     // Only when this block crosses into a new cache line.
-    if offset / 64 != (offset + bytes) / 64 || offset % 64 == 0 {
+    if offset / 64 != (offset + bytes) / 64 || offset & 63 == 0 {
         for row in w {
             // Past the end of the matrix for the last tile: a prefetch never
             // faults, and wrapping_add keeps the pointer arithmetic defined.
