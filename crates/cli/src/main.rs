@@ -1,6 +1,7 @@
 //! `hearth`: run small language models locally, serve them, route between
 //! them and a cloud model.
 
+mod bench;
 mod chat;
 mod run;
 mod tokenize;
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Generate text from a prompt, streaming it to stdout.
     Run(run::RunArgs),
+    /// Measure prompt processing, generation speed, time to first token and memory.
+    Bench(bench::BenchArgs),
     /// Chat with a model using its own chat template.
     Chat(chat::ChatArgs),
     /// Print the token ids of text read from stdin.
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::main(a),
         Command::Chat(a) => chat::main(a),
+        Command::Bench(a) => bench::main(a),
         Command::Tokenize(a) => tokenize::main(a),
     };
     match result {
