@@ -1,6 +1,7 @@
 //! `hearth`: run small language models locally, serve them, route between
 //! them and a cloud model.
 
+mod bench;
 mod chat;
 mod run;
 mod serve;
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Generate text from a prompt, streaming it to stdout.
     Run(run::RunArgs),
+    /// Measure prompt processing, generation speed, time to first token and memory.
+    Bench(bench::BenchArgs),
     /// Chat with a model using its own chat template.
     Chat(chat::ChatArgs),
     /// Serve the model over an OpenAI-compatible HTTP API.
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::main(a),
         Command::Chat(a) => chat::main(a),
+        Command::Bench(a) => bench::main(a),
         Command::Serve(a) => serve::main(a),
         Command::Tokenize(a) => tokenize::main(a),
     };

@@ -26,6 +26,15 @@ fn main() {
                 }
             }
         }
+        if std::env::var("TF").is_ok() {
+            let mut session = engine.new_session(256);
+            let mut all = Vec::new();
+            let mut lg = Vec::new();
+            engine.eval(&mut session, &want_prompt, &mut lg).unwrap();
+            all.extend_from_slice(&lg);
+            for &t in &want { engine.eval(&mut session, &[t], &mut lg).unwrap(); all.extend_from_slice(&lg); }
+            dump(&format!("/tmp/ours_all_{}.bin", p["kind"].as_str().unwrap()), &all);
+        }
         let mut session = engine.new_session(256);
         let req = GenerateRequest { prompt: want_prompt.clone(), max_tokens: want.len(), sampler: SamplerConfig::greedy(), ignore_eos: false };
         let mut got = Vec::new();

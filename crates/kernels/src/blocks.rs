@@ -378,11 +378,11 @@ mod tests {
 
     #[test]
     fn views_work_at_odd_addresses() {
-        let buf = vec![0u8; 1 + 2 * 18];
+        let buf = [0u8; 1 + 2 * 18];
         let v = as_blocks::<BlockQ4_0>(&buf[1..]).unwrap();
         assert_eq!(v.len(), 2);
         assert!(as_blocks::<BlockQ4_0>(&buf[1..36]).is_err());
-        let buf = vec![0u8; 3 + 292];
+        let buf = [0u8; 3 + 292];
         assert_eq!(as_blocks::<BlockQ8_K>(&buf[3..]).unwrap().len(), 1);
     }
 

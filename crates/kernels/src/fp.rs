@@ -76,8 +76,8 @@ mod tests {
         assert_eq!(f32_to_f16(1.0 + 3.0 * f32::powi(2.0, -11)), 0x3C02);
         assert_eq!(f32_to_f16(65520.0), 0x7C00); // rounds up to +inf
         assert_eq!(f32_to_f16(65519.0), 0x7BFF);
-        assert_eq!(f32_to_f16(5.960464477539063e-8), 0x0001); // smallest subnormal
-        assert_eq!(f32_to_f16(2.980232238769531e-8), 0x0000); // half of it: tie to even 0
+        assert_eq!(f32_to_f16(f32::powi(2.0, -24)), 0x0001); // smallest subnormal
+        assert_eq!(f32_to_f16(f32::powi(2.0, -25)), 0x0000); // half of it: tie to even 0
     }
 
     #[test]

@@ -2,12 +2,44 @@
 //!
 //! This crate owns the arithmetic on ggml's tensor types: the on-disk block
 //! layouts ([`blocks`]), a plain scalar reference for every operation
-//! ([`reference`]), and optimised SIMD kernels chosen at run time
-//! (AVX2+FMA+F16C on x86_64, NEON on aarch64, the reference elsewhere). The
-//! public functions at the crate root dispatch to the best kernel the CPU
-//! supports; [`cpu_features`] says which one was chosen. Nothing here needs
-//! `-C target-cpu=native`: a binary built for baseline x86_64 runs everywhere
-//! and uses AVX2 where present.
+//! ([`reference`](mod@reference)), and optimised SIMD kernels chosen at run time. The public
+//! functions at the crate root dispatch to the best tier the CPU supports;
+//! [`cpu_features`] names it and [`variants`] lists every usable tier (tests
+//! and benchmarks run each one). Nothing here needs `-C target-cpu=native`:
+//! a binary built for baseline x86_64 runs everywhere (tested under
+//! `qemu-x86_64 -cpu qemu64`, where it falls back to the scalar tier).
+//!
+//! | tier | selected when | what it is |
+//! |------|---------------|------------|
+//! | `avx2+fma+f16c+avx512vnni` | x86_64 with AVX2, FMA, F16C, AVX512VNNI, AVX512VL | the AVX2 kernels with `vpdpbusd`/`vpdpwssd` (256-bit) fusing multiply-add-accumulate |
+//! | `avx2+fma+f16c` | x86_64 with AVX2, FMA, F16C | 256-bit integer kernels |
+//! | `neon` | aarch64 | baseline NEON |
+//! | `scalar` | anything else | the [`reference`](mod@reference) functions |
+//!
+//! # API shape
+//!
+//! * [`vec_dot`]: one weight row · one quantized activation row.
+//! * [`vec_dot_rows`]: many consecutive weight rows against one activation
+//!   row (decode). Q4_0 and Q8_0 use 4-row tiles that share the activation
+//!   loads and per-block activation work (~25% faster than row by row when
+//!   the weights are in cache) and prefetch the next tile's rows (without
+//!   that, four parallel row streams ran at half the DRAM bandwidth of one).
+//!   The K-quants go one row per pass: their per-row decoding dominates and
+//!   wider tiles measured slower.
+//! * [`matmul_rows`]: many weight rows × many activation rows (prefill);
+//!   Q4_0, Q8_0, Q4_K and Q6_K use 4×2 tiles, decoding each weight block
+//!   once for two activation rows (Q4_K: ~1.4x the throughput of row by
+//!   row). Other types loop over [`vec_dot`].
+//! * [`quantize_activation`] / [`dequantize_row`] / [`quantize_row_ref`].
+//!
+//! All are single-threaded: callers split row ranges over their own threads.
+//! Tiled results are bit-identical to [`vec_dot`] (same operations per
+//! result, in the same order), and the AVX2 and VNNI tiers agree bitwise.
+//!
+//! The VNNI instructions are emitted with `asm!` because their intrinsics
+//! need Rust 1.89 while the workspace declares 1.85; the x86 assembler takes
+//! them without the target feature enabled, and they only run after
+//! `is_x86_feature_detected!` confirmed AVX512VNNI and AVX512VL.
 //!
 //! # Types
 //!
@@ -52,7 +84,13 @@
 //!   x86 (Q8_0/Q8_1: multiplier `127/amax`, ties to even), which is not the
 //!   same as `quantize_row_q8_0_ref` (`1/d`, ties away from zero). Weights
 //!   use the latter ([`quantize_row_ref`]); activations the former
-//!   ([`quantize_activation`]).
+//!   ([`quantize_activation`]). On aarch64 ggml itself rounds activations
+//!   with `1/d` (ties to even); Hearth keeps the x86 definition on every
+//!   host, so results do not depend on the machine (and can differ from
+//!   llama.cpp-on-ARM by one quantization step in rare elements).
+//!   Non-finite activations (NaN) give unspecified, memory-safe bytes on
+//!   x86 (`max` instructions and `f32::max` disagree on NaN); NEON routes
+//!   such blocks to the scalar reference.
 //!
 //! # Panics
 //!
@@ -69,11 +107,17 @@
 //!
 //! # Absent
 //!
-//! i-quants (IQ*), TQ1_0/TQ2_0, MXFP4/NVFP4, Q1_0/Q2_0; the
-//! importance-matrix quantizers; weight repacking into interleaved layouts;
-//! threading (callers split row ranges across their own pool); big-endian
-//! hosts are untested (blocks decode little-endian explicitly, the SIMD paths
-//! are x86_64/aarch64 only, which are little-endian).
+//! * i-quants (IQ*), TQ1_0/TQ2_0, MXFP4/NVFP4, Q1_0/Q2_0.
+//! * The importance-matrix quantizers (`quantize_row_*_impl`); only the
+//!   `_ref` ones llama-quantize uses without `--imatrix` are reproduced.
+//! * Weight repacking into row-interleaved layouts (llama.cpp's
+//!   `repack.cpp`): kernels read the GGUF layout in place.
+//! * AVX-VNNI (the VEX form on client CPUs without AVX-512), full 512-bit
+//!   AVX-512 kernels, and the NEON `sdot`/`i8mm` extensions (their Rust
+//!   intrinsics are unstable; `asm!` would work as for VNNI).
+//! * Threading (callers split row ranges across their own pool).
+//! * Big-endian hosts are untested (blocks decode little-endian explicitly,
+//!   the SIMD paths are x86_64/aarch64 only, which are little-endian).
 
 pub mod blocks;
 pub mod fp;
@@ -108,7 +152,10 @@ pub(crate) fn check_row(what: &str, ty: GgmlType, n: usize, bytes: usize) {
         unsupported(what, ty);
     }
     let bs = ty.block_size();
-    if n % bs != 0 || (n / bs).checked_mul(ty.type_size()) != Some(bytes) {
+    // `%` rather than `is_multiple_of` (Rust 1.87) for the workspace MSRV.
+    #[allow(clippy::manual_is_multiple_of)]
+    let partial = n % bs != 0;
+    if partial || (n / bs).checked_mul(ty.type_size()) != Some(bytes) {
         bad_len(what, ty, n, bytes);
     }
 }
@@ -142,42 +189,26 @@ pub fn row_bytes(ty: GgmlType, n: usize) -> usize {
 /// # Panics
 /// If `ty` is not a weight type or a length does not match (caller bugs).
 pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
-    let at = vec_dot_type(ty);
-    check_row("vec_dot (weights)", ty, n, w.len());
-    check_row("vec_dot (activations)", at, n, a.len());
-    if let Some(v) = simd::vec_dot(ty, n, w, a) {
-        return v;
-    }
-    reference::vec_dot(ty, n, w, a)
+    selected_variant().vec_dot(ty, n, w, a)
 }
 
 /// `out[i] = vec_dot(row i of w)` for `out.len()` consecutive weight rows of
 /// `row_bytes(ty, n)` bytes each, all against the same activation row `a`.
 /// The fast path processes several weight rows per pass, sharing the
-/// activation loads.
+/// activation loads. Results are bit-identical to calling [`vec_dot`] per row.
 ///
 /// # Panics
 /// If `w.len() != out.len() * row_bytes(ty, n)`, or as [`vec_dot`].
 pub fn vec_dot_rows(ty: GgmlType, n: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
-    let at = vec_dot_type(ty);
-    let rb = row_bytes(ty, n);
-    check_row("vec_dot_rows (activations)", at, n, a.len());
-    if out.len().checked_mul(rb) != Some(w.len()) {
-        panic!("hearth-kernels: vec_dot_rows: {} bytes of weights is not {} rows of {rb} bytes", w.len(), out.len());
-    }
-    if simd::vec_dot_rows(ty, n, w, a, out) {
-        return;
-    }
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(rb.max(1))) {
-        *o = reference::vec_dot(ty, n, row, a);
-    }
+    selected_variant().vec_dot_rows(ty, n, w, a, out)
 }
 
 /// Matrix product: for each of `n_a_rows` activation rows (packed, each
 /// `row_bytes(vec_dot_type(ty), n)` bytes, already quantized) and each of
 /// `n_w_rows` weight rows, `out[t * out_stride + r] = vec_dot(w row r, a row t)`.
 /// The fast path decodes each weight block once for several activation rows
-/// (prefill).
+/// (prefill). Results are bit-identical to [`vec_dot`]; entries of `out`
+/// between `n_w_rows` and `out_stride` are not touched.
 ///
 /// # Panics
 /// If `w` or `a` is not exactly that many rows, `out_stride < n_w_rows`, or
@@ -193,48 +224,18 @@ pub fn matmul_rows(
     out: &mut [f32],
     out_stride: usize,
 ) {
-    let at = vec_dot_type(ty);
-    let rb = row_bytes(ty, n);
-    let ab = row_bytes(at, n);
-    if n_w_rows.checked_mul(rb) != Some(w.len()) {
-        panic!("hearth-kernels: matmul_rows: {} bytes of weights is not {n_w_rows} rows of {rb} bytes", w.len());
-    }
-    if n_a_rows.checked_mul(ab) != Some(a.len()) {
-        panic!("hearth-kernels: matmul_rows: {} bytes of activations is not {n_a_rows} rows of {ab} bytes", a.len());
-    }
-    if n_w_rows == 0 || n_a_rows == 0 {
-        return;
-    }
-    let need = (n_a_rows - 1).checked_mul(out_stride).and_then(|v| v.checked_add(n_w_rows));
-    if out_stride < n_w_rows || need.is_none_or(|need| out.len() < need) {
-        panic!(
-            "hearth-kernels: matmul_rows: out has {} floats, stride {out_stride}; need {n_a_rows} rows of {n_w_rows}",
-            out.len()
-        );
-    }
-    if simd::matmul_rows(ty, n, w, n_w_rows, a, n_a_rows, out, out_stride) {
-        return;
-    }
-    for t in 0..n_a_rows {
-        let arow = &a[t * ab..(t + 1) * ab];
-        for r in 0..n_w_rows {
-            out[t * out_stride + r] = reference::vec_dot(ty, n, &w[r * rb..(r + 1) * rb], arow);
-        }
-    }
+    selected_variant().matmul_rows(ty, n, w, n_w_rows, a, n_a_rows, out, out_stride)
 }
 
 /// Quantizes an activation row to `ty`, which must be a `vec_dot_type`
 /// (F32, F16, BF16, Q8_0, Q8_1, Q8_K), byte-identically to
-/// [`reference::quantize_activation`] (ggml-cpu's x86 `from_float`).
+/// [`reference::quantize_activation`] (ggml-cpu's x86 `from_float`) for
+/// finite input.
 ///
 /// # Panics
 /// If `ty` is not a `vec_dot_type` or `dst` is not exactly one row.
 pub fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
-    check_row("quantize_activation", ty, src.len(), dst.len());
-    if simd::quantize_activation(ty, src, dst) {
-        return;
-    }
-    reference::quantize_activation(ty, src, dst)
+    selected_variant().quantize_activation(ty, src, dst)
 }
 
 /// Dequantizes one row (`dst.len()` elements), bit-identically to ggml's
@@ -244,11 +245,120 @@ pub fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
 /// If `src` is not exactly one row of `dst.len()` elements of `ty`, or `ty`
 /// is an integer type.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
-    check_row("dequantize_row", ty, dst.len(), src.len());
-    if simd::dequantize_row(ty, src, dst) {
-        return;
+    selected_variant().dequantize_row(ty, src, dst)
+}
+
+/// One instruction-set tier of the kernels ("avx2+fma+f16c", "neon",
+/// "scalar", ...). The crate-root functions use [`selected_variant`]; tests
+/// and benchmarks use [`variants`] to check or time every tier the CPU
+/// offers. A `Variant` can only be obtained for a tier this CPU supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant(simd::Isa);
+
+/// Every tier this CPU can run, best first; the last is always the scalar
+/// reference.
+pub fn variants() -> Vec<Variant> {
+    simd::available().into_iter().map(Variant).collect()
+}
+
+/// The tier the crate-root functions dispatch to (the first of [`variants`]).
+pub fn selected_variant() -> Variant {
+    Variant(simd::isa())
+}
+
+impl Variant {
+    /// E.g. `"avx2+fma+f16c"`.
+    pub fn name(self) -> &'static str {
+        self.0.name()
     }
-    reference::dequantize_row(ty, src, dst)
+
+    /// [`crate::vec_dot`] with this tier's kernels.
+    pub fn vec_dot(self, ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
+        let at = vec_dot_type(ty);
+        check_row("vec_dot (weights)", ty, n, w.len());
+        check_row("vec_dot (activations)", at, n, a.len());
+        if let Some(v) = simd::vec_dot(self.0, ty, n, w, a) {
+            return v;
+        }
+        reference::vec_dot(ty, n, w, a)
+    }
+
+    /// [`crate::vec_dot_rows`] with this tier's kernels.
+    pub fn vec_dot_rows(self, ty: GgmlType, n: usize, w: &[u8], a: &[u8], out: &mut [f32]) {
+        let at = vec_dot_type(ty);
+        let rb = row_bytes(ty, n);
+        check_row("vec_dot_rows (activations)", at, n, a.len());
+        if out.len().checked_mul(rb) != Some(w.len()) {
+            panic!("hearth-kernels: vec_dot_rows: {} bytes of weights is not {} rows of {rb} bytes", w.len(), out.len());
+        }
+        if simd::vec_dot_rows(self.0, ty, n, w, a, out) {
+            return;
+        }
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(rb.max(1))) {
+            *o = reference::vec_dot(ty, n, row, a);
+        }
+    }
+
+    /// [`crate::matmul_rows`] with this tier's kernels.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_rows(
+        self,
+        ty: GgmlType,
+        n: usize,
+        w: &[u8],
+        n_w_rows: usize,
+        a: &[u8],
+        n_a_rows: usize,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        let at = vec_dot_type(ty);
+        let rb = row_bytes(ty, n);
+        let ab = row_bytes(at, n);
+        if n_w_rows.checked_mul(rb) != Some(w.len()) {
+            panic!("hearth-kernels: matmul_rows: {} bytes of weights is not {n_w_rows} rows of {rb} bytes", w.len());
+        }
+        if n_a_rows.checked_mul(ab) != Some(a.len()) {
+            panic!("hearth-kernels: matmul_rows: {} bytes of activations is not {n_a_rows} rows of {ab} bytes", a.len());
+        }
+        if n_w_rows == 0 || n_a_rows == 0 {
+            return;
+        }
+        let need = (n_a_rows - 1).checked_mul(out_stride).and_then(|v| v.checked_add(n_w_rows));
+        if out_stride < n_w_rows || need.is_none_or(|need| out.len() < need) {
+            panic!(
+                "hearth-kernels: matmul_rows: out has {} floats, stride {out_stride}; need {n_a_rows} rows of {n_w_rows}",
+                out.len()
+            );
+        }
+        if simd::matmul_rows(self.0, ty, n, w, n_w_rows, a, n_a_rows, out, out_stride) {
+            return;
+        }
+        for t in 0..n_a_rows {
+            let arow = &a[t * ab..(t + 1) * ab];
+            for r in 0..n_w_rows {
+                out[t * out_stride + r] = reference::vec_dot(ty, n, &w[r * rb..(r + 1) * rb], arow);
+            }
+        }
+    }
+
+    /// [`crate::quantize_activation`] with this tier's kernels.
+    pub fn quantize_activation(self, ty: GgmlType, src: &[f32], dst: &mut [u8]) {
+        check_row("quantize_activation", ty, src.len(), dst.len());
+        if simd::quantize_activation(self.0, ty, src, dst) {
+            return;
+        }
+        reference::quantize_activation(ty, src, dst)
+    }
+
+    /// [`crate::dequantize_row`] with this tier's kernels.
+    pub fn dequantize_row(self, ty: GgmlType, src: &[u8], dst: &mut [f32]) {
+        check_row("dequantize_row", ty, dst.len(), src.len());
+        if simd::dequantize_row(self.0, ty, src, dst) {
+            return;
+        }
+        reference::dequantize_row(ty, src, dst)
+    }
 }
 
 /// llama.cpp-identical weight quantizer (`quantize_row_*_ref`, which
@@ -262,7 +372,7 @@ pub fn quantize_row_ref(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
 }
 
 /// The instruction set the dispatcher chose, e.g. `"avx2+fma+f16c"`,
-/// `"neon"` or `"scalar"`.
+/// `"avx2+fma+f16c+avx512vnni"`, `"neon"` or `"scalar"`.
 pub fn cpu_features() -> &'static str {
-    simd::name()
+    selected_variant().name()
 }

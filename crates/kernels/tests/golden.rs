@@ -6,6 +6,9 @@
 //!   values whose f16 scale under- or overflows, rounding ties, ...).
 //! * `dequantize_row` must reproduce ggml's `to_float` bit for bit, on the
 //!   quantizer's output and on random block bytes.
+//!
+//! The last three are checked for every kernel tier the CPU offers
+//! (`hearth_kernels::variants()`), the scalar reference included.
 //! * `quantize_activation` must reproduce ggml-cpu's `from_float` (the x86
 //!   build the files were generated with) byte for byte.
 //! * `vec_dot` must agree with ggml-cpu's `ggml_vec_dot_*` up to float
@@ -14,7 +17,7 @@
 //! Each test collects every mismatch before failing, so one run reports the
 //! state of all types.
 
-use hearth_kernels::{self as k, reference, GgmlType};
+use hearth_kernels::{self as k, GgmlType};
 use std::path::PathBuf;
 
 const N: usize = 256;
@@ -117,9 +120,10 @@ fn check_deq(ty: GgmlType, q: &[u8], want: &[f32], label: &str, failures: &mut V
     let rb = k::row_bytes(ty, N);
     for i in 0..n_rows {
         let row = &q[i * rb..(i + 1) * rb];
-        for (which, f) in [("reference", reference::dequantize_row as fn(_, &_, &mut _)), ("dispatched", k::dequantize_row)] {
+        for v in k::variants() {
+            let which = v.name();
             let mut got = vec![0f32; N];
-            f(ty, row, &mut got);
+            v.dequantize_row(ty, row, &mut got);
             if let Some(j) = (0..N).find(|&j| !same_f32(got[j], want[i * N + j])) {
                 failures.push(format!(
                     "{ty} {label} {which}: row {i} elem {j}: got {} want {}",
@@ -176,12 +180,10 @@ fn quantize_activation_matches_llama_cpp_cpu_backend() {
         let want = read(&format!("act_{ty}.q")).unwrap();
         let rb = k::row_bytes(ty, N);
         for (i, row) in rows.iter().enumerate() {
-            for (which, f) in [
-                ("reference", reference::quantize_activation as fn(_, &_, &mut _)),
-                ("dispatched", k::quantize_activation),
-            ] {
+            for v in k::variants() {
+                let which = v.name();
                 let mut got = vec![0u8; rb];
-                f(ty, row, &mut got);
+                v.quantize_activation(ty, row, &mut got);
                 if got != want[i * rb..(i + 1) * rb] {
                     let first = got.iter().zip(&want[i * rb..]).position(|(a, b)| a != b).unwrap_or(0);
                     failures.push(format!("{ty} {which}: row {i}, first differing byte {first}"));
@@ -215,7 +217,7 @@ fn vec_dot_agrees_with_llama_cpp_vec_dot() {
             k::dequantize_row(at, ar, &mut ad);
             let mag: f64 = wd.iter().zip(&ad).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum();
             let tol = 1e-5 * mag + 1e-30;
-            for (which, got) in [("reference", reference::vec_dot(ty, N, wr, ar)), ("dispatched", k::vec_dot(ty, N, wr, ar))] {
+            for (which, got) in k::variants().into_iter().map(|v| (v.name(), v.vec_dot(ty, N, wr, ar))) {
                 let ok = if want[i].is_finite() {
                     ((got - want[i]) as f64).abs() <= tol
                 } else {

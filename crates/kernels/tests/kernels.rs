@@ -1,7 +1,7 @@
-//! The dispatched (SIMD) kernels against the scalar reference, on seeded
-//! random data of several lengths. On a CPU without AVX2/NEON the dispatched
-//! functions ARE the reference and these tests pass trivially; `cpu_features`
-//! is printed so a log shows which path was tested.
+//! Every kernel tier this CPU offers (`hearth_kernels::variants()`: e.g.
+//! AVX2+VNNI, AVX2, scalar on a recent x86; NEON, scalar on aarch64)
+//! against the scalar reference, on seeded random data of several lengths.
+//! The tiers tested are printed, so a log shows which paths ran.
 
 mod common;
 
@@ -9,7 +9,8 @@ use common::*;
 use hearth_kernels::{self as k, reference, GgmlType};
 
 fn banner() {
-    eprintln!("hearth-kernels dispatch: {}", k::cpu_features());
+    let names: Vec<_> = k::variants().iter().map(|v| v.name()).collect();
+    eprintln!("hearth-kernels dispatch: {}; testing {:?}", k::cpu_features(), names);
 }
 
 /// Float bound for two summation orders of the same terms: each partial sum
@@ -44,10 +45,12 @@ fn simd_vec_dot_matches_reference_on_quantized_and_random_weights() {
                 let act = rng.normals(n, if case < 2 { 1.0 } else { 30.0 });
                 let a = quantize_act(ty, &act);
                 let want = reference::vec_dot(ty, n, &w, &a);
-                let got = k::vec_dot(ty, n, &w, &a);
                 let tol = order_tol(ty, &w, &a, n);
-                if ((got - want) as f64).abs() > tol {
-                    failures.push(format!("{ty} n={n} case {case}: simd {got} ref {want} tol {tol:e}"));
+                for v in k::variants() {
+                    let got = v.vec_dot(ty, n, &w, &a);
+                    if ((got - want) as f64).abs() > tol {
+                        failures.push(format!("{} {ty} n={n} case {case}: simd {got} ref {want} tol {tol:e}", v.name()));
+                    }
                 }
             }
         }
@@ -94,9 +97,11 @@ fn integer_core_is_exact_with_unit_scales() {
                 }
                 let want = reference::vec_dot(ty, n, &w, &a);
                 assert!(want.abs() < (1 << 24) as f32, "{ty}: test data too large for exactness");
-                let got = k::vec_dot(ty, n, &w, &a);
-                if got != want {
-                    failures.push(format!("{ty} n={n}: simd {got} ref {want}"));
+                for v in k::variants() {
+                    let got = v.vec_dot(ty, n, &w, &a);
+                    if got != want {
+                        failures.push(format!("{} {ty} n={n}: simd {got} ref {want}", v.name()));
+                    }
                 }
             }
         }
@@ -129,33 +134,56 @@ fn vec_dot_rows_and_matmul_rows_equal_vec_dot_bitwise() {
                 for _ in 0..n_a {
                     a.extend(quantize_act(ty, &rng.normals(n, 1.0)));
                 }
-                let single = |r: usize, t: usize| k::vec_dot(ty, n, &w[r * rb..(r + 1) * rb], &a[t * ab..(t + 1) * ab]);
-                // vec_dot_rows, per activation row.
-                for t in 0..n_a {
-                    let mut out = vec![f32::NAN; n_w];
-                    k::vec_dot_rows(ty, n, &w, &a[t * ab..(t + 1) * ab], &mut out);
-                    for (r, v) in out.iter().enumerate() {
-                        assert_eq!(v.to_bits(), single(r, t).to_bits(), "{ty} vec_dot_rows n_w={n_w} r={r}");
-                    }
-                }
-                let stride = n_w + 3;
-                let sentinel = -12345.0f32;
-                let mut out = vec![sentinel; (n_a - 1) * stride + n_w];
-                k::matmul_rows(ty, n, &w, n_w, &a, n_a, &mut out, stride);
-                for t in 0..n_a {
-                    for r in 0..stride {
-                        let i = t * stride + r;
-                        if i >= out.len() {
-                            continue;
+                for v in k::variants() {
+                    let single = |r: usize, t: usize| v.vec_dot(ty, n, &w[r * rb..(r + 1) * rb], &a[t * ab..(t + 1) * ab]);
+                    let name = v.name();
+                    // vec_dot_rows, per activation row.
+                    for t in 0..n_a {
+                        let mut out = vec![f32::NAN; n_w];
+                        v.vec_dot_rows(ty, n, &w, &a[t * ab..(t + 1) * ab], &mut out);
+                        for (r, x) in out.iter().enumerate() {
+                            assert_eq!(x.to_bits(), single(r, t).to_bits(), "{name} {ty} vec_dot_rows n_w={n_w} r={r}");
                         }
-                        if r < n_w {
-                            assert_eq!(out[i].to_bits(), single(r, t).to_bits(), "{ty} matmul n_w={n_w} n_a={n_a} r={r} t={t}");
-                        } else {
-                            assert_eq!(out[i], sentinel, "{ty} matmul wrote into the stride gap");
+                    }
+                    let stride = n_w + 3;
+                    let sentinel = -12345.0f32;
+                    let mut out = vec![sentinel; (n_a - 1) * stride + n_w];
+                    v.matmul_rows(ty, n, &w, n_w, &a, n_a, &mut out, stride);
+                    for t in 0..n_a {
+                        for r in 0..stride {
+                            let i = t * stride + r;
+                            if i >= out.len() {
+                                continue;
+                            }
+                            if r < n_w {
+                                assert_eq!(
+                                    out[i].to_bits(),
+                                    single(r, t).to_bits(),
+                                    "{name} {ty} matmul n_w={n_w} n_a={n_a} r={r} t={t}"
+                                );
+                            } else {
+                                assert_eq!(out[i], sentinel, "{name} {ty} matmul wrote into the stride gap");
+                            }
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+/// The SIMD tiers of one architecture compute identical integers and the
+/// same float operations (AVX2 vs AVX2+VNNI), so they must agree bitwise.
+#[test]
+fn simd_tiers_agree_bitwise() {
+    let tiers: Vec<_> = k::variants().into_iter().filter(|v| v.name() != "scalar").collect();
+    let mut rng = Rng::new(9);
+    for ty in WEIGHT_TYPES {
+        for n in lengths(ty) {
+            let w = random_blocks(&mut rng, ty, n, &mut |r| r.range(-1.0, 1.0));
+            let a = quantize_act(ty, &rng.normals(n, 1.0));
+            let results: Vec<u32> = tiers.iter().map(|v| v.vec_dot(ty, n, &w, &a).to_bits()).collect();
+            assert!(results.windows(2).all(|p| p[0] == p[1]), "{ty} n={n}: tiers {tiers:?} give {results:?}");
         }
     }
 }
@@ -184,10 +212,18 @@ fn simd_activation_quantizers_are_byte_identical_to_reference() {
         for n in lengths(at) {
             for (i, x) in act_rows(&mut rng, n).into_iter().enumerate() {
                 let rb = k::row_bytes(at, n);
-                let (mut got, mut want) = (vec![0u8; rb], vec![0u8; rb]);
-                k::quantize_activation(at, &x, &mut got);
+                let mut want = vec![0u8; rb];
                 reference::quantize_activation(at, &x, &mut want);
-                assert!(got == want, "{at} n={n} row kind {i}: first difference at byte {:?}", got.iter().zip(&want).position(|(a, b)| a != b));
+                for v in k::variants() {
+                    let mut got = vec![0u8; rb];
+                    v.quantize_activation(at, &x, &mut got);
+                    assert!(
+                        got == want,
+                        "{} {at} n={n} row kind {i}: first difference at byte {:?}",
+                        v.name(),
+                        got.iter().zip(&want).position(|(a, b)| a != b)
+                    );
+                }
             }
         }
     }
@@ -199,11 +235,14 @@ fn simd_dequantize_is_bit_identical_to_reference() {
     for ty in ALL_TYPES {
         for n in lengths(ty) {
             let b = random_blocks(&mut rng, ty, n, &mut |r| r.range(-4.0, 4.0));
-            let (mut got, mut want) = (vec![0f32; n], vec![0f32; n]);
-            k::dequantize_row(ty, &b, &mut got);
+            let mut want = vec![0f32; n];
             reference::dequantize_row(ty, &b, &mut want);
-            for i in 0..n {
-                assert_eq!(got[i].to_bits(), want[i].to_bits(), "{ty} n={n} element {i}");
+            for v in k::variants() {
+                let mut got = vec![0f32; n];
+                v.dequantize_row(ty, &b, &mut got);
+                for i in 0..n {
+                    assert_eq!(got[i].to_bits(), want[i].to_bits(), "{} {ty} n={n} element {i}", v.name());
+                }
             }
         }
     }
@@ -216,14 +255,16 @@ fn kernels_accept_unaligned_slices() {
         let n = lengths(ty)[2];
         let w = random_blocks(&mut rng, ty, n, &mut |r| r.range(-1.0, 1.0));
         let a = quantize_act(ty, &rng.normals(n, 1.0));
-        let want = k::vec_dot(ty, n, &w, &a);
-        for off in 1..4 {
-            let mut wb = vec![0u8; off];
-            wb.extend_from_slice(&w);
-            let mut abuf = vec![0u8; off + 1];
-            abuf.extend_from_slice(&a);
-            let got = k::vec_dot(ty, n, &wb[off..], &abuf[off + 1..]);
-            assert_eq!(got.to_bits(), want.to_bits(), "{ty} offset {off}");
+        for v in k::variants() {
+            let want = v.vec_dot(ty, n, &w, &a);
+            for off in 1..4 {
+                let mut wb = vec![0u8; off];
+                wb.extend_from_slice(&w);
+                let mut abuf = vec![0u8; off + 1];
+                abuf.extend_from_slice(&a);
+                let got = v.vec_dot(ty, n, &wb[off..], &abuf[off + 1..]);
+                assert_eq!(got.to_bits(), want.to_bits(), "{} {ty} offset {off}", v.name());
+            }
         }
     }
 }
@@ -259,5 +300,8 @@ fn type_queries() {
     assert_eq!(k::try_vec_dot_type(GgmlType::Q5_0), Some(GgmlType::Q8_0));
     assert_eq!(k::try_vec_dot_type(GgmlType::Q3_K), Some(GgmlType::Q8_K));
     assert_eq!(k::try_vec_dot_type(GgmlType::Q8_1), None);
-    assert!(["avx2+fma+f16c", "neon", "scalar"].contains(&k::cpu_features()));
+    assert!(["avx2+fma+f16c", "avx2+fma+f16c+avx512vnni", "neon", "scalar"].contains(&k::cpu_features()));
+    let v = k::variants();
+    assert_eq!(v[0], k::selected_variant());
+    assert_eq!(v.last().map(|v| v.name()), Some("scalar"));
 }

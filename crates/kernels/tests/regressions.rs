@@ -16,9 +16,10 @@ fn subnormal_block(n: usize) -> Vec<f32> {
 #[test]
 fn regression_q8_1_activation_s_of_subnormal_block_is_positive_zero() {
     let x = subnormal_block(32);
-    for (which, f) in [("reference", reference::quantize_activation as fn(_, &_, &mut _)), ("dispatched", k::quantize_activation)] {
+    for v in k::variants() {
+        let which = v.name();
         let mut q = vec![0u8; 36];
-        f(GgmlType::Q8_1, &x, &mut q);
+        v.quantize_activation(GgmlType::Q8_1, &x, &mut q);
         assert_eq!(&q[2..4], &[0, 0], "{which}: s must be +0.0");
         assert!(q[4..].iter().all(|&b| b as i8 == -128), "{which}: inf*x converts to INT_MIN, saturated to -128");
     }
@@ -35,9 +36,11 @@ fn regression_q8_k_activation_of_subnormal_block_truncates_like_ggml() {
     reference::quantize_activation(GgmlType::Q8_K, &x, &mut want);
     assert!(want[4..260].iter().all(|&b| b == 0), "ggml stores (int8_t)(-4194304) = 0");
     assert!(want[260..].iter().all(|&b| b == 0), "bsums of zero quants");
-    let mut got = vec![0u8; 292];
-    k::quantize_activation(GgmlType::Q8_K, &x, &mut got);
-    assert_eq!(got, want);
+    for v in k::variants() {
+        let mut got = vec![0u8; 292];
+        v.quantize_activation(GgmlType::Q8_K, &x, &mut got);
+        assert_eq!(got, want, "{}", v.name());
+    }
 }
 
 /// Not a bug found here but a documented ggml quirk the golden files pin:
@@ -45,7 +48,9 @@ fn regression_q8_k_activation_of_subnormal_block_truncates_like_ggml() {
 /// Hearth writes zeros so stale scratch contents cannot leak into a dot.
 #[test]
 fn q8_k_all_zero_block_clears_stale_bsums() {
-    let mut q = vec![0xAAu8; 292];
-    k::quantize_activation(GgmlType::Q8_K, &[0.0; 256], &mut q);
-    assert!(q.iter().all(|&b| b == 0));
+    for v in k::variants() {
+        let mut q = vec![0xAAu8; 292];
+        v.quantize_activation(GgmlType::Q8_K, &[0.0; 256], &mut q);
+        assert!(q.iter().all(|&b| b == 0), "{}", v.name());
+    }
 }

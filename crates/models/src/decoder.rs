@@ -401,7 +401,7 @@ impl Decoder {
             }
         }
         match cfg.activation {
-            Activation::SwiGlu => ops::swiglu(&mut s.gate[..total * n_ff], &s.up[..total * n_ff]),
+            Activation::SwiGlu => ops::swiglu(&mut s.gate[..total * n_ff], &s.up[..total * n_ff], n_ff),
             Activation::GeGlu => ops::geglu(&mut s.gate[..total * n_ff], &s.up[..total * n_ff]),
         }
         s.acts.clear();

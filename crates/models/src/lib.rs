@@ -13,6 +13,7 @@ pub mod config;
 pub mod decoder;
 pub mod error;
 pub mod kv_cache;
+pub mod numerics;
 pub mod ops;
 pub mod pool;
 pub mod weights;

@@ -26,11 +26,11 @@ pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// SiLU-gated linear unit: `gate = silu(gate) * up` in place.
-pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        let x = *g;
-        *g = x / (1.0 + (-x).exp()) * u;
+/// SiLU-gated linear unit: `gate = silu(gate) * up` in place, row by row
+/// (`row` elements each) with ggml's exponential (see [`crate::numerics`]).
+pub fn swiglu(gate: &mut [f32], up: &[f32], row: usize) {
+    for (g, u) in gate.chunks_mut(row).zip(up.chunks(row)) {
+        crate::numerics::swiglu_row(g, u);
     }
 }
 
@@ -68,9 +68,14 @@ pub fn softcap(x: &mut [f32], cap: f32) {
     }
 }
 
-/// Numerically stable softmax in place; the sum is accumulated in f64 and
-/// the normaliser applied as one f32 multiply, as ggml's `soft_max` does.
+/// Numerically stable softmax in place, as ggml's `soft_max` computes it
+/// (see [`crate::numerics::softmax_row`]).
 pub fn softmax_inplace(x: &mut [f32]) {
+    crate::numerics::softmax_row(x)
+}
+
+/// Softmax with libm's `exp` and an f64 sum (reference for tests).
+pub fn softmax_reference(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         x.iter_mut().for_each(|v| *v = 0.0);
@@ -197,6 +202,13 @@ mod tests {
         assert_eq!(x[2], 0.0);
         let mut all_masked = vec![f32::NEG_INFINITY; 3];
         softmax_inplace(&mut all_masked);
+        let mut r = vec![1.0, 2.0, f32::NEG_INFINITY, 0.5];
+        softmax_reference(&mut r);
+        let mut y = vec![1.0, 2.0, f32::NEG_INFINITY, 0.5];
+        softmax_inplace(&mut y);
+        for (a, b) in r.iter().zip(&y) {
+            assert!((a - b).abs() < 1e-6);
+        }
         assert_eq!(all_masked, vec![0.0; 3]);
     }
 

@@ -16,7 +16,7 @@
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -25,15 +25,18 @@ use std::thread::JoinHandle;
 /// matmuls of a decode step, short enough not to burn a core when idle.
 const SPIN_ITERS: u32 = 20_000;
 
-type Job = dyn Fn(usize) + Sync;
+type Job = dyn Fn() + Sync;
 
+/// `state = epoch << 1 | closed`. A job is published by storing it and then
+/// the next epoch with `closed = 0`; the caller closes it once every chunk is
+/// claimed. Workers register in `active` before re-checking `state`, so the
+/// caller, which waits for `active == 0` after closing, never returns while
+/// a worker can still dereference the job — and never waits for a worker
+/// that was descheduled and has not joined yet (it simply misses the job).
 struct Shared {
-    /// Incremented by the caller each time a job is published.
-    epoch: AtomicU64,
-    /// The current job; valid while the caller is inside `broadcast`.
+    state: AtomicU64,
     job: UnsafeCell<Option<*const Job>>,
-    /// Workers (not counting the caller) that finished the current epoch.
-    done: AtomicUsize,
+    active: AtomicUsize,
     panicked: AtomicBool,
     shutdown: AtomicBool,
     sleepers: AtomicUsize,
@@ -41,10 +44,9 @@ struct Shared {
     wake: Condvar,
 }
 
-// SAFETY: `job` is written only by the caller while no worker reads it (all
-// workers finished the previous epoch), and read by workers only between the
-// epoch bump and their `done` increment, while the caller keeps the closure
-// alive inside `broadcast`.
+// SAFETY: `job` is written only by the caller between jobs, when no worker
+// is registered in `active` with an open state; workers read it only while
+// registered and after seeing the open state of the epoch it belongs to.
 unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
@@ -53,6 +55,8 @@ pub struct ThreadPool {
     n_threads: usize,
     shared: Arc<Shared>,
     handles: Vec<JoinHandle<()>>,
+    /// Serialises callers: one job at a time.
+    busy: Mutex<()>,
 }
 
 impl std::fmt::Debug for ThreadPool {
@@ -71,9 +75,9 @@ impl ThreadPool {
             n_threads
         };
         let shared = Arc::new(Shared {
-            epoch: AtomicU64::new(0),
+            state: AtomicU64::new(1),
             job: UnsafeCell::new(None),
-            done: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
@@ -85,59 +89,20 @@ impl ThreadPool {
                 let shared = Arc::clone(&shared);
                 std::thread::Builder::new()
                     .name(format!("hearth-worker-{tid}"))
-                    .spawn(move || worker_loop(&shared, tid))
+                    .spawn(move || worker_loop(&shared))
                     .expect("failed to spawn a worker thread")
             })
             .collect();
-        ThreadPool { n_threads, shared, handles }
+        ThreadPool { n_threads, shared, handles, busy: Mutex::new(()) }
     }
 
     pub fn n_threads(&self) -> usize {
         self.n_threads
     }
 
-    /// Runs `f(thread_index)` once on every thread of the pool and returns
-    /// when all have finished. A panic in any of them is re-raised here.
-    pub fn broadcast(&self, f: &(dyn Fn(usize) + Sync)) {
-        if self.n_threads == 1 {
-            f(0);
-            return;
-        }
-        let s = &*self.shared;
-        // SAFETY: every worker finished the previous epoch (we waited for it),
-        // so nobody reads `job` now. The pointer's lifetime is erased; it is
-        // only dereferenced before this function returns.
-        unsafe {
-            let ptr: *const Job = std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(f);
-            *s.job.get() = Some(ptr);
-        }
-        s.done.store(0, Ordering::Relaxed);
-        s.epoch.fetch_add(1, Ordering::Release);
-        if s.sleepers.load(Ordering::Acquire) > 0 {
-            let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
-            s.wake.notify_all();
-        }
-        let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
-        let workers = self.n_threads - 1;
-        let mut spins = 0u32;
-        while s.done.load(Ordering::Acquire) < workers {
-            spins += 1;
-            if spins < SPIN_ITERS {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        if let Err(p) = mine {
-            std::panic::resume_unwind(p);
-        }
-        if s.panicked.swap(false, Ordering::AcqRel) {
-            panic!("a worker thread panicked while running a pool job");
-        }
-    }
-
     /// Calls `f(start, end)` for consecutive ranges covering `0..n`, each at
-    /// most `chunk` long, spread dynamically over the pool's threads.
+    /// most `chunk` long, spread dynamically over the pool's threads. Returns
+    /// when every range is done. A panic in any range is re-raised here.
     pub fn parallel_for(&self, n: usize, chunk: usize, f: &(dyn Fn(usize, usize) + Sync)) {
         if n == 0 {
             return;
@@ -152,14 +117,47 @@ impl ThreadPool {
             }
             return;
         }
+        let _one_job = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let next = AtomicUsize::new(0);
-        self.broadcast(&|_tid| loop {
-            let start = next.fetch_add(chunk, Ordering::Relaxed);
+        let work = || loop {
+            let start = next.fetch_add(chunk, SeqCst);
             if start >= n {
                 break;
             }
             f(start, (start + chunk).min(n));
-        });
+        };
+        let s = &*self.shared;
+        let epoch = (s.state.load(SeqCst) >> 1) + 1;
+        // SAFETY: the previous job is closed and `active` is 0, so no worker
+        // reads `job` now. The lifetime is erased; the pointer is only
+        // dereferenced by registered workers before this function returns.
+        unsafe {
+            let job: &(dyn Fn() + Sync + '_) = &work;
+            let ptr = std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const Job>(job as *const _);
+            *s.job.get() = Some(ptr);
+        }
+        s.state.store(epoch << 1, SeqCst);
+        if s.sleepers.load(SeqCst) > 0 {
+            let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.wake.notify_all();
+        }
+        let mine = catch_unwind(AssertUnwindSafe(work));
+        s.state.store(epoch << 1 | 1, SeqCst);
+        let mut spins = 0u32;
+        while s.active.load(SeqCst) > 0 {
+            spins += 1;
+            if spins < SPIN_ITERS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        if let Err(p) = mine {
+            std::panic::resume_unwind(p);
+        }
+        if s.panicked.swap(false, SeqCst) {
+            panic!("a worker thread panicked while running a pool job");
+        }
     }
 
     /// A chunk size giving each thread about `per_thread` chunks of `n` items,
@@ -171,50 +169,58 @@ impl ThreadPool {
     }
 }
 
-fn worker_loop(s: &Shared, tid: usize) {
-    let mut seen = 0u64;
+fn worker_loop(s: &Shared) {
+    let mut seen = s.state.load(SeqCst) >> 1;
     loop {
         let mut spins = 0u32;
-        let epoch = loop {
-            let e = s.epoch.load(Ordering::Acquire);
-            if e != seen || s.shutdown.load(Ordering::Acquire) {
-                break e;
+        let state = loop {
+            let st = s.state.load(SeqCst);
+            if (st >> 1) != seen && st & 1 == 0 {
+                break st;
+            }
+            if s.shutdown.load(SeqCst) {
+                return;
             }
             spins += 1;
             if spins < SPIN_ITERS {
                 std::hint::spin_loop();
                 continue;
             }
-            // Park: register as a sleeper, re-check under the lock so a
-            // publish between the check and the wait is not missed.
             let g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
-            s.sleepers.fetch_add(1, Ordering::AcqRel);
+            s.sleepers.fetch_add(1, SeqCst);
             let mut g = g;
-            while s.epoch.load(Ordering::Acquire) == seen && !s.shutdown.load(Ordering::Acquire) {
+            loop {
+                let st = s.state.load(SeqCst);
+                if ((st >> 1) != seen && st & 1 == 0) || s.shutdown.load(SeqCst) {
+                    break;
+                }
                 g = s.wake.wait(g).unwrap_or_else(|e| e.into_inner());
             }
-            s.sleepers.fetch_sub(1, Ordering::AcqRel);
+            s.sleepers.fetch_sub(1, SeqCst);
             drop(g);
             spins = 0;
         };
-        if s.shutdown.load(Ordering::Acquire) {
-            return;
+        s.active.fetch_add(1, SeqCst);
+        if s.state.load(SeqCst) != state {
+            // Closed, or already replaced by a newer job: skip it.
+            s.active.fetch_sub(1, SeqCst);
+            seen = state >> 1;
+            continue;
         }
-        seen = epoch;
-        // SAFETY: see `Shared`; the caller keeps the job alive until `done`
-        // reaches the worker count.
-        let job = unsafe { (*s.job.get()).expect("job published with epoch") };
-        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(tid) }));
-        if r.is_err() {
-            s.panicked.store(true, Ordering::Release);
+        seen = state >> 1;
+        // SAFETY: registered in `active` while the state is open, so the
+        // caller is still inside `parallel_for` and the job is alive.
+        let job = unsafe { (*s.job.get()).expect("job published with its epoch") };
+        if catch_unwind(AssertUnwindSafe(|| unsafe { (*job)() })).is_err() {
+            s.panicked.store(true, SeqCst);
         }
-        s.done.fetch_add(1, Ordering::Release);
+        s.active.fetch_sub(1, SeqCst);
     }
 }
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.shutdown.store(true, SeqCst);
         {
             let _g = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.shared.wake.notify_all();
@@ -248,7 +254,7 @@ impl<T> SyncPtr<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]
     fn every_index_is_visited_exactly_once() {
@@ -267,43 +273,56 @@ mod tests {
     }
 
     #[test]
-    fn broadcast_runs_on_every_thread_many_times() {
+    fn many_small_jobs_complete() {
         let pool = ThreadPool::new(3);
         let count = AtomicUsize::new(0);
         for _ in 0..2000 {
-            pool.broadcast(&|_| {
-                count.fetch_add(1, Ordering::Relaxed);
+            pool.parallel_for(6, 1, &|s, e| {
+                count.fetch_add(e - s, Ordering::Relaxed);
             });
         }
-        assert_eq!(count.load(Ordering::Relaxed), 6000);
+        assert_eq!(count.load(Ordering::Relaxed), 12000);
     }
 
     #[test]
-    fn workers_wake_after_parking() {
+    fn workers_wake_after_parking_and_share_work() {
         let pool = ThreadPool::new(2);
-        let seen = AtomicUsize::new(0);
         std::thread::sleep(std::time::Duration::from_millis(50));
-        pool.broadcast(&|tid| {
-            seen.fetch_or(1 << tid, Ordering::Relaxed);
+        let seen = Mutex::new(std::collections::HashSet::new());
+        pool.parallel_for(64, 1, &|_, _| {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            seen.lock().unwrap().insert(std::thread::current().id());
         });
-        assert_eq!(seen.load(Ordering::Relaxed), 0b11);
+        assert_eq!(seen.lock().unwrap().len(), 2, "both threads took part");
+    }
+
+    #[test]
+    fn the_caller_does_not_wait_for_a_busy_machine() {
+        // Even with the worker unable to run (it is parked and we never let
+        // it join), the caller completes every chunk itself.
+        let pool = ThreadPool::new(2);
+        let hits = AtomicUsize::new(0);
+        pool.parallel_for(1000, 10, &|s, e| {
+            hits.fetch_add(e - s, Ordering::Relaxed);
+        });
+        assert_eq!(hits.load(Ordering::Relaxed), 1000);
     }
 
     #[test]
     fn a_panicking_job_is_reported_and_the_pool_survives() {
         let pool = ThreadPool::new(2);
         let r = catch_unwind(AssertUnwindSafe(|| {
-            pool.broadcast(&|tid| {
-                if tid == 1 {
+            pool.parallel_for(100, 1, &|s, _| {
+                if s == 37 {
                     panic!("boom");
                 }
             })
         }));
         assert!(r.is_err());
         let count = AtomicUsize::new(0);
-        pool.broadcast(&|_| {
-            count.fetch_add(1, Ordering::Relaxed);
+        pool.parallel_for(10, 1, &|s, e| {
+            count.fetch_add(e - s, Ordering::Relaxed);
         });
-        assert_eq!(count.load(Ordering::Relaxed), 2);
+        assert_eq!(count.load(Ordering::Relaxed), 10);
     }
 }

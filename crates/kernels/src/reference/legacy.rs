@@ -14,7 +14,7 @@ use crate::blocks::*;
 /// large positive values, so it is not used directly.
 #[inline(always)]
 pub(crate) fn c_trunc(v: f32) -> i32 {
-    if v.is_nan() || v >= 2147483648.0 || v < -2147483648.0 {
+    if v.is_nan() || !(-2147483648.0..2147483648.0).contains(&v) {
         i32::MIN
     } else {
         v as i32

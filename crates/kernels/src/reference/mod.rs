@@ -10,6 +10,11 @@
 //!   `ggml_vec_dot_*` (identical integer parts, float sum order may differ).
 //!
 //! The optimised kernels in `crate::simd` are tested against these.
+//!
+//! Loops index arrays the way ggml-quants.c does (`x[16*j + ii]`) rather than
+//! with iterators, so the code can be checked line by line against the C.
+
+#![allow(clippy::needless_range_loop)]
 
 pub mod dot;
 pub mod kquants;

@@ -34,8 +34,10 @@ unsafe fn ones16() -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn nibbles32(p: *const u8) -> __m256i {
-    let q = loadu128(p);
-    let v = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(q), _mm_srli_epi16::<4>(q));
+    // Broadcast-load the 16 bytes to both lanes (a load-port operation),
+    // shift only the high lane right by 4, mask.
+    let q = _mm256_broadcastsi128_si256(loadu128(p));
+    let v = _mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
     _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
 }
 
@@ -75,120 +77,10 @@ unsafe fn finish<const R: usize, const T: usize>(acc: &[[__m256; T]; R]) -> Tile
     out
 }
 
-// ---------------------------------------------------------------- Q4_0 x Q8_0
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn tile_q4_0<const R: usize, const T: usize>(
-    nb: usize,
-    w: [*const u8; R],
-    a: [*const u8; T],
-) -> Tile<R, T> {
-    let eight = _mm256_set1_epi8(8);
-    let mut acc = [[_mm256_setzero_ps(); T]; R];
-    for b in 0..nb {
-        let mut av = [_mm256_setzero_si256(); T];
-        let mut corr = [_mm256_setzero_si256(); T];
-        let mut da = [0f32; T];
-        for t in 0..T {
-            let p = a[t].add(34 * b);
-            da[t] = f16_at(p);
-            av[t] = loadu(p.add(2));
-            corr[t] = _mm256_maddubs_epi16(eight, av[t]); // 8 * (a0 + a1) per pair
-        }
-        for r in 0..R {
-            let p = w[r].add(18 * b);
-            let dw = f16_at(p);
-            let q = nibbles32(p.add(2));
-            for t in 0..T {
-                let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, av[t]), corr[t]);
-                let p32 = _mm256_madd_epi16(p16, ones16());
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[t]), to_f32(p32), acc[r][t]);
-            }
-        }
-    }
-    finish(&acc)
-}
 
-// ---------------------------------------------------------------- Q8_0 x Q8_0
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn tile_q8_0<const R: usize, const T: usize>(
-    nb: usize,
-    w: [*const u8; R],
-    a: [*const u8; T],
-) -> Tile<R, T> {
-    let mut acc = [[_mm256_setzero_ps(); T]; R];
-    for b in 0..nb {
-        let mut av = [_mm256_setzero_si256(); T];
-        let mut da = [0f32; T];
-        for t in 0..T {
-            let p = a[t].add(34 * b);
-            da[t] = f16_at(p);
-            av[t] = loadu(p.add(2));
-        }
-        for r in 0..R {
-            let p = w[r].add(34 * b);
-            let dw = f16_at(p);
-            let q = loadu(p.add(2));
-            // |q| as unsigned (|-128| = 128 read as u8), sign moved to a.
-            let aq = _mm256_sign_epi8(q, q);
-            for t in 0..T {
-                let p16 = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(av[t], q));
-                let p32 = _mm256_madd_epi16(p16, ones16());
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[t]), to_f32(p32), acc[r][t]);
-            }
-        }
-    }
-    finish(&acc)
-}
 
-// ----------------------------------------------- Q4_1, Q5_0, Q5_1 (one row)
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q4_1(nb: usize, w: *const u8, a: *const u8) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summ = 0f32;
-    for b in 0..nb {
-        let (x, y) = (w.add(20 * b), a.add(36 * b));
-        let q = nibbles32(x.add(4));
-        let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu(y.add(4))), ones16());
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x) * f16_at(y)), to_f32(p32), acc);
-        summ += f16_at(x.add(2)) * f16_at(y.add(2));
-    }
-    hsum_ps(acc) + summ
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q5_0(nb: usize, w: *const u8, a: *const u8) -> f32 {
-    let sixteen = _mm256_set1_epi8(16);
-    let mut acc = _mm256_setzero_ps();
-    for b in 0..nb {
-        let (x, y) = (w.add(22 * b), a.add(34 * b));
-        let hb = _mm256_and_si256(bits32(rd32(x.add(2))), sixteen);
-        let q = _mm256_or_si256(nibbles32(x.add(6)), hb); // 0..32
-        let av = loadu(y.add(2));
-        let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, av), _mm256_maddubs_epi16(sixteen, av));
-        let p32 = _mm256_madd_epi16(p16, ones16());
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x) * f16_at(y)), to_f32(p32), acc);
-    }
-    hsum_ps(acc)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q5_1(nb: usize, w: *const u8, a: *const u8) -> f32 {
-    let sixteen = _mm256_set1_epi8(16);
-    let mut acc = _mm256_setzero_ps();
-    let mut summ = 0f32;
-    for b in 0..nb {
-        let (x, y) = (w.add(24 * b), a.add(36 * b));
-        let hb = _mm256_and_si256(bits32(rd32(x.add(4))), sixteen);
-        let q = _mm256_or_si256(nibbles32(x.add(8)), hb);
-        let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu(y.add(4))), ones16());
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(x) * f16_at(y)), to_f32(p32), acc);
-        summ += f16_at(x.add(2)) * f16_at(y.add(2));
-    }
-    hsum_ps(acc) + summ
-}
 
 // ------------------------------------------------------------- K-quant helpers
 
@@ -209,30 +101,102 @@ unsafe fn pair_scales(s8: __m128i, g: usize) -> __m256i {
     _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, _mm_set_epi64x(hi as i64, lo as i64)))
 }
 
+/// The sixteen i8 scales `s8` widened to i16 and arranged for
+/// [`pair_scales_of`]: (scales 0..8 in both lanes, scales 8..16 in both).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scales16x2(s8: __m128i) -> [__m256i; 2] {
+    let s16 = _mm256_cvtepi8_epi16(s8);
+    [_mm256_permute2x128_si256::<0x00>(s16, s16), _mm256_permute2x128_si256::<0x11>(s16, s16)]
+}
+
+/// `vpshufb` masks for [`pair_scales_of`]: for g % 4, the low lane takes i16
+/// lane 2·(g%4) and the high lane i16 lane 2·(g%4) + 1.
+static PAIR_MASKS: [[u8; 32]; 4] = {
+    let mut m = [[0u8; 32]; 4];
+    let mut g = 0;
+    while g < 4 {
+        let mut i = 0;
+        while i < 32 {
+            let lane = 2 * g + i / 16;
+            m[g][i] = (2 * lane + i % 2) as u8;
+            i += 1;
+        }
+        g += 1;
+    }
+    m
+};
+
+/// Opaque to the optimiser for the same reason as [`splat_masks`].
+#[inline(always)]
+fn pair_masks() -> &'static [[u8; 32]; 4] {
+    std::hint::black_box(&PAIR_MASKS)
+}
+
+/// As [`pair_scales`] from the prepared [`scales16x2`]: one byte shuffle.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pair_scales_of(s: &[__m256i; 2], masks: &[[u8; 32]; 4], g: usize) -> __m256i {
+    // Scales 2g and 2g+1 sit at i16 positions (2g % 8) and (2g % 8) + 1 of
+    // s[g / 4]; broadcast the first in the low lane, the second in the high.
+    _mm256_shuffle_epi8(s[g / 4], _mm256_loadu_si256(masks[g % 4].as_ptr() as *const __m256i))
+}
+
+/// `vpshufb` masks broadcasting i16 lane j (0..8) of each 128-bit lane.
+static SPLAT_MASKS: [[u8; 32]; 8] = {
+    let mut m = [[0u8; 32]; 8];
+    let mut j = 0;
+    while j < 8 {
+        let mut i = 0;
+        while i < 32 {
+            m[j][i] = (2 * j + i % 2) as u8;
+            i += 1;
+        }
+        j += 1;
+    }
+    m
+};
+
+/// The splat masks, hidden from the optimiser. Given constant masks LLVM
+/// rewrites each `vpshufb` splat as an extract plus `vpbroadcastw` (two
+/// shuffle-port operations instead of one), and the shuffle ports are what
+/// bounds the K-quant kernels; through `black_box` the masks stay opaque
+/// memory operands.
+#[inline(always)]
+fn splat_masks() -> &'static [[u8; 32]; 8] {
+    std::hint::black_box(&SPLAT_MASKS)
+}
+
 /// An i16 vector with all 16 lanes equal to lane `j` of `s16` (8 i16 lanes
 /// broadcast to both halves).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn splat_scale(s16x2: __m256i, j: usize) -> __m256i {
-    let b = (2 * j) as u64 | ((2 * j + 1) as u64) << 8;
-    let m = b * 0x0001_0001_0001_0001;
-    _mm256_shuffle_epi8(s16x2, _mm256_set1_epi64x(m as i64))
+unsafe fn splat_scale(s16x2: __m256i, masks: &[[u8; 32]; 8], j: usize) -> __m256i {
+    _mm256_shuffle_epi8(s16x2, _mm256_loadu_si256(masks[j].as_ptr() as *const __m256i))
 }
 
 /// Q4_K/Q5_K 6-bit scales and mins: (8 scales as i16 in both 128-bit lanes,
-/// 8 mins as i16).
+/// 8 mins as i16). The same unpacking as blocks::scale_min_k4, done on all
+/// twelve bytes at once with shuffles: output bytes 0..4 are scales 0..4
+/// (low 6 bits of bytes 0..4), 4..8 scales 4..8 (low nibble of bytes 8..12
+/// plus the top 2 bits of bytes 0..4), 8..12 mins 0..4 (low 6 bits of bytes
+/// 4..8), 12..16 mins 4..8 (high nibble of bytes 8..12 plus the top 2 bits
+/// of bytes 4..8). Reads 16 bytes at `p` (12 scale bytes and the first 4
+/// bytes of `qs`, which are masked away).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn k4_scales(p: *const u8) -> (__m256i, __m128i) {
-    let (w0, w1, w2) = (rd32(p), rd32(p.add(4)), rd32(p.add(8)));
-    // See blocks::scale_min_k4; this is the same unpacking four bytes at a
-    // time: sub-blocks 0..4 from the low 6 bits of w0 (scales) / w1 (mins),
-    // sub-blocks 4..8 from the nibbles of w2 plus the top 2 bits of w0 / w1.
-    let sc_lo = w0 & 0x3f3f_3f3f;
-    let mn_lo = w1 & 0x3f3f_3f3f;
-    let sc_hi = (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4);
-    let mn_hi = ((w2 >> 4) & 0x0f0f_0f0f) | (((w1 >> 6) & 0x0303_0303) << 4);
-    let v = _mm256_cvtepu8_epi16(_mm_set_epi32(mn_hi as i32, mn_lo as i32, sc_hi as i32, sc_lo as i32));
+    let v = loadu128(p);
+    // a: the byte holding each output's low bits; b: the byte holding its top 2.
+    let a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    let b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    let low = _mm_or_si128(
+        _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0)),
+        _mm_and_si128(_mm_srli_epi16::<4>(a), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15)),
+    );
+    // (top >> 6) << 4 == (top >> 2) & 0x30.
+    let top = _mm_and_si128(_mm_srli_epi16::<2>(b), _mm_setr_epi8(0, 0, 0, 0, 48, 48, 48, 48, 0, 0, 0, 0, 48, 48, 48, 48));
+    let v = _mm256_cvtepu8_epi16(_mm_or_si128(low, top));
     let sc = _mm256_permute2x128_si256::<0x00>(v, v);
     (sc, _mm256_extracti128_si256::<1>(v))
 }
@@ -246,51 +210,6 @@ unsafe fn bsums_pairs(y: *const u8) -> __m128i {
     _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs))
 }
 
-// ---------------------------------------------------------------- Q4_K x Q8_K
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn tile_q4_k<const R: usize, const T: usize>(
-    nb: usize,
-    w: [*const u8; R],
-    a: [*const u8; T],
-) -> Tile<R, T> {
-    let m4 = _mm256_set1_epi8(0x0F);
-    let mut acc = [[_mm256_setzero_ps(); T]; R];
-    for b in 0..nb {
-        let mut da = [0f32; T];
-        let mut bs = [_mm_setzero_si128(); T];
-        for t in 0..T {
-            let y = q8k(a[t], b);
-            da[t] = rdf32(y);
-            bs[t] = bsums_pairs(y);
-        }
-        for r in 0..R {
-            let x = w[r].add(144 * b);
-            let (d, dmin) = (f16_at(x), f16_at(x.add(2)));
-            let (sc, mn) = k4_scales(x.add(4));
-            let mut sumi = [_mm256_setzero_si256(); T];
-            for c in 0..4 {
-                let qv = loadu(x.add(16 + 32 * c));
-                let lo = _mm256_and_si256(qv, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(qv), m4);
-                let (s_lo, s_hi) = (splat_scale(sc, 2 * c), splat_scale(sc, 2 * c + 1));
-                for t in 0..T {
-                    let y = q8k(a[t], b).add(4 + 64 * c);
-                    let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadu(y)), s_lo);
-                    let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadu(y.add(32))), s_hi);
-                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p_lo, p_hi));
-                }
-            }
-            for t in 0..T {
-                // Min term: dmin * da * sum_j m_j * bsum32_j, 4 partial i32 lanes.
-                let pm = _mm256_zextsi128_si256(_mm_madd_epi16(mn, bs[t]));
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d * da[t]), to_f32(sumi[t]), acc[r][t]);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * da[t]), to_f32(pm), acc[r][t]);
-            }
-        }
-    }
-    finish(&acc)
-}
 
 // ---------------------------------------------------------------- Q6_K x Q8_K
 
@@ -315,85 +234,7 @@ pub(crate) unsafe fn q6k_half(x: *const u8, h: usize) -> [__m256i; 4] {
     ]
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn tile_q6_k<const R: usize, const T: usize>(
-    nb: usize,
-    w: [*const u8; R],
-    a: [*const u8; T],
-) -> Tile<R, T> {
-    let mut acc = [[_mm256_setzero_ps(); T]; R];
-    for b in 0..nb {
-        let mut da = [0f32; T];
-        let mut bs = [_mm256_setzero_si256(); T];
-        for t in 0..T {
-            let y = q8k(a[t], b);
-            da[t] = rdf32(y);
-            bs[t] = loadu(y.add(260));
-        }
-        for r in 0..R {
-            let x = w[r].add(210 * b);
-            let d = f16_at(x.add(208));
-            let s8 = loadu128(x.add(192));
-            let s16 = _mm256_cvtepi8_epi16(s8);
-            let mut sumi = [_mm256_setzero_si256(); T];
-            for t in 0..T {
-                // Zero point: the stored value is q + 32, so subtract
-                // 32 * sum_j sc_j * bsum_j.
-                sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs[t], s16)));
-            }
-            for h in 0..2 {
-                let q = q6k_half(x, h);
-                for (k, q) in q.into_iter().enumerate() {
-                    let sc = pair_scales(s8, 4 * h + k);
-                    for t in 0..T {
-                        let y = q8k(a[t], b).add(4 + 128 * h + 32 * k);
-                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, loadu(y)), sc);
-                        sumi[t] = _mm256_add_epi32(sumi[t], p);
-                    }
-                }
-            }
-            for t in 0..T {
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(d * da[t]), to_f32(sumi[t]), acc[r][t]);
-            }
-        }
-    }
-    finish(&acc)
-}
 
-// ------------------------------------------------------ Q2_K, Q3_K, Q5_K (one row)
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q2_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
-    let m3 = _mm256_set1_epi8(3);
-    let mut acc = _mm256_setzero_ps();
-    for b in 0..nb {
-        let (x, y) = (w.add(84 * b), q8k(a, b));
-        let da = rdf32(y);
-        let raw = loadu128(x);
-        let s8 = _mm_and_si128(raw, _mm_set1_epi8(0x0F));
-        let m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(raw), _mm_set1_epi8(0x0F)));
-        let pm = _mm256_madd_epi16(m16, loadu(y.add(260)));
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
-            let qv = loadu(x.add(16 + 32 * h));
-            let qs = [
-                qv,
-                _mm256_srli_epi16::<2>(qv),
-                _mm256_srli_epi16::<4>(qv),
-                _mm256_srli_epi16::<6>(qv),
-            ];
-            for (k, q) in qs.into_iter().enumerate() {
-                let q = _mm256_and_si256(q, m3);
-                let av = loadu(y.add(4 + 128 * h + 32 * k));
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), pair_scales(s8, 4 * h + k));
-                sumi = _mm256_add_epi32(sumi, p);
-            }
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(da * f16_at(x.add(80))), to_f32(sumi), acc);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(-da * f16_at(x.add(82))), to_f32(pm), acc);
-    }
-    hsum_ps(acc)
-}
 
 /// The sixteen Q3_K scales minus 32, as i8.
 #[inline]
@@ -410,66 +251,402 @@ unsafe fn q3k_scales(p: *const u8) -> __m128i {
     _mm_sub_epi8(_mm_set_epi32(v3 as i32, v2 as i32, v1 as i32, v0 as i32), _mm_set1_epi8(32))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q3_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
-    let m3 = _mm256_set1_epi8(3);
-    let four = _mm256_set1_epi8(4);
-    let mut acc = _mm256_setzero_ps();
-    for b in 0..nb {
-        let (x, y) = (w.add(110 * b), q8k(a, b));
-        let s8 = q3k_scales(x.add(96));
-        // Stored value u = low2 + 4*hbit is q + 4: subtract 4 * sum sc_j * bsum_j.
-        let corr = _mm256_slli_epi32::<2>(_mm256_madd_epi16(loadu(y.add(260)), _mm256_cvtepi8_epi16(s8)));
-        let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), corr);
-        let hm = loadu(x);
-        for h in 0..2 {
-            let qv = loadu(x.add(32 + 32 * h));
-            let lows = [
-                qv,
-                _mm256_srli_epi16::<2>(qv),
-                _mm256_srli_epi16::<4>(qv),
-                _mm256_srli_epi16::<6>(qv),
-            ];
-            for (k, low) in lows.into_iter().enumerate() {
-                let bit = _mm256_set1_epi8((1u8 << (4 * h + k)) as i8);
-                let hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
-                let q = _mm256_or_si256(_mm256_and_si256(low, m3), hb);
-                let av = loadu(y.add(4 + 128 * h + 32 * k));
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), pair_scales(s8, 4 * h + k));
-                sumi = _mm256_add_epi32(sumi, p);
-            }
+/// Software prefetch for a tile's weight rows. A tile reads R consecutive
+/// rows as R parallel streams that each end after one row, which the
+/// hardware stream prefetchers (trained per stream) follow badly: from DRAM
+/// a 4-row Q4_0 tile ran at half the bandwidth of reading the rows one after
+/// another. Each stream therefore prefetches the same position of the row R
+/// rows further on (the next tile's row), one prefetch per 64-byte line.
+/// `row_bytes` is the stride between consecutive rows.
+#[inline(always)]
+unsafe fn prefetch_rows<const R: usize>(w: &[*const u8; R], offset: usize, bytes: usize, row_bytes: usize) {
+    // Only when this block crosses into a new cache line.
+    if offset / 64 != (offset + bytes) / 64 || offset & 63 == 0 {
+        for row in w {
+            // Past the end of the matrix for the last tile: a prefetch never
+            // faults, and wrapping_add keeps the pointer arithmetic defined.
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(R * row_bytes + offset) as *const i8);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(rdf32(y) * f16_at(x.add(108))), to_f32(sumi), acc);
     }
-    hsum_ps(acc)
 }
 
+// ------------------------------------------------------------- primitives
+//
+// The kernels below are written once against two integer primitives and
+// instantiated twice: with AVX2 instructions, and with the AVX-512 VNNI
+// instructions (`vpdpbusd`, `vpdpwssd`, 256-bit EVEX forms, needing
+// AVX512VNNI + AVX512VL) that fuse the multiply, the pairwise add and the
+// accumulation. The VNNI forms are emitted with `asm!` because their
+// intrinsics need Rust 1.89 and the workspace targets 1.85; the x86
+// assembler accepts them regardless of the enabled target features, and
+// `super::super::isa()` only selects this variant after detecting both
+// features at run time. Both variants compute identical integers (maddubs
+// never saturates for the value ranges above), so their results are
+// bit-identical.
+
+/// acc + sum of four u8 x i8 products per i32 lane.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q5_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
-    let m4 = _mm256_set1_epi8(0x0F);
-    let sixteen = _mm256_set1_epi8(16);
-    let mut acc = _mm256_setzero_ps();
-    for b in 0..nb {
-        let (x, y) = (w.add(176 * b), q8k(a, b));
-        let da = rdf32(y);
-        let (sc, mn) = k4_scales(x.add(4));
-        let pm = _mm256_zextsi128_si256(_mm_madd_epi16(mn, bsums_pairs(y)));
-        let qh = loadu(x.add(16));
-        let mut sumi = _mm256_setzero_si256();
-        for c in 0..4 {
-            let qv = loadu(x.add(48 + 32 * c));
-            let (b_lo, b_hi) = (_mm256_set1_epi8((1u8 << (2 * c)) as i8), _mm256_set1_epi8((2u8 << (2 * c)) as i8));
-            let h_lo = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_lo), b_lo), sixteen);
-            let h_hi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_hi), b_hi), sixteen);
-            let lo = _mm256_or_si256(_mm256_and_si256(qv, m4), h_lo);
-            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(qv), m4), h_hi);
-            let yy = y.add(4 + 64 * c);
-            let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadu(yy)), splat_scale(sc, 2 * c));
-            let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadu(yy.add(32))), splat_scale(sc, 2 * c + 1));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+unsafe fn dpbusd_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones16()))
+}
+
+/// acc + sum of two i16 x i16 products per i32 lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dpwssd_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+}
+
+/// `vpdpbusd` (AVX512VNNI + AVX512VL); only called after run-time detection.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dpbusd_vnni(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    std::arch::asm!("vpdpbusd {0}, {1}, {2}", inout(ymm_reg) acc, in(ymm_reg) u, in(ymm_reg) s,
+        options(pure, nomem, nostack, preserves_flags));
+    acc
+}
+
+/// `vpdpwssd` (AVX512VNNI + AVX512VL); only called after run-time detection.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dpwssd_vnni(mut acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    std::arch::asm!("vpdpwssd {0}, {1}, {2}", inout(ymm_reg) acc, in(ymm_reg) a, in(ymm_reg) b,
+        options(pure, nomem, nostack, preserves_flags));
+    acc
+}
+
+macro_rules! kernels {
+    ($dpbusd:ident, $dpwssd:ident) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn tile_q4_0<const R: usize, const T: usize>(
+            nb: usize,
+            w: [*const u8; R],
+            a: [*const u8; T],
+        ) -> Tile<R, T> {
+            let eight = _mm256_set1_epi8(8);
+            let mut acc = [[_mm256_setzero_ps(); T]; R];
+            for b in 0..nb {
+                let mut av = [_mm256_setzero_si256(); T];
+                let mut ncorr = [_mm256_setzero_si256(); T];
+                let mut da = [_mm256_setzero_ps(); T];
+                for t in 0..T {
+                    let p = a[t].add(34 * b);
+                    da[t] = f16_splat(p);
+                    av[t] = loadu(p.add(2));
+                    // -8 * (sum of the four activations) per i32 lane: the zero point.
+                    ncorr[t] = _mm256_sub_epi32(_mm256_setzero_si256(), $dpbusd(_mm256_setzero_si256(), eight, av[t]));
+                }
+                prefetch_rows(&w, 18 * b, 18, 18 * nb);
+                for r in 0..R {
+                    let p = w[r].add(18 * b);
+                    let dw = f16_splat(p);
+                    let q = nibbles32(p.add(2));
+                    for t in 0..T {
+                        let p32 = $dpbusd(ncorr[t], q, av[t]);
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da[t]), to_f32(p32), acc[r][t]);
+                    }
+                }
+            }
+            finish(&acc)
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(da * f16_at(x)), to_f32(sumi), acc);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(-da * f16_at(x.add(2))), to_f32(pm), acc);
-    }
-    hsum_ps(acc)
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn tile_q8_0<const R: usize, const T: usize>(
+            nb: usize,
+            w: [*const u8; R],
+            a: [*const u8; T],
+        ) -> Tile<R, T> {
+            let mut acc = [[_mm256_setzero_ps(); T]; R];
+            for b in 0..nb {
+                let mut av = [_mm256_setzero_si256(); T];
+                let mut da = [_mm256_setzero_ps(); T];
+                for t in 0..T {
+                    let p = a[t].add(34 * b);
+                    da[t] = f16_splat(p);
+                    av[t] = loadu(p.add(2));
+                }
+                prefetch_rows(&w, 34 * b, 34, 34 * nb);
+                for r in 0..R {
+                    let p = w[r].add(34 * b);
+                    let dw = f16_splat(p);
+                    let q = loadu(p.add(2));
+                    // |q| as unsigned (|-128| = 128 read as u8), sign moved to a.
+                    let aq = _mm256_sign_epi8(q, q);
+                    for t in 0..T {
+                        let p32 = $dpbusd(_mm256_setzero_si256(), aq, _mm256_sign_epi8(av[t], q));
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da[t]), to_f32(p32), acc[r][t]);
+                    }
+                }
+            }
+            finish(&acc)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn q4_1(nb: usize, w: *const u8, a: *const u8) -> f32 {
+            let mut acc = _mm256_setzero_ps();
+            // m*s per block, in every lane (only lane 0 is used at the end).
+            let mut summ = _mm256_setzero_ps();
+            for b in 0..nb {
+                let (x, y) = (w.add(20 * b), a.add(36 * b));
+                let q = nibbles32(x.add(4));
+                let p32 = $dpbusd(_mm256_setzero_si256(), q, loadu(y.add(4)));
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(x), f16_splat(y)), to_f32(p32), acc);
+                summ = _mm256_fmadd_ps(f16_splat(x.add(2)), f16_splat(y.add(2)), summ);
+            }
+            hsum_ps(acc) + _mm256_cvtss_f32(summ)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn q5_0(nb: usize, w: *const u8, a: *const u8) -> f32 {
+            let sixteen = _mm256_set1_epi8(16);
+            let mut acc = _mm256_setzero_ps();
+            for b in 0..nb {
+                let (x, y) = (w.add(22 * b), a.add(34 * b));
+                let hb = _mm256_and_si256(bits32(rd32(x.add(2))), sixteen);
+                let q = _mm256_or_si256(nibbles32(x.add(6)), hb); // 0..32
+                let av = loadu(y.add(2));
+                let ncorr = _mm256_sub_epi32(_mm256_setzero_si256(), $dpbusd(_mm256_setzero_si256(), sixteen, av));
+                let p32 = $dpbusd(ncorr, q, av);
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(x), f16_splat(y)), to_f32(p32), acc);
+            }
+            hsum_ps(acc)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn q5_1(nb: usize, w: *const u8, a: *const u8) -> f32 {
+            let sixteen = _mm256_set1_epi8(16);
+            let mut acc = _mm256_setzero_ps();
+            // m*s per block, in every lane (only lane 0 is used at the end).
+            let mut summ = _mm256_setzero_ps();
+            for b in 0..nb {
+                let (x, y) = (w.add(24 * b), a.add(36 * b));
+                let hb = _mm256_and_si256(bits32(rd32(x.add(4))), sixteen);
+                let q = _mm256_or_si256(nibbles32(x.add(8)), hb);
+                let p32 = $dpbusd(_mm256_setzero_si256(), q, loadu(y.add(4)));
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(x), f16_splat(y)), to_f32(p32), acc);
+                summ = _mm256_fmadd_ps(f16_splat(x.add(2)), f16_splat(y.add(2)), summ);
+            }
+            hsum_ps(acc) + _mm256_cvtss_f32(summ)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn tile_q4_k<const R: usize, const T: usize>(
+            nb: usize,
+            w: [*const u8; R],
+            a: [*const u8; T],
+        ) -> Tile<R, T> {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let masks = splat_masks();
+            let mut acc = [[_mm256_setzero_ps(); T]; R];
+            for b in 0..nb {
+                let mut da = [_mm256_setzero_ps(); T];
+                let mut bs = [_mm_setzero_si128(); T];
+                for t in 0..T {
+                    let y = q8k(a[t], b);
+                    da[t] = _mm256_set1_ps(rdf32(y));
+                    bs[t] = bsums_pairs(y);
+                }
+                prefetch_rows(&w, 144 * b, 144, 144 * nb);
+                for r in 0..R {
+                    let x = w[r].add(144 * b);
+                    let (d, dmin) = (f16_splat(x), f16_splat(x.add(2)));
+                    let (sc, mn) = k4_scales(x.add(4));
+                    // Two accumulators per result (low / high nibbles) so the
+                    // multiply-accumulate chain is not one long dependency.
+                    let mut sumi = [_mm256_setzero_si256(); T];
+                    let mut sumj = [_mm256_setzero_si256(); T];
+                    for c in 0..4 {
+                        let qv = loadu(x.add(16 + 32 * c));
+                        let lo = _mm256_and_si256(qv, m4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(qv), m4);
+                        let (s_lo, s_hi) = (splat_scale(sc, masks, 2 * c), splat_scale(sc, masks, 2 * c + 1));
+                        for t in 0..T {
+                            let y = q8k(a[t], b).add(4 + 64 * c);
+                            sumi[t] = $dpwssd(sumi[t], _mm256_maddubs_epi16(lo, loadu(y)), s_lo);
+                            sumj[t] = $dpwssd(sumj[t], _mm256_maddubs_epi16(hi, loadu(y.add(32))), s_hi);
+                        }
+                    }
+                    for t in 0..T {
+                        // Min term: dmin * da * sum_j m_j * bsum32_j, 4 partial i32 lanes.
+                        let pm = _mm256_zextsi128_si256(_mm_madd_epi16(mn, bs[t]));
+                        let sumi = _mm256_add_epi32(sumi[t], sumj[t]);
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(d, da[t]), to_f32(sumi), acc[r][t]);
+                        acc[r][t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da[t]), to_f32(pm), acc[r][t]);
+                    }
+                }
+            }
+            finish(&acc)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn tile_q6_k<const R: usize, const T: usize>(
+            nb: usize,
+            w: [*const u8; R],
+            a: [*const u8; T],
+        ) -> Tile<R, T> {
+            let pmasks = pair_masks();
+            let mut acc = [[_mm256_setzero_ps(); T]; R];
+            for b in 0..nb {
+                let mut da = [_mm256_setzero_ps(); T];
+                let mut bs = [_mm256_setzero_si256(); T];
+                for t in 0..T {
+                    let y = q8k(a[t], b);
+                    da[t] = _mm256_set1_ps(rdf32(y));
+                    bs[t] = loadu(y.add(260));
+                }
+                prefetch_rows(&w, 210 * b, 210, 210 * nb);
+                for r in 0..R {
+                    let x = w[r].add(210 * b);
+                    let d = f16_splat(x.add(208));
+                    let s8 = loadu128(x.add(192));
+                    let s16 = _mm256_cvtepi8_epi16(s8);
+                    let s2 = scales16x2(s8);
+                    // Two accumulators per result (even / odd k) to shorten
+                    // the multiply-accumulate dependency chain.
+                    let mut sumi = [_mm256_setzero_si256(); T];
+                    let mut sumj = [_mm256_setzero_si256(); T];
+                    for t in 0..T {
+                        // Zero point: the stored value is q + 32, so subtract
+                        // 32 * sum_j sc_j * bsum_j.
+                        sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs[t], s16)));
+                    }
+                    for h in 0..2 {
+                        let q = q6k_half(x, h);
+                        for (k, q) in q.into_iter().enumerate() {
+                            let sc = pair_scales_of(&s2, pmasks, 4 * h + k);
+                            for t in 0..T {
+                                let y = q8k(a[t], b).add(4 + 128 * h + 32 * k);
+                                let p = _mm256_maddubs_epi16(q, loadu(y));
+                                if k % 2 == 0 {
+                                    sumi[t] = $dpwssd(sumi[t], p, sc);
+                                } else {
+                                    sumj[t] = $dpwssd(sumj[t], p, sc);
+                                }
+                            }
+                        }
+                    }
+                    for t in 0..T {
+                        let sumi = _mm256_add_epi32(sumi[t], sumj[t]);
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(d, da[t]), to_f32(sumi), acc[r][t]);
+                    }
+                }
+            }
+            finish(&acc)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn q2_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
+            let m3 = _mm256_set1_epi8(3);
+            let mut acc = _mm256_setzero_ps();
+            for b in 0..nb {
+                let (x, y) = (w.add(84 * b), q8k(a, b));
+                let da = rdf32(y);
+                let raw = loadu128(x);
+                let s8 = _mm_and_si128(raw, _mm_set1_epi8(0x0F));
+                let m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(raw), _mm_set1_epi8(0x0F)));
+                let pm = _mm256_madd_epi16(m16, loadu(y.add(260)));
+                let mut sumi = [_mm256_setzero_si256(); 2];
+                for h in 0..2 {
+                    let qv = loadu(x.add(16 + 32 * h));
+                    let qs = [
+                        qv,
+                        _mm256_srli_epi16::<2>(qv),
+                        _mm256_srli_epi16::<4>(qv),
+                        _mm256_srli_epi16::<6>(qv),
+                    ];
+                    for (k, q) in qs.into_iter().enumerate() {
+                        let q = _mm256_and_si256(q, m3);
+                        let av = loadu(y.add(4 + 128 * h + 32 * k));
+                        sumi[k % 2] = $dpwssd(sumi[k % 2], _mm256_maddubs_epi16(q, av), pair_scales(s8, 4 * h + k));
+                    }
+                }
+                let sumi = _mm256_add_epi32(sumi[0], sumi[1]);
+                let da = _mm256_set1_ps(da);
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(da, f16_splat(x.add(80))), to_f32(sumi), acc);
+                acc = _mm256_fnmadd_ps(_mm256_mul_ps(da, f16_splat(x.add(82))), to_f32(pm), acc);
+            }
+            hsum_ps(acc)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn q3_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
+            let m3 = _mm256_set1_epi8(3);
+            let four = _mm256_set1_epi8(4);
+            let mut acc = _mm256_setzero_ps();
+            for b in 0..nb {
+                let (x, y) = (w.add(110 * b), q8k(a, b));
+                let s8 = q3k_scales(x.add(96));
+                // Stored value u = low2 + 4*hbit is q + 4: subtract 4 * sum sc_j * bsum_j.
+                let corr = _mm256_slli_epi32::<2>(_mm256_madd_epi16(loadu(y.add(260)), _mm256_cvtepi8_epi16(s8)));
+                let mut sumi = [_mm256_sub_epi32(_mm256_setzero_si256(), corr), _mm256_setzero_si256()];
+                let hm = loadu(x);
+                for h in 0..2 {
+                    let qv = loadu(x.add(32 + 32 * h));
+                    let lows = [
+                        qv,
+                        _mm256_srli_epi16::<2>(qv),
+                        _mm256_srli_epi16::<4>(qv),
+                        _mm256_srli_epi16::<6>(qv),
+                    ];
+                    for (k, low) in lows.into_iter().enumerate() {
+                        let bit = _mm256_set1_epi8((1u8 << (4 * h + k)) as i8);
+                        let hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
+                        let q = _mm256_or_si256(_mm256_and_si256(low, m3), hb);
+                        let av = loadu(y.add(4 + 128 * h + 32 * k));
+                        sumi[k % 2] = $dpwssd(sumi[k % 2], _mm256_maddubs_epi16(q, av), pair_scales(s8, 4 * h + k));
+                    }
+                }
+                let sumi = _mm256_add_epi32(sumi[0], sumi[1]);
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(rdf32(y)), f16_splat(x.add(108))), to_f32(sumi), acc);
+            }
+            hsum_ps(acc)
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn q5_k(nb: usize, w: *const u8, a: *const u8) -> f32 {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let masks = splat_masks();
+            let sixteen = _mm256_set1_epi8(16);
+            let mut acc = _mm256_setzero_ps();
+            for b in 0..nb {
+                let (x, y) = (w.add(176 * b), q8k(a, b));
+                let da = rdf32(y);
+                let (sc, mn) = k4_scales(x.add(4));
+                let pm = _mm256_zextsi128_si256(_mm_madd_epi16(mn, bsums_pairs(y)));
+                let qh = loadu(x.add(16));
+                let mut sumi = _mm256_setzero_si256();
+                let mut sumj = _mm256_setzero_si256();
+                for c in 0..4 {
+                    let qv = loadu(x.add(48 + 32 * c));
+                    let (b_lo, b_hi) = (_mm256_set1_epi8((1u8 << (2 * c)) as i8), _mm256_set1_epi8((2u8 << (2 * c)) as i8));
+                    let h_lo = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_lo), b_lo), sixteen);
+                    let h_hi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_hi), b_hi), sixteen);
+                    let lo = _mm256_or_si256(_mm256_and_si256(qv, m4), h_lo);
+                    let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(qv), m4), h_hi);
+                    let yy = y.add(4 + 64 * c);
+                    sumi = $dpwssd(sumi, _mm256_maddubs_epi16(lo, loadu(yy)), splat_scale(sc, masks, 2 * c));
+                    sumj = $dpwssd(sumj, _mm256_maddubs_epi16(hi, loadu(yy.add(32))), splat_scale(sc, masks, 2 * c + 1));
+                }
+                let da = _mm256_set1_ps(da);
+                let sumi = _mm256_add_epi32(sumi, sumj);
+                acc = _mm256_fmadd_ps(_mm256_mul_ps(da, f16_splat(x)), to_f32(sumi), acc);
+                acc = _mm256_fnmadd_ps(_mm256_mul_ps(da, f16_splat(x.add(2))), to_f32(pm), acc);
+            }
+            hsum_ps(acc)
+        }
+
+    };
+}
+
+/// Kernels built from AVX2 instructions only.
+pub(crate) mod avx2 {
+    use super::*;
+    kernels!(dpbusd_avx2, dpwssd_avx2);
+}
+
+/// The same kernels with AVX-512 VNNI dot-product instructions.
+pub(crate) mod vnni {
+    use super::*;
+    kernels!(dpbusd_vnni, dpwssd_vnni);
 }

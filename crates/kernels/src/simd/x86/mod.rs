@@ -53,6 +53,17 @@ pub(crate) unsafe fn loadu128(p: *const u8) -> __m128i {
     _mm_loadu_si128(p as *const __m128i)
 }
 
+/// binary16 at `p` → f32 in all eight lanes (broadcast load + F16C, exact).
+/// Preferred over a scalar conversion: LLVM lowers `_mm_cvtsi32_si128` of a
+/// loaded u16 to `vpinsrw` into whatever register is free, which can be an
+/// accumulator, silently chaining every block onto the previous one (this
+/// made the first Q4_0 kernel three times slower).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f16_splat(p: *const u8) -> __m256 {
+    _mm256_cvtph_ps(_mm_set1_epi16(rd16(p) as i16))
+}
+
 /// binary16 at `p` → f32, with the F16C instruction (exact).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
