@@ -59,14 +59,15 @@ impl Default for SchedulerConfig {
 }
 
 /// Masks logits before sampling and follows the sampled tokens (JSON-schema
-/// constrained decoding plugs in here).
+/// constrained decoding plugs in here: hearth-grammar's `Matcher`).
 pub trait LogitsProcessor: Send {
     /// Changes `logits` in place (set disallowed tokens to `-inf`).
     fn process(&mut self, logits: &mut [f32]);
-    /// Records the token that was sampled.
-    fn accept(&mut self, token: u32);
-    /// True once the output is complete; generation then stops.
-    fn is_complete(&self) -> bool;
+    /// Records the token that was sampled; an error ends the request (the
+    /// token was not allowed, e.g. every token was masked).
+    fn accept(&mut self, token: u32) -> Result<(), String>;
+    /// True once nothing more may follow; generation then stops.
+    fn is_finished(&self) -> bool;
 }
 
 /// Where a request's events go. Shared by all its choices.
@@ -97,7 +98,7 @@ pub enum Finish {
     Stop { index: usize },
     /// `max_tokens` reached.
     Length,
-    /// The logits processor reported its output complete.
+    /// The logits processor reported that nothing more may follow.
     Constraint,
 }
 
@@ -626,7 +627,11 @@ fn sample_and_emit(s: &mut Slot<'_>, tok: &hearth_tokenizer::Tokenizer, tick: u6
     }
     let id = a.sampler.sample(logits);
     if let Some(p) = a.processor.as_mut() {
-        p.accept(id);
+        if let Err(message) = p.accept(id) {
+            a.sink.send(Event::Error { message: format!("constrained decoding failed: {message}") });
+            release(s, tick, c);
+            return;
+        }
     }
     let finish;
     let mut text = String::new();
@@ -646,7 +651,7 @@ fn sample_and_emit(s: &mut Slot<'_>, tok: &hearth_tokenizer::Tokenizer, tick: u6
         a.released += text.len();
         finish = if let Some(m) = chunk.stop {
             Some(Finish::Stop { index: m.index })
-        } else if a.processor.as_ref().is_some_and(|p| p.is_complete()) {
+        } else if a.processor.as_ref().is_some_and(|p| p.is_finished()) {
             Some(Finish::Constraint)
         } else if a.generated >= a.max_tokens {
             Some(Finish::Length)

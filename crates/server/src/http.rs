@@ -150,7 +150,7 @@ fn host_allowed(state: &State, host: &str) -> bool {
     if name.parse::<IpAddr>().is_ok() {
         return true;
     }
-    name == "localhost" || name.ends_with(".localhost") || state.allowed_hosts.iter().any(|h| *h == name)
+    name == "localhost" || name.ends_with(".localhost") || state.allowed_hosts.contains(&name)
 }
 
 fn check_access(state: &State, route: &Route, req: &Request<Incoming>) -> Result<(), ApiError> {

@@ -311,10 +311,14 @@ impl LogitsProcessor for OnlyThese {
             }
         }
     }
-    fn accept(&mut self, token: u32) {
+    fn accept(&mut self, token: u32) -> Result<(), String> {
+        if !self.allowed.contains(&token) {
+            return Err(format!("token {token} is not allowed"));
+        }
         self.seen.lock().unwrap().push(token);
+        Ok(())
     }
-    fn is_complete(&self) -> bool {
+    fn is_finished(&self) -> bool {
         self.seen.lock().unwrap().len() >= self.len
     }
 }
@@ -400,4 +404,34 @@ fn many_concurrent_jobs_all_finish() {
     }
     let st = s.stats();
     assert_eq!((st.active_slots, st.queued), (0, 0));
+}
+
+/// Rejects every token it is shown (a constraint that has gone wrong).
+struct RejectAll;
+
+impl LogitsProcessor for RejectAll {
+    fn process(&mut self, _logits: &mut [f32]) {}
+    fn accept(&mut self, token: u32) -> Result<(), String> {
+        Err(format!("token {token} rejected"))
+    }
+    fn is_finished(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_failing_processor_ends_its_request_with_an_error() {
+    let s = sched(1, 8);
+    let (sk, rx) = sink();
+    let mut j = job(prompt(PROMPTS[0]), 10, greedy(), sk);
+    j.processors = vec![Box::new(RejectAll)];
+    s.submit(j).unwrap();
+    match rx.recv_timeout(Duration::from_secs(60)).unwrap() {
+        Event::Error { message } => assert!(message.contains("rejected"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // The slot is free for the next request.
+    let (sk, rx) = sink();
+    assert_eq!(run(&s, job(prompt(PROMPTS[1]), 2, greedy(), sk), &rx).finish[0], Some(Finish::Length));
+    assert_eq!(s.stats().active_slots, 0);
 }
