@@ -251,6 +251,14 @@ fn backend(state: &State) -> Result<&Local, ApiError> {
     state.local.get().map(|b| b.as_ref()).ok_or_else(ApiError::loading)
 }
 
+fn shared_backend(state: &State) -> Result<Arc<Local>, ApiError> {
+    state.local.get().cloned().ok_or_else(ApiError::loading)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("prompt preparation failed: {e}")))
+}
+
 async fn respond(state: &Arc<State>, route: Route, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let t0 = Instant::now();
     check_access(state, &route, &req)?;
@@ -342,7 +350,10 @@ async fn chat(state: &Arc<State>, b: &Local, call: wire::ChatCall, t0: Instant) 
             "'response_format' json_object/json_schema is not supported yet (constrained decoding is not available in this build)",
         ));
     }
-    let prompt = b.chat_prompt(req)?;
+    // Rendering and tokenizing up to a body-limit of text is CPU work: keep
+    // it off the connection threads.
+    let (local, request) = (shared_backend(state)?, req.clone());
+    let prompt = blocking(move || local.chat_prompt(&request)).await??;
     let started = b.start(prompt, &req.params, &call.local, call.max_param, "messages")?;
     let meta = Meta {
         api: Api::Chat,
@@ -361,11 +372,15 @@ async fn chat(state: &Arc<State>, b: &Local, call: wire::ChatCall, t0: Instant) 
 }
 
 async fn completion(state: &Arc<State>, b: &Local, call: wire::CompletionCall, t0: Instant) -> Result<Response<Body>, ApiError> {
-    let prompt = b.completion_prompt(&call.prompt);
-    let echo = call.echo.then(|| match &call.prompt {
-        wire::Prompt::Text(t) => t.clone(),
-        wire::Prompt::Tokens(t) => b.detokenize(t),
-    });
+    let (local, p, echo) = (shared_backend(state)?, call.prompt.clone(), call.echo);
+    let (prompt, echo) = blocking(move || {
+        let echo = echo.then(|| match &p {
+            wire::Prompt::Text(t) => t.clone(),
+            wire::Prompt::Tokens(t) => local.detokenize(t),
+        });
+        (local.completion_prompt(&p), echo)
+    })
+    .await?;
     let started = b.start(prompt, &call.params, &call.local, "max_tokens", "prompt")?;
     let meta = Meta {
         api: Api::Completion,
