@@ -223,7 +223,12 @@ impl Server {
         loop {
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
-                done = async { loader.as_mut().expect("guarded").await }, if loader.is_some() => {
+                done = async {
+                    match loader.as_mut() {
+                        Some(h) => h.await,
+                        None => std::future::pending().await,
+                    }
+                }, if loader.is_some() => {
                     loader = None;
                     match done {
                         Ok(Ok(())) => {}
