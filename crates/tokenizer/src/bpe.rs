@@ -13,7 +13,6 @@ use crate::error::TokenizerError;
 use crate::pretok::{PreTokenizer, PreType};
 use crate::unicode;
 use crate::Tokenizer;
-use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -160,20 +159,42 @@ fn tokenize_dna(tok: &Tokenizer, bpe: &Bpe, text: &str, out: &mut Vec<u32>) {
 
 #[derive(Clone, Copy)]
 struct Symbol {
-    start: usize,
-    len: usize,
-    prev: usize,
-    next: usize,
+    start: u32,
+    len: u32,
+    prev: u32,
+    next: u32,
     id: u32,
 }
-const NONE: usize = usize::MAX;
+const NONE: u32 = u32::MAX;
+
+/// A queued merge. Kept small (20 bytes) because on long words the heap
+/// outgrows the CPU caches and its size decides the speed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Pair {
+    rank: u32,
+    left: u32,
+    right: u32,
+    size: u32,
+    merged: u32,
+}
+impl Ord for Pair {
+    /// Reversed, so that `BinaryHeap` pops the lowest rank, then the
+    /// leftmost pair (llama.cpp `llm_bigram_bpe::comparator`).
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (o.rank, o.left).cmp(&(self.rank, self.left))
+    }
+}
+impl PartialOrd for Pair {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
 
 fn tokenize_plain(tok: &Tokenizer, bpe: &Bpe, text: &str, out: &mut Vec<u32>) {
     let mut symbols: Vec<Symbol> = Vec::new();
-    // min-heap on (rank, left): llama.cpp `llm_bigram_bpe::comparator`.
-    let mut heap: BinaryHeap<Reverse<(u32, usize, usize, usize, u32)>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Pair> = BinaryHeap::new();
     for word in bpe.pretok.split(text) {
-        if word.is_empty() {
+        if word.is_empty() || word.len() > u32::MAX as usize / 2 {
             continue;
         }
         let whole = tok.token_to_id.get(word.as_str()).copied();
@@ -191,49 +212,53 @@ fn tokenize_plain(tok: &Tokenizer, bpe: &Bpe, text: &str, out: &mut Vec<u32>) {
         for (i, (start, ch)) in word.char_indices().enumerate() {
             let s = ch.encode_utf8(&mut buf);
             let id = tok.token_to_id.get(&*s).copied().unwrap_or(NOT_TOKEN);
-            symbols.push(Symbol { start, len: s.len(), prev: if i == 0 { NONE } else { i - 1 }, next: i + 1, id });
+            let i = i as u32;
+            symbols.push(Symbol { start: start as u32, len: s.len() as u32, prev: if i == 0 { NONE } else { i - 1 }, next: i + 1, id });
         }
         if let Some(last) = symbols.last_mut() {
             last.next = NONE;
         }
-        let add_pair = |symbols: &[Symbol], heap: &mut BinaryHeap<Reverse<(u32, usize, usize, usize, u32)>>, l: usize, r: usize| {
+        let add_pair = |symbols: &[Symbol], heap: &mut BinaryHeap<Pair>, l: u32, r: u32| {
             if l == NONE || r == NONE {
                 return;
             }
-            let (a, b) = (symbols[l].id, symbols[r].id);
-            if a == NOT_TOKEN || b == NOT_TOKEN {
+            let (a, b) = (symbols[l as usize], symbols[r as usize]);
+            if a.id == NOT_TOKEN || b.id == NOT_TOKEN {
                 return;
             }
-            if let Some(&(rank, merged)) = bpe.ranks.get(&pair_key(a, b)) {
-                heap.push(Reverse((rank, l, r, symbols[l].len + symbols[r].len, merged)));
+            if let Some(&(rank, merged)) = bpe.ranks.get(&pair_key(a.id, b.id)) {
+                heap.push(Pair { rank, left: l, right: r, size: a.len + b.len, merged });
             }
         };
-        for i in 1..symbols.len() {
+        for i in 1..symbols.len() as u32 {
             add_pair(&symbols, &mut heap, i - 1, i);
         }
-        while let Some(Reverse((_, l, r, size, merged))) = heap.pop() {
+        while let Some(p) = heap.pop() {
+            let (l, r) = (p.left as usize, p.right as usize);
             let (ll, rl) = (symbols[l].len, symbols[r].len);
-            // Outdated pair: one side merged away or grown since it was queued.
-            if ll == 0 || rl == 0 || ll + rl != size {
+            // Outdated pair: one side merged away or grown since it was
+            // queued (equivalent to llama.cpp's comparison of the texts,
+            // because symbols only grow and a left symbol keeps its start).
+            if ll == 0 || rl == 0 || ll + rl != p.size {
                 continue;
             }
             symbols[l].len += rl;
-            symbols[l].id = merged;
+            symbols[l].id = p.merged;
             symbols[r].len = 0;
             let next = symbols[r].next;
             symbols[l].next = next;
             if next != NONE {
-                symbols[next].prev = l;
+                symbols[next as usize].prev = p.left;
             }
-            add_pair(&symbols, &mut heap, symbols[l].prev, l);
-            add_pair(&symbols, &mut heap, l, next);
+            add_pair(&symbols, &mut heap, symbols[l].prev, p.left);
+            add_pair(&symbols, &mut heap, p.left, next);
         }
         for s in symbols.iter().filter(|s| s.len > 0) {
             if s.id != NOT_TOKEN {
                 out.push(s.id);
                 continue;
             }
-            for &b in &word.as_bytes()[s.start..s.start + s.len] {
+            for &b in &word.as_bytes()[s.start as usize..(s.start + s.len) as usize] {
                 let id = if bpe.byte_encode {
                     // llama.cpp looks the raw byte up as a one-byte token.
                     std::str::from_utf8(std::slice::from_ref(&b)).ok().and_then(|k| tok.token_id(k))

@@ -521,7 +521,7 @@ fn end_of_generation_set(tokens: &mut [TokenData], token_to_id: &HashMap<String,
     let has = |t: &str| texts.iter().any(|(_, x)| x == t);
     if let Some(&(end_id, _)) = texts.iter().find(|(_, x)| x == "<|end|>") {
         let has_call = has("<|call|>") || has("<|calls|>");
-        if (has("<|return|>") && has_call) || (has_call && has("<|flush|>")) {
+        if has_call && (has("<|return|>") || has("<|flush|>")) {
             eog.remove(&end_id);
             tokens[end_id as usize].attr = TokenAttr::USER_DEFINED;
         }

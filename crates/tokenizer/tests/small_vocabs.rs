@@ -186,7 +186,7 @@ fn corrupted_vocabulary_files_never_panic() {
             let i = (rng.next() as usize) % b.len();
             b[i] = rng.next() as u8;
         }
-        if rng.next() % 8 == 0 {
+        if rng.next().is_multiple_of(8) {
             b.truncate((rng.next() as usize) % b.len());
         }
         let Ok(g) = GgufFile::from_bytes(b) else { continue };
