@@ -14,15 +14,19 @@ use crate::pretok::{PreTokenizer, PreType};
 use crate::unicode;
 use crate::Tokenizer;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hasher};
 
 /// Marks a merge result that is not in the vocabulary.
 const NOT_TOKEN: u32 = u32::MAX;
 
-/// A multiply-xor hasher for the integer pair keys of the merge table (the
-/// keys are token ids, not attacker-chosen strings).
-#[derive(Default)]
+/// A fast hasher for the integer keys of the merge table and the tries.
+/// Keys come from the (hostile) vocabulary file, so the state starts from a
+/// per-process random seed: a file cannot be crafted to make all keys
+/// collide. Each word is mixed with the splitmix64 finalizer, so every key
+/// bit reaches the low bits the table indexes with.
+#[derive(Clone, Copy)]
 pub(crate) struct PairHasher(u64);
+
 impl Hasher for PairHasher {
     fn finish(&self) -> u64 {
         self.0
@@ -33,7 +37,28 @@ impl Hasher for PairHasher {
         }
     }
     fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        let mut z = (self.0 ^ x).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        self.0 = z ^ (z >> 31);
+    }
+}
+
+/// Builds [`PairHasher`]s from the process seed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PairBuild(u64);
+
+impl Default for PairBuild {
+    fn default() -> PairBuild {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        PairBuild(*SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64)))
+    }
+}
+
+impl BuildHasher for PairBuild {
+    type Hasher = PairHasher;
+    fn build_hasher(&self) -> PairHasher {
+        PairHasher(self.0)
     }
 }
 
@@ -50,7 +75,7 @@ pub(crate) enum BpeSession {
 #[derive(Debug)]
 pub(crate) struct Bpe {
     /// `(left id, right id)` -> `(rank, merged id or NOT_TOKEN)`.
-    ranks: HashMap<u64, (u32, u32), BuildHasherDefault<PairHasher>>,
+    ranks: HashMap<u64, (u32, u32), PairBuild>,
     pretok: PreTokenizer,
     byte_encode: bool,
     gemma4: bool,
@@ -69,7 +94,8 @@ impl Bpe {
         pre_type: PreType,
         session: BpeSession,
     ) -> Result<Bpe, TokenizerError> {
-        let mut ranks = HashMap::with_capacity_and_hasher(merges.len(), BuildHasherDefault::<PairHasher>::default());
+        let mut ranks = HashMap::with_capacity_and_hasher(merges.len(), PairBuild::default());
+        let mut joined = String::new();
         for (i, m) in merges.iter().enumerate() {
             // llama.cpp splits at the first space after the first byte, so a
             // token may itself be a single space.
@@ -85,7 +111,10 @@ impl Bpe {
                 })
             };
             let (a, b) = (id(first)?, id(second)?);
-            let merged = token_to_id.get(&format!("{first}{second}")).copied();
+            joined.clear();
+            joined.push_str(first);
+            joined.push_str(second);
+            let merged = token_to_id.get(joined.as_str()).copied();
             // Duplicate pairs keep their first (lowest) rank, like
             // `unordered_map::emplace`.
             ranks.entry(pair_key(a, b)).or_insert((i as u32, merged.unwrap_or(NOT_TOKEN)));

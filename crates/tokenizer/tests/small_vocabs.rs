@@ -221,3 +221,21 @@ fn arbitrary_text_never_panics() {
         }
     }
 }
+
+#[test]
+fn tokenizer_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    let tok = std::sync::Arc::new(build(&spm()).unwrap());
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let t = tok.clone();
+            std::thread::spawn(move || t.encode("ab ab", EncodeOptions::default()))
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), [10, 10]);
+    }
+    // Debug prints a summary, not the vocabulary.
+    assert!(format!("{tok:?}").len() < 400);
+}
