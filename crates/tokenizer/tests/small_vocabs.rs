@@ -239,3 +239,55 @@ fn tokenizer_is_shareable_across_threads() {
     // Debug prints a summary, not the vocabulary.
     assert!(format!("{tok:?}").len() < 400);
 }
+
+#[test]
+fn unigram_picks_the_best_total_score() {
+    let tokens = ["<pad>", "</s>", "<unk>", "▁", "a", "b", "▁a", "ab", "▁ab", "<extra>"];
+    let scores = vec![0.0, 0.0, 0.0, -2.0, -3.0, -3.0, -1.5, -1.0, -4.0, 0.0];
+    let types = vec![3, 3, 2, 1, 1, 1, 1, 1, 1, 4];
+    let kv = |merge_spaces: bool| {
+        vec![
+            ("tokenizer.ggml.model", Val::Str("t5")),
+            ("tokenizer.ggml.tokens", Val::Strs(strs(&tokens))),
+            ("tokenizer.ggml.scores", Val::F32s(scores.clone())),
+            ("tokenizer.ggml.token_type", Val::I32s(types.clone())),
+            ("tokenizer.ggml.add_space_prefix", Val::Bool(true)),
+            ("tokenizer.ggml.remove_extra_whitespaces", Val::Bool(merge_spaces)),
+        ]
+    };
+    let tok = build(&kv(false)).unwrap();
+    let plain = EncodeOptions::default();
+    // "▁ab": ▁ + ab (-3) beats ▁a + b (-4.5) and ▁ab (-4).
+    assert_eq!(tok.encode("ab", plain), [3, 7]);
+    // T5 adds EOS, not BOS.
+    assert_eq!(tok.encode("ab", EncodeOptions { add_special: true, parse_special: false }), [3, 7, 1]);
+    // Unknown code points cost min score - 10 and a run of them is one <unk>.
+    assert_eq!(tok.encode("c", plain), [3, 2]);
+    assert_eq!(tok.encode("ccc", plain), [3, 2]);
+    // User-defined tokens are split out before the unigram pass.
+    assert_eq!(tok.encode("c<extra>", plain), [3, 2, 9]);
+    // Spaces are kept as ▁ ...
+    assert_eq!(tok.encode("a  b", plain), [6, 3, 3, 5]);
+    // ... or merged with remove_extra_whitespaces.
+    let merged = build(&kv(true)).unwrap();
+    assert_eq!(merged.encode("a  b", plain), [6, 3, 5]);
+    // The prefixed space is removed again on decode.
+    assert_eq!(merged.decode(&[6, 3, 5], DecodeOptions::default()), "a b");
+}
+
+#[test]
+fn rwkv_takes_the_longest_escaped_token() {
+    let tokens = ["<s>", "a", "b", "ab", "\\n", "\\x41", "abc", "\\\\"];
+    let kv = vec![
+        ("tokenizer.ggml.model", Val::Str("rwkv")),
+        ("tokenizer.ggml.tokens", Val::Strs(strs(&tokens))),
+        ("tokenizer.ggml.token_type", Val::I32s(vec![3, 1, 1, 1, 1, 1, 1, 1])),
+    ];
+    let tok = build(&kv).unwrap();
+    let plain = EncodeOptions::default();
+    assert_eq!(tok.encode("abab\nA\\", plain), [3, 3, 4, 5, 7]);
+    // 'd' has no token and RWKV has no unknown token: it is dropped.
+    assert_eq!(tok.encode("abcd", plain), [6]);
+    assert_eq!(tok.decode(&[3, 4, 5, 7], DecodeOptions::default()), "ab\nA\\");
+    assert_eq!(tok.nl(), Some(4));
+}
