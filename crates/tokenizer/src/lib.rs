@@ -18,6 +18,18 @@
 //! tokens only when [`EncodeOptions::parse_special`] is set, longest token
 //! first, honouring the per-token lstrip/rstrip attributes llama.cpp assigns.
 //!
+//! Pre-tokenizer regexes: llama.cpp's hand-written scanners for the common
+//! ones are reproduced exactly; the rest are rewritten the way llama.cpp
+//! rewrites them for `std::regex` and run with `fancy-regex` (lookahead
+//! support, and linear-time delegation to the `regex` crate for the parts
+//! without lookaround). See `pretok.rs`.
+//!
+//! Conformance: besides the llama.cpp `.inp`/`.out` files in
+//! testdata/vocab, `tests/data/llama_cpp_reference.txt` holds ids and
+//! detokenized bytes recorded from llama.cpp for special-token parsing,
+//! BOS/EOS handling and detokenizer flags (regenerated with
+//! `tools/gen_reference.py`).
+//!
 //! Deliberately absent: `plamo2` vocabularies and llama.cpp's `test`/`none`
 //! models (rejected with [`TokenizerError::UnsupportedModel`]), chat templates
 //! (a separate crate), and `tokenizer.json` loading. Where llama.cpp would
