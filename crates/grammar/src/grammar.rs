@@ -178,7 +178,7 @@ pub(crate) enum Frame {
 }
 
 /// The state of a [`Grammar`]: a set of live configurations.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct GrammarState {
     frames: Vec<Frame>,
     ends: Vec<u32>,
@@ -379,6 +379,56 @@ impl Grammar {
             std::mem::swap(&mut a, &mut b);
         }
         Some(a)
+    }
+
+    /// A shortest input sequence that completes `state` (breadth-first over
+    /// bytes and this grammar's special tokens, exploring at most
+    /// `max_states` distinct states). Every state this engine produces has
+    /// one; `None` means the search limit was hit. Useful to close an
+    /// output deliberately, and in tests as a constructive liveness check.
+    pub fn shortest_completion(&self, state: &GrammarState, max_states: usize) -> Option<Vec<Input>> {
+        use std::collections::{HashMap, VecDeque};
+        if self.state_is_complete(state) {
+            return Some(Vec::new());
+        }
+        let mut inputs: Vec<Input> = (0..=255u8).map(Input::Byte).collect();
+        for n in &self.nodes {
+            if let Node::Special(id) = n {
+                inputs.push(Input::Special(*id));
+            }
+        }
+        // state → (parent index, input)
+        let mut seen: HashMap<GrammarState, usize> = HashMap::new();
+        let mut nodes: Vec<(usize, Input)> = vec![(usize::MAX, Input::Byte(0))];
+        let mut queue = VecDeque::new();
+        seen.insert(state.clone(), 0);
+        queue.push_back((state.clone(), 0usize));
+        let mut next = GrammarState::default();
+        while let Some((s, idx)) = queue.pop_front() {
+            for &inp in &inputs {
+                if !self.step_into(&s, inp, &mut next) || seen.contains_key(&next) {
+                    continue;
+                }
+                nodes.push((idx, inp));
+                let ni = nodes.len() - 1;
+                if self.state_is_complete(&next) {
+                    let mut path = Vec::new();
+                    let mut i = ni;
+                    while i != 0 {
+                        path.push(nodes[i].1);
+                        i = nodes[i].0;
+                    }
+                    path.reverse();
+                    return Some(path);
+                }
+                if seen.len() >= max_states {
+                    return None;
+                }
+                seen.insert(next.clone(), ni);
+                queue.push_back((next.clone(), ni));
+            }
+        }
+        None
     }
 
     /// Some configuration may stop here.

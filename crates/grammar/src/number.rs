@@ -107,7 +107,9 @@ impl NumKind {
     /// byte, which the caller hands to the enclosing frame.
     pub fn step(&self, st: &mut NumState, b: u8) -> NumStep {
         let digit = b.is_ascii_digit();
-        let d = (b.wrapping_sub(b'0')) as u64;
+        // Digits are only remembered when bounds need them, so equal
+        // positions of unbounded numbers are equal states.
+        let d = if self.bounds.is_some() { (b.wrapping_sub(b'0')) as u64 } else { 0 };
         let next = match st.stage {
             Stage::Start => match b {
                 b'-' => Some(NumState { stage: Stage::Minus, neg: true, ..*st }),
