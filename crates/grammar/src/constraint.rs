@@ -10,12 +10,27 @@ use crate::schema::Compiler;
 /// What a lexeme-level step decided (see [`Constraint::lexeme`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LexStep {
-    /// Still inside the lexeme, in this lexer state.
-    Continue(u32),
+    /// Still inside the lexeme, in lexer state `state`; `counts` when the
+    /// byte begins a character (for length budgets).
+    Continue { state: u32, counts: bool },
     /// The byte leaves the lexeme; only the full constraint can judge it.
     Exit,
     /// The byte is rejected whatever the context.
     Reject,
+}
+
+/// A context-free view of a constraint state (see [`Constraint::lexeme`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Lexeme {
+    /// Which lexer (meaningful to [`Constraint::lex_step`]).
+    pub kind: u32,
+    /// The lexer's state.
+    pub state: u32,
+    /// The lexer is the canonical any-JSON-string lexer, numbered the same
+    /// in every constraint, so results may be cached across constraints.
+    pub shared: bool,
+    /// At most this many more characters may stay inside the lexeme.
+    pub budget: Option<u32>,
 }
 
 /// An incremental constraint on generated text.
@@ -55,13 +70,13 @@ pub trait Constraint {
         self.advance(state, bytes).is_some()
     }
 
-    /// Optional acceleration for token masks: `Some((kind, lexer_state))`
-    /// when the next bytes are judged by a context-free lexer alone (via
-    /// [`Constraint::lex_step`]) until it reports [`LexStep::Exit`], for at
-    /// least `room` bytes. Contract: bytes the lexer continues on must be
-    /// accepted by [`Constraint::step`] (leaving a live state), and bytes it
-    /// rejects must be rejected by it.
-    fn lexeme(&self, _state: &Self::State, _room: u32) -> Option<(u32, u32)> {
+    /// Optional acceleration for token masks: `Some` when the next bytes
+    /// are judged by a context-free lexer alone (via
+    /// [`Constraint::lex_step`]) until it reports [`LexStep::Exit`].
+    /// Contract: a byte sequence the lexer continues on, counting at most
+    /// `budget` characters, is accepted by [`Constraint::step`] (leaving a
+    /// live state), and bytes it rejects are rejected by it.
+    fn lexeme(&self, _state: &Self::State) -> Option<Lexeme> {
         None
     }
 
@@ -86,15 +101,12 @@ impl Constraint for Grammar {
     fn advance(&self, state: &GrammarState, bytes: &[u8]) -> Option<GrammarState> {
         self.advance_bytes(state, bytes)
     }
-    fn lexeme(&self, state: &GrammarState, room: u32) -> Option<(u32, u32)> {
-        Grammar::lexeme(self, state, room)
+    fn lexeme(&self, state: &GrammarState) -> Option<Lexeme> {
+        Grammar::lexeme(self, state)
     }
+    #[inline]
     fn lex_step(&self, kind: u32, st: u32, byte: u8) -> LexStep {
-        match Grammar::lex_step(self, kind, st, byte) {
-            Ok(Some(s)) => LexStep::Continue(s),
-            Ok(None) => LexStep::Exit,
-            Err(()) => LexStep::Reject,
-        }
+        Grammar::lex_step(self, kind, st, byte)
     }
 }
 

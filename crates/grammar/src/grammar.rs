@@ -15,6 +15,7 @@
 //! strings expose a context-free "lexeme" view used by the token mask cache
 //! (see [`crate::mask`]).
 
+use crate::constraint::{LexStep, Lexeme};
 use crate::dfa::{Dfa, LenTable, CHAR_START, DEAD};
 use crate::number::{NumKind, NumState, NumStep};
 
@@ -131,10 +132,9 @@ pub(crate) struct StrKind {
     pub dfa: u32,
     pub min: u32,
     pub max: u32,
-    /// Present when a non-trivial DFA meets length bounds.
+    /// Present when a pattern DFA meets length bounds. Kind with DFA 0
+    /// (any string) never need one: any count ≤ `max` can be padded to `min`.
     pub table: Option<LenTable>,
-    /// The DFA accepts every string (length checks alone decide liveness).
-    pub universal: bool,
 }
 
 /// A literal trie node.
@@ -272,7 +272,7 @@ impl Grammar {
         let mut g = Grammar {
             nodes: Vec::new(),
             root: ANY,
-            strs: vec![StrKind { dfa: 0, min: 0, max: u32::MAX, table: None, universal: true }],
+            strs: vec![StrKind { dfa: 0, min: 0, max: u32::MAX, table: None }],
             nums: vec![NumKind::free_number()],
             lits: Vec::new(),
             dfas: vec![any_str],
@@ -465,11 +465,11 @@ impl Grammar {
         }
     }
 
-    /// The string-lexeme view of a state: `Some((kind, dfa state))` when the
-    /// state is one configuration inside a string whose next bytes are
-    /// judged by the DFA alone until the closing quote (no length table, and
-    /// a `maxLength` at least `room` characters away).
-    pub(crate) fn lexeme(&self, s: &GrammarState, room: u32) -> Option<(u32, u32)> {
+    /// The string-lexeme view of a state: one configuration inside a
+    /// string whose next bytes the DFA alone judges until the closing quote
+    /// (strings whose pattern meets length bounds need the length table and
+    /// are excluded; `maxLength` alone becomes a character budget).
+    pub(crate) fn lexeme(&self, s: &GrammarState) -> Option<Lexeme> {
         if s.ends.len() != 1 {
             return None;
         }
@@ -479,29 +479,30 @@ impl Grammar {
                 if k.table.is_some() {
                     return None;
                 }
-                if k.max != u32::MAX && k.max.saturating_sub(*count) < room {
-                    return None;
-                }
-                Some((*kind, *st))
+                Some(Lexeme {
+                    kind: *kind,
+                    state: *st,
+                    shared: k.dfa == 0,
+                    budget: (k.max != u32::MAX).then(|| k.max.saturating_sub(*count)),
+                })
             }
             _ => None,
         }
     }
 
-    /// One byte of a string lexeme: `Ok(Some(state))` stays inside,
-    /// `Ok(None)` is a closing quote (the rest is context-dependent),
-    /// `Err(())` is rejected by the DFA.
+    /// One byte of a string lexeme: a closing quote exits, a DEAD
+    /// transition rejects.
     #[inline]
-    pub(crate) fn lex_step(&self, kind: u32, st: u32, b: u8) -> Result<Option<u32>, ()> {
+    pub(crate) fn lex_step(&self, kind: u32, st: u32, b: u8) -> LexStep {
         let d = &self.dfas[self.strs[kind as usize].dfa as usize];
         let t = d.next(st, b);
         if t != DEAD {
-            return Ok(Some(t & !CHAR_START));
+            return LexStep::Continue { state: t & !CHAR_START, counts: t & CHAR_START != 0 };
         }
         if b == b'"' {
-            Ok(None)
+            LexStep::Exit
         } else {
-            Err(())
+            LexStep::Reject
         }
     }
 

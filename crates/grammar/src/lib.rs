@@ -10,7 +10,7 @@ mod number;
 mod regex;
 pub mod schema;
 
-pub use constraint::{Constraint, JsonObjectConstraint, JsonSchemaConstraint, LexStep};
+pub use constraint::{Constraint, JsonObjectConstraint, JsonSchemaConstraint, LexStep, Lexeme};
 pub use error::{SchemaError, ToolError};
 pub use grammar::{Grammar, GrammarState, Input, JsonOptions};
 pub use mask::{Matcher, MaskScratch, Rejected, TokenBitset, TokenMask};

@@ -28,11 +28,11 @@
 //! distribution overall).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hearth_tokenizer::Tokenizer;
 
-use crate::constraint::{Constraint, LexStep};
+use crate::constraint::{Constraint, LexStep, Lexeme};
 use crate::grammar::Input;
 
 /// A fixed-size set of token ids.
@@ -59,6 +59,12 @@ impl TokenBitset {
     pub fn set(&mut self, i: u32) {
         if (i as usize) < self.len {
             self.words[i as usize >> 6] |= 1 << (i & 63);
+        }
+    }
+    #[inline]
+    pub fn unset(&mut self, i: u32) {
+        if (i as usize) < self.len {
+            self.words[i as usize >> 6] &= !(1 << (i & 63));
         }
     }
     #[inline]
@@ -132,6 +138,9 @@ pub struct TokenMask {
     specials: Vec<u32>,
     eog: Vec<u32>,
     max_len: usize,
+    /// Lexeme results for the canonical any-string lexer, shared by every
+    /// constraint and request using this vocabulary.
+    shared: Mutex<HashMap<u32, Arc<LexEntry>>>,
 }
 
 impl TokenMask {
@@ -222,11 +231,24 @@ impl TokenMask {
             specials,
             eog,
             max_len,
+            shared: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn n_vocab(&self) -> usize {
         self.n_vocab
+    }
+
+    /// Precomputes the shared results for every state of the canonical
+    /// any-string lexer (a few ms each), so no request pays for a cache miss
+    /// inside an unconstrained JSON string. Call once after loading.
+    pub fn prewarm_strings(&self) {
+        let g = crate::grammar::Grammar::json_value(crate::grammar::JsonOptions::default());
+        let mut scratch = MaskScratch::default();
+        for st in 0..g.dfas[0].n_states() as u32 {
+            let lex = Lexeme { kind: crate::grammar::FREE_STR, state: st, shared: true, budget: None };
+            self.lex_entry(&g, lex, &mut scratch);
+        }
     }
     /// Number of trie nodes (for reports).
     pub fn n_nodes(&self) -> usize {
@@ -299,16 +321,20 @@ impl TokenMask {
         if scratch.states.len() < self.max_len + 1 {
             scratch.states.resize(self.max_len + 1, state.clone());
         }
-        if let Some(key) = c.lexeme(state, self.max_len as u32) {
-            if !scratch.cache.contains_key(&key) {
-                if scratch.cache.len() >= MAX_CACHE {
-                    scratch.cache.clear();
-                }
-                let e = self.lex_walk(c, key, &mut scratch.lex_states);
-                scratch.cache.insert(key, e);
-            }
-            let Some(entry) = scratch.cache.get(&key) else { return };
+        if let Some(lex) = c.lexeme(state) {
+            let entry = self.lex_entry(c, lex, scratch);
             out.or_with(&entry.within);
+            if let Some(budget) = lex.budget {
+                if (budget as usize) < self.max_len {
+                    // Tokens staying in the string but longer than the
+                    // remaining `maxLength` budget.
+                    for t in entry.within.iter() {
+                        if entry.chars[t as usize] as u32 > budget {
+                            out.unset(t);
+                        }
+                    }
+                }
+            }
             let mut path = std::mem::take(&mut scratch.path);
             for &node in &entry.exits {
                 self.path_bytes(node as usize, &mut path);
@@ -323,6 +349,30 @@ impl TokenMask {
         } else {
             self.walk(c, state.clone(), 0, &mut scratch.states, out);
         }
+    }
+
+    fn lex_entry<C: Constraint>(&self, c: &C, lex: Lexeme, scratch: &mut MaskScratch<C::State>) -> Arc<LexEntry> {
+        let key = (lex.kind, lex.state);
+        if lex.shared {
+            // A poisoned lock only means another thread panicked mid-insert
+            // of an immutable entry; the map itself is still consistent.
+            let mut map = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = map.get(&lex.state) {
+                return e.clone();
+            }
+            let e = Arc::new(self.lex_walk(c, key, &mut scratch.lex_states));
+            map.insert(lex.state, e.clone());
+            return e;
+        }
+        if let Some(e) = scratch.cache.get(&key) {
+            return e.clone();
+        }
+        if scratch.cache.len() >= MAX_CACHE {
+            scratch.cache.clear();
+        }
+        let e = Arc::new(self.lex_walk(c, key, &mut scratch.lex_states));
+        scratch.cache.insert(key, e.clone());
+        e
     }
 
     /// Walks the subtree below `root` (whose state is `at_root`), setting
@@ -346,21 +396,25 @@ impl TokenMask {
         }
     }
 
-    fn lex_walk<C: Constraint>(&self, c: &C, key: (u32, u32), lex: &mut Vec<u32>) -> LexEntry {
+    fn lex_walk<C: Constraint>(&self, c: &C, key: (u32, u32), lex: &mut Vec<(u32, u8)>) -> LexEntry {
         let mut within = TokenBitset::new(self.n_vocab);
+        let mut chars = vec![0u8; self.n_vocab];
         let mut exits = Vec::new();
         lex.clear();
-        lex.resize(self.max_len + 1, 0);
-        lex[0] = key.1;
+        lex.resize(self.max_len + 1, (0, 0));
+        lex[0] = (key.1, 0);
         let n = self.byte.len();
         let mut i = 1;
         while i < n {
             let d = self.depth[i] as usize;
-            match c.lex_step(key.0, lex[d - 1], self.byte[i]) {
-                LexStep::Continue(s) => {
-                    lex[d] = s;
+            let (st, nc) = lex[d - 1];
+            match c.lex_step(key.0, st, self.byte[i]) {
+                LexStep::Continue { state, counts } => {
+                    let nc = nc.saturating_add(counts as u8);
+                    lex[d] = (state, nc);
                     for &t in self.tokens_at(i) {
                         within.set(t);
+                        chars[t as usize] = nc;
                     }
                     i += 1;
                 }
@@ -371,15 +425,18 @@ impl TokenMask {
                 LexStep::Reject => i = self.skip[i] as usize,
             }
         }
-        LexEntry { within, exits }
+        LexEntry { within, chars, exits }
     }
 }
 
 /// Cached lexeme entries kept per scratch before it is flushed.
 const MAX_CACHE: usize = 256;
 
+#[derive(Debug)]
 struct LexEntry {
     within: TokenBitset,
+    /// Characters each `within` token adds (saturating).
+    chars: Vec<u8>,
     /// Trie nodes where the lexeme is left; their subtrees need the full
     /// constraint.
     exits: Vec<u32>,
@@ -388,9 +445,9 @@ struct LexEntry {
 /// Reusable buffers and the lexeme cache for [`TokenMask::fill_mask`].
 pub struct MaskScratch<S> {
     states: Vec<S>,
-    lex_states: Vec<u32>,
+    lex_states: Vec<(u32, u8)>,
     path: Vec<u8>,
-    cache: HashMap<(u32, u32), LexEntry>,
+    cache: HashMap<(u32, u32), Arc<LexEntry>>,
 }
 
 impl<S> Default for MaskScratch<S> {

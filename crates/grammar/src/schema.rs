@@ -530,7 +530,7 @@ impl<'a> Compiler<'a> {
         }
         let kind = match dfa {
             None if min == 0 && max == u32::MAX => FREE_STR,
-            None => self.add_str(StrKind { dfa: 0, min, max, table: None, universal: true }),
+            None => self.add_str(StrKind { dfa: 0, min, max, table: None }),
             Some(d) => {
                 if d.is_empty() {
                     return Ok(self.never());
@@ -546,7 +546,7 @@ impl<'a> Compiler<'a> {
                 };
                 self.g.dfas.push(d);
                 let di = self.g.dfas.len() as u32 - 1;
-                self.add_str(StrKind { dfa: di, min, max, table, universal: false })
+                self.add_str(StrKind { dfa: di, min, max, table })
             }
         };
         Ok(self.g.add_node(Node::Str(kind)))
@@ -688,7 +688,7 @@ impl<'a> Compiler<'a> {
             let d = Dfa::product(free, &keys, |a, b| a && !b).map_err(|e| too_complex(path, e.0))?;
             self.g.dfas.push(d);
             let di = self.g.dfas.len() as u32 - 1;
-            self.add_str(StrKind { dfa: di, min: 0, max: u32::MAX, table: None, universal: false })
+            self.add_str(StrKind { dfa: di, min: 0, max: u32::MAX, table: None })
         } else {
             FREE_STR
         };
