@@ -81,9 +81,6 @@ impl CharSet {
     pub fn ranges(&self) -> &[(u32, u32)] {
         &self.ranges
     }
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
-    }
     pub fn contains(&self, c: u32) -> bool {
         self.ranges.iter().any(|&(a, b)| a <= c && c <= b)
     }

@@ -247,6 +247,12 @@ impl<'a> Compiler<'a> {
         self.compile(schema, path)
     }
 
+    /// Switches the document `$ref`s resolve against (one per tool).
+    pub(crate) fn set_doc(&mut self, doc: &'a Value) {
+        self.doc = doc;
+        self.ref_slots.clear();
+    }
+
     pub(crate) fn grammar_mut(&mut self) -> &mut Grammar {
         &mut self.g
     }

@@ -25,7 +25,10 @@ pub struct Vocab {
 }
 
 fn make(name: &str) -> Vocab {
-    let tok = load(name);
+    from_tokenizer(load(name))
+}
+
+pub fn from_tokenizer(tok: Tokenizer) -> Vocab {
     let mask = Arc::new(TokenMask::new(&tok));
     let mut byte_token = std::collections::HashMap::new();
     for id in 0..mask.n_vocab() as u32 {
@@ -58,6 +61,9 @@ use rand_chacha::ChaCha8Rng;
 /// Result of one random-logit decode.
 pub struct Run {
     pub bytes: Vec<u8>,
+    /// The output with special tokens rendered as their text (what a
+    /// tool-call parser sees).
+    pub rendered: Vec<u8>,
     pub tokens: Vec<u32>,
     /// Finished (EOG sampled) within the random phase.
     pub finished_unbiased: bool,
@@ -86,7 +92,7 @@ pub fn random_decode(v: &Vocab, g: Arc<Grammar>, seed: u64, free: usize, full_ch
     let mut m = Matcher::new(v.mask.clone(), g.clone());
     let n = v.mask.n_vocab();
     let mut logits = vec![0f32; n];
-    let mut run = Run { bytes: Vec::new(), tokens: Vec::new(), finished_unbiased: false, finished: false };
+    let mut run = Run { bytes: Vec::new(), rendered: Vec::new(), tokens: Vec::new(), finished_unbiased: false, finished: false };
     for step in 0..free {
         for l in logits.iter_mut() {
             *l = rng.random::<f32>();
@@ -126,6 +132,7 @@ pub fn random_decode(v: &Vocab, g: Arc<Grammar>, seed: u64, free: usize, full_ch
             return run;
         }
         run.bytes.extend_from_slice(v.mask.piece(t));
+        run.rendered.extend_from_slice(&v.tok.token_to_piece(t, true));
     }
     let path = g
         .shortest_completion(m.state(), 2_000_000)
@@ -138,6 +145,7 @@ pub fn random_decode(v: &Vocab, g: Arc<Grammar>, seed: u64, free: usize, full_ch
         m.accept_token(t).unwrap_or_else(|_| panic!("seed {seed}: completion token {t} rejected"));
         run.tokens.push(t);
         run.bytes.extend_from_slice(v.mask.piece(t));
+        run.rendered.extend_from_slice(&v.tok.token_to_piece(t, true));
     }
     assert!(m.is_complete(), "seed {seed}: completion path did not complete");
     let eog = (0..n as u32).find(|&t| v.mask.is_eog(t)).expect("an EOG token");
@@ -145,4 +153,25 @@ pub fn random_decode(v: &Vocab, g: Arc<Grammar>, seed: u64, free: usize, full_ch
     m.accept_token(eog).expect("EOG accepted");
     run.finished = true;
     run
+}
+
+/// The llama-bpe vocabulary with some reserved control tokens renamed to
+/// tool-call markers (as Llama 3.1 / Mistral / Granite vocabularies have
+/// them): 128010 `<|python_tag|>`, 128011 `[TOOL_CALLS]`, 128012 `[ARGS]`,
+/// 128013 `<|tool_call|>`, 128014 `<|/tool_call|>`.
+pub fn llama_with_markers() -> &'static Vocab {
+    static V: OnceLock<Vocab> = OnceLock::new();
+    V.get_or_init(|| {
+        use hearth_formats::{GgufWriter, MetaArray, MetaValue};
+        let f = GgufFile::open(vocab_path("ggml-vocab-llama-bpe.gguf")).expect("vocab");
+        let mut tokens = f.get_str_array("tokenizer.ggml.tokens").expect("tokens").expect("tokens").to_vec();
+        for (id, name) in [(128010, "<|python_tag|>"), (128011, "[TOOL_CALLS]"), (128012, "[ARGS]"), (128013, "<|tool_call|>"), (128014, "<|/tool_call|>")] {
+            tokens[id] = name.to_string();
+        }
+        let mut w = GgufWriter::from_gguf(&f).expect("writer");
+        w.set_meta("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::String(tokens))).expect("set");
+        let bytes = w.write_to_vec::<&[u8]>(&[]).expect("write");
+        let f2 = GgufFile::from_bytes(bytes).expect("reparse");
+        from_tokenizer(Tokenizer::from_gguf(&f2).expect("tokenizer"))
+    })
 }
