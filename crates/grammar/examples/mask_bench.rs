@@ -39,7 +39,11 @@ fn stats(label: &str, v: &mut [f64]) {
 
 fn main() {
     let path = std::env::args().nth(1).unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/vocab/ggml-vocab-qwen2.gguf").to_string()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/vocab/ggml-vocab-qwen2.gguf"
+        )
+        .to_string()
     });
     let f = GgufFile::open(&path).expect("vocab");
     let tok = Tokenizer::from_gguf(&f).expect("tokenizer");
@@ -77,7 +81,10 @@ fn main() {
     ];
     let t0 = Instant::now();
     mask.prewarm_strings();
-    println!("  prewarm_strings {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "  prewarm_strings {:.1} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     for (name, g) in constraints {
         let g = Arc::new(g);
         let mut in_str = Vec::new();

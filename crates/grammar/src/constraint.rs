@@ -138,7 +138,10 @@ impl Grammar {
     /// `response_format: json_schema`: values valid under `schema` (the
     /// supported subset is documented in [`crate::schema`]).
     pub fn json_schema(schema: &Value, opts: JsonOptions) -> Result<Grammar, SchemaError> {
-        let g = Grammar::base(opts).map_err(|e| SchemaError::TooComplex { path: "#".into(), reason: e.0 })?;
+        let g = Grammar::base(opts).map_err(|e| SchemaError::TooComplex {
+            path: "#".into(),
+            reason: e.0,
+        })?;
         Compiler::new(schema, g).compile_root()
     }
 }

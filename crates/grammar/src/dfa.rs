@@ -83,7 +83,11 @@ impl Nfa {
 
     /// Adds edges `a → b` for one character of `set`, in every JSON encoding.
     fn class(&mut self, a: u32, set: &CharSet, b: u32) -> Result<(), DfaError> {
-        let plain = set.minus(&CharSet::from_ranges(&[(0, 0x1F), (0x22, 0x22), (0x5C, 0x5C)]));
+        let plain = set.minus(&CharSet::from_ranges(&[
+            (0, 0x1F),
+            (0x22, 0x22),
+            (0x5C, 0x5C),
+        ]));
         for &(lo, hi) in plain.ranges() {
             for seq in utf8_sequences(lo, hi) {
                 self.chain(a, &seq, b)?;
@@ -203,7 +207,7 @@ impl Nfa {
         }
     }
 
-    fn closure(&self, set: &mut Vec<u32>, seen: &mut Vec<bool>) {
+    fn closure(&self, set: &mut Vec<u32>, seen: &mut [bool]) {
         let mut stack: Vec<u32> = set.clone();
         for &s in set.iter() {
             seen[s as usize] = true;
@@ -329,7 +333,13 @@ impl Dfa {
     pub fn from_literals<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Dfa, DfaError> {
         let alts: Vec<Re> = words
             .into_iter()
-            .map(|w| Re::Concat(w.chars().map(|c| Re::Class(CharSet::single(c as u32))).collect()))
+            .map(|w| {
+                Re::Concat(
+                    w.chars()
+                        .map(|c| Re::Class(CharSet::single(c as u32)))
+                        .collect(),
+                )
+            })
             .collect();
         Dfa::from_re(&Re::Alt(alts))
     }
@@ -381,7 +391,9 @@ impl Dfa {
                         Some(&id) => id,
                         None => {
                             if sets.len() >= MAX_DFA_STATES {
-                                return Err(DfaError(format!("pattern needs more than {MAX_DFA_STATES} DFA states")));
+                                return Err(DfaError(format!(
+                                    "pattern needs more than {MAX_DFA_STATES} DFA states"
+                                )));
                             }
                             let id = sets.len() as u32;
                             ids.insert(cl.clone(), id);
@@ -397,7 +409,11 @@ impl Dfa {
             }
             i += 1;
         }
-        let mut d = Dfa { trans, accept, start: 0 };
+        let mut d = Dfa {
+            trans,
+            accept,
+            start: 0,
+        };
         d.prune();
         Ok(d)
     }
@@ -414,7 +430,10 @@ impl Dfa {
                     continue;
                 }
                 let row = &self.trans[s << 8..(s + 1) << 8];
-                if row.iter().any(|&t| t != DEAD && live[(t & !CHAR_START) as usize]) {
+                if row
+                    .iter()
+                    .any(|&t| t != DEAD && live[(t & !CHAR_START) as usize])
+                {
                     live[s] = true;
                     changed = true;
                 }
@@ -460,13 +479,19 @@ impl Dfa {
                 if tx == DEAD && ty == DEAD {
                     continue;
                 }
-                let start_bit = if tx != DEAD { tx & CHAR_START } else { ty & CHAR_START };
+                let start_bit = if tx != DEAD {
+                    tx & CHAR_START
+                } else {
+                    ty & CHAR_START
+                };
                 let (nx, ny) = (norm(tx), norm(ty));
                 let id = match ids.get(&key(nx, ny)) {
                     Some(&id) => id,
                     None => {
                         if pairs.len() >= MAX_DFA_STATES {
-                            return Err(DfaError(format!("string automaton needs more than {MAX_DFA_STATES} states")));
+                            return Err(DfaError(format!(
+                                "string automaton needs more than {MAX_DFA_STATES} states"
+                            )));
                         }
                         let id = pairs.len() as u32;
                         ids.insert(key(nx, ny), id);
@@ -478,7 +503,11 @@ impl Dfa {
             }
             i += 1;
         }
-        let mut d = Dfa { trans, accept, start: 0 };
+        let mut d = Dfa {
+            trans,
+            accept,
+            start: 0,
+        };
         d.prune();
         Ok(d)
     }
@@ -522,7 +551,9 @@ impl LenTable {
             None => min as u64 + 1,
         };
         if levels.saturating_mul(n as u64) > MAX_LEN_TABLE as u64 {
-            return Err(DfaError("pattern with these length bounds is too large".into()));
+            return Err(DfaError(
+                "pattern with these length bounds is too large".into(),
+            ));
         }
         let levels = levels as u32;
         let mut live = vec![false; levels as usize * n];
@@ -575,7 +606,12 @@ impl LenTable {
                 }
             }
         }
-        Ok(LenTable { n, levels, bounded: max.is_some(), live })
+        Ok(LenTable {
+            n,
+            levels,
+            bounded: max.is_some(),
+            live,
+        })
     }
 
     pub fn is_live(&self, s: u32, count: u32) -> bool {
@@ -602,17 +638,28 @@ mod tests {
 
     #[test]
     fn utf8_split_round_trips() {
-        for (lo, hi) in [(0u32, 0x10FFFF), (0x80, 0x7FF), (0x7F0, 0x812), (0xFFF0, 0x10010), (0xD000, 0xE100)] {
+        for (lo, hi) in [
+            (0u32, 0x10FFFF),
+            (0x80, 0x7FF),
+            (0x7F0, 0x812),
+            (0xFFF0, 0x10010),
+            (0xD000, 0xE100),
+        ] {
             let seqs = utf8_sequences(lo, hi);
             // Every scalar value in range must be matched by exactly one
             // sequence, and nothing else.
             for c in (lo..=hi).step_by(7) {
-                let Some(ch) = char::from_u32(c) else { continue };
+                let Some(ch) = char::from_u32(c) else {
+                    continue;
+                };
                 let mut buf = [0u8; 4];
                 let enc = ch.encode_utf8(&mut buf).as_bytes();
                 let hits = seqs
                     .iter()
-                    .filter(|s| s.len() == enc.len() && s.iter().zip(enc).all(|(&(a, b), &x)| a <= x && x <= b))
+                    .filter(|s| {
+                        s.len() == enc.len()
+                            && s.iter().zip(enc).all(|(&(a, b), &x)| a <= x && x <= b)
+                    })
                     .count();
                 assert_eq!(hits, 1, "U+{c:04X}");
             }
@@ -631,7 +678,10 @@ mod tests {
         assert!(d.matches(b"/") && d.matches(b"\\/"));
         let d = dfa("^é+$");
         assert!(d.matches("ééé".as_bytes()));
-        assert!(!d.matches(b"\\u00e9"), "non-control characters are raw UTF-8 only");
+        assert!(
+            !d.matches(b"\\u00e9"),
+            "non-control characters are raw UTF-8 only"
+        );
     }
 
     #[test]
@@ -664,6 +714,9 @@ mod tests {
         assert!(t.is_live(s1, 1) && t.is_live(s1, 5) && !t.is_live(s1, 7));
         let t = LenTable::build(&dfa("^[0-9]{3}$"), 5, None).unwrap();
         let d3 = dfa("^[0-9]{3}$");
-        assert!(!t.is_live(d3.start, 0), "three digits can never have length ≥ 5");
+        assert!(
+            !t.is_live(d3.start, 0),
+            "three digits can never have length ≥ 5"
+        );
     }
 }

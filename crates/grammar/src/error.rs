@@ -6,17 +6,33 @@
 pub enum SchemaError {
     /// A keyword that affects validity and that Hearth does not enforce.
     #[error("unsupported JSON Schema keyword `{keyword}` at {path}: {reason}")]
-    UnsupportedKeyword { keyword: String, path: String, reason: String },
+    UnsupportedKeyword {
+        keyword: String,
+        path: String,
+        reason: String,
+    },
     /// A keyword whose value is malformed (wrong type, negative count, ...).
     #[error("invalid value for `{keyword}` at {path}: {reason}")]
-    InvalidKeyword { keyword: String, path: String, reason: String },
+    InvalidKeyword {
+        keyword: String,
+        path: String,
+        reason: String,
+    },
     /// A `pattern` (or `format`) outside the supported regex subset.
     #[error("unsupported pattern {pattern:?} at {path}: {reason}")]
-    UnsupportedPattern { path: String, pattern: String, reason: String },
+    UnsupportedPattern {
+        path: String,
+        pattern: String,
+        reason: String,
+    },
     /// A `$ref` that is not a local JSON pointer into the same document, or
     /// that points nowhere.
     #[error("cannot resolve $ref {reference:?} at {path}: {reason}")]
-    BadRef { path: String, reference: String, reason: String },
+    BadRef {
+        path: String,
+        reference: String,
+        reason: String,
+    },
     /// No JSON value satisfies the schema (or the supported part of it).
     #[error("the schema at {path} admits no value Hearth can generate")]
     Unsatisfiable { path: String },
@@ -29,7 +45,8 @@ impl SchemaError {
     /// The keyword responsible, for error messages (`"$ref"`, `"pattern"`, ...).
     pub fn keyword(&self) -> &str {
         match self {
-            SchemaError::UnsupportedKeyword { keyword, .. } | SchemaError::InvalidKeyword { keyword, .. } => keyword,
+            SchemaError::UnsupportedKeyword { keyword, .. }
+            | SchemaError::InvalidKeyword { keyword, .. } => keyword,
             SchemaError::UnsupportedPattern { .. } => "pattern",
             SchemaError::BadRef { .. } => "$ref",
             SchemaError::Unsatisfiable { .. } | SchemaError::TooComplex { .. } => "",

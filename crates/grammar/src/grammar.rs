@@ -43,7 +43,11 @@ pub struct JsonOptions {
 
 impl Default for JsonOptions {
     fn default() -> Self {
-        JsonOptions { max_whitespace: 20, max_any_depth: 24, max_configs: 64 }
+        JsonOptions {
+            max_whitespace: 20,
+            max_any_depth: 24,
+            max_configs: 64,
+        }
     }
 }
 
@@ -123,7 +127,12 @@ pub(crate) enum Node {
     /// Raw sequence (non-empty; no whitespace between items).
     Seq(Vec<NodeId>),
     /// `item (sep item)*`, between `min` (≥ 1) and `max` items.
-    Repeat { item: NodeId, sep: Option<NodeId>, min: u32, max: u32 },
+    Repeat {
+        item: NodeId,
+        sep: Option<NodeId>,
+        min: u32,
+        max: u32,
+    },
 }
 
 /// A string lexeme: contents DFA plus length bounds (in characters).
@@ -166,15 +175,50 @@ const REP_BEFORE_ITEM: u8 = 3;
 /// One stack frame of a configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Frame {
-    Root { node: NodeId, done: bool },
-    Obj { node: NodeId, next: u16, cur: u16, stage: u8, ws: u8, depth: u8 },
-    Arr { node: NodeId, count: u32, stage: u8, ws: u8, depth: u8 },
-    Str { kind: u32, st: u32, count: u32 },
-    Num { kind: u32, st: NumState },
-    Lit { at: u32 },
-    Bytes { node: NodeId, pos: u32 },
-    Seq { node: NodeId, idx: u32 },
-    Rep { node: NodeId, count: u32, stage: u8 },
+    Root {
+        node: NodeId,
+        done: bool,
+    },
+    Obj {
+        node: NodeId,
+        next: u16,
+        cur: u16,
+        stage: u8,
+        ws: u8,
+        depth: u8,
+    },
+    Arr {
+        node: NodeId,
+        count: u32,
+        stage: u8,
+        ws: u8,
+        depth: u8,
+    },
+    Str {
+        kind: u32,
+        st: u32,
+        count: u32,
+    },
+    Num {
+        kind: u32,
+        st: NumState,
+    },
+    Lit {
+        at: u32,
+    },
+    Bytes {
+        node: NodeId,
+        pos: u32,
+    },
+    Seq {
+        node: NodeId,
+        idx: u32,
+    },
+    Rep {
+        node: NodeId,
+        count: u32,
+        stage: u8,
+    },
 }
 
 /// The state of a [`Grammar`]: a set of live configurations.
@@ -272,7 +316,12 @@ impl Grammar {
         let mut g = Grammar {
             nodes: Vec::new(),
             root: ANY,
-            strs: vec![StrKind { dfa: 0, min: 0, max: u32::MAX, table: None }],
+            strs: vec![StrKind {
+                dfa: 0,
+                min: 0,
+                max: u32::MAX,
+                table: None,
+            }],
             nums: vec![NumKind::free_number()],
             lits: Vec::new(),
             dfas: vec![any_str],
@@ -286,7 +335,12 @@ impl Grammar {
             key_tries: vec![None],
             req_from: vec![false],
         }));
-        g.nodes.push(Node::Array(ArrayNode { prefix: Vec::new(), items: Some(ANY), min: 0, max: u32::MAX }));
+        g.nodes.push(Node::Array(ArrayNode {
+            prefix: Vec::new(),
+            items: Some(ANY),
+            min: 0,
+            max: u32::MAX,
+        }));
         g.nodes.push(Node::Str(FREE_STR));
         g.nodes.push(Node::Num(0));
         for lit in [&b"true"[..], b"false", b"null"] {
@@ -325,12 +379,17 @@ impl Grammar {
         root
     }
 
+    /// No word in the trie (iterative: literals can be long).
     pub(crate) fn lit_is_empty(&self, root: u32) -> bool {
-        fn any(g: &Grammar, at: u32) -> bool {
-            let n = &g.lits[at as usize];
-            n.accept.is_some() || n.edges.iter().any(|e| any(g, e.1))
+        let mut stack = vec![root];
+        while let Some(at) = stack.pop() {
+            let n = &self.lits[at as usize];
+            if n.accept.is_some() {
+                return false;
+            }
+            stack.extend(n.edges.iter().map(|e| e.1));
         }
-        !any(self, root)
+        true
     }
 
     /// The options this grammar was built with.
@@ -346,14 +405,20 @@ impl Grammar {
     }
 
     pub(crate) fn start_at(&self, node: NodeId) -> GrammarState {
-        GrammarState { frames: vec![Frame::Root { node, done: false }], ends: vec![1] }
+        GrammarState {
+            frames: vec![Frame::Root { node, done: false }],
+            ends: vec![1],
+        }
     }
 
     /// Feeds one input symbol to every configuration of `from`, writing the
     /// successors into `to` (its allocations are reused). False if none.
     pub fn step_into(&self, from: &GrammarState, inp: Input, to: &mut GrammarState) -> bool {
         to.clear();
-        let mut out = Out { frames: &mut to.frames, ends: &mut to.ends };
+        let mut out = Out {
+            frames: &mut to.frames,
+            ends: &mut to.ends,
+        };
         for i in 0..from.ends.len() {
             let base = out.frames.len();
             out.frames.extend_from_slice(from.config(i));
@@ -386,7 +451,11 @@ impl Grammar {
     /// `max_states` distinct states). Every state this engine produces has
     /// one; `None` means the search limit was hit. Useful to close an
     /// output deliberately, and in tests as a constructive liveness check.
-    pub fn shortest_completion(&self, state: &GrammarState, max_states: usize) -> Option<Vec<Input>> {
+    pub fn shortest_completion(
+        &self,
+        state: &GrammarState,
+        max_states: usize,
+    ) -> Option<Vec<Input>> {
         use std::collections::{HashMap, VecDeque};
         if self.state_is_complete(state) {
             return Some(Vec::new());
@@ -452,8 +521,14 @@ impl Grammar {
                     }
                     None => return false,
                 },
-                Some(Frame::Rep { node, count, stage: REP_AFTER_ITEM }) => {
-                    let Node::Repeat { min, .. } = &self.nodes[node as usize] else { return false };
+                Some(Frame::Rep {
+                    node,
+                    count,
+                    stage: REP_AFTER_ITEM,
+                }) => {
+                    let Node::Repeat { min, .. } = &self.nodes[node as usize] else {
+                        return false;
+                    };
                     if count < *min {
                         return false;
                     }
@@ -497,7 +572,10 @@ impl Grammar {
         let d = &self.dfas[self.strs[kind as usize].dfa as usize];
         let t = d.next(st, b);
         if t != DEAD {
-            return LexStep::Continue { state: t & !CHAR_START, counts: t & CHAR_START != 0 };
+            return LexStep::Continue {
+                state: t & !CHAR_START,
+                counts: t & CHAR_START != 0,
+            };
         }
         if b == b'"' {
             LexStep::Exit
@@ -510,7 +588,9 @@ impl Grammar {
 
     fn feed(&self, o: &mut Out, mut base: usize, inp: Input) {
         loop {
-            let Some(top) = o.top() else { return o.reject(base) };
+            let Some(top) = o.top() else {
+                return o.reject(base);
+            };
             match top {
                 Frame::Root { node, done } => {
                     if done {
@@ -519,7 +599,9 @@ impl Grammar {
                     return self.start(o, base, node, 1, inp);
                 }
                 Frame::Str { kind, st, count } => {
-                    let Input::Byte(b) = inp else { return o.reject(base) };
+                    let Input::Byte(b) = inp else {
+                        return o.reject(base);
+                    };
                     let k = &self.strs[kind as usize];
                     let d = &self.dfas[k.dfa as usize];
                     let t = d.next(st, b);
@@ -541,7 +623,11 @@ impl Grammar {
                             return o.reject(base);
                         }
                     }
-                    o.set_top(Frame::Str { kind, st: ns, count: nc });
+                    o.set_top(Frame::Str {
+                        kind,
+                        st: ns,
+                        count: nc,
+                    });
                     return o.emit();
                 }
                 Frame::Num { kind, mut st } => {
@@ -600,7 +686,9 @@ impl Grammar {
                     }
                 }
                 Frame::Bytes { node, pos } => {
-                    let Node::Bytes(v) = &self.nodes[node as usize] else { return o.reject(base) };
+                    let Node::Bytes(v) = &self.nodes[node as usize] else {
+                        return o.reject(base);
+                    };
                     if inp != Input::Byte(v[pos as usize]) {
                         return o.reject(base);
                     }
@@ -613,16 +701,28 @@ impl Grammar {
                     return o.emit();
                 }
                 Frame::Seq { node, idx } => {
-                    let Node::Seq(items) = &self.nodes[node as usize] else { return o.reject(base) };
+                    let Node::Seq(items) = &self.nodes[node as usize] else {
+                        return o.reject(base);
+                    };
                     return self.start(o, base, items[idx as usize], 1, inp);
                 }
                 Frame::Rep { node, count, stage } => {
-                    let Node::Repeat { item, sep, min, max } = &self.nodes[node as usize] else {
+                    let Node::Repeat {
+                        item,
+                        sep,
+                        min,
+                        max,
+                    } = &self.nodes[node as usize]
+                    else {
                         return o.reject(base);
                     };
                     match stage {
                         REP_BEFORE_ITEM => {
-                            o.set_top(Frame::Rep { node, count, stage: REP_IN_ITEM });
+                            o.set_top(Frame::Rep {
+                                node,
+                                count,
+                                stage: REP_IN_ITEM,
+                            });
                             return self.start(o, base, *item, 1, inp);
                         }
                         REP_AFTER_ITEM => {
@@ -631,7 +731,11 @@ impl Grammar {
                             if !more && !end {
                                 return o.reject(base);
                             }
-                            let saved = if more && end { Some(o.save(base)) } else { None };
+                            let saved = if more && end {
+                                Some(o.save(base))
+                            } else {
+                                None
+                            };
                             if more {
                                 let b = match &saved {
                                     Some(s) => o.restore(s),
@@ -639,11 +743,19 @@ impl Grammar {
                                 };
                                 match sep {
                                     Some(sp) => {
-                                        o.set_top(Frame::Rep { node, count, stage: REP_IN_SEP });
+                                        o.set_top(Frame::Rep {
+                                            node,
+                                            count,
+                                            stage: REP_IN_SEP,
+                                        });
                                         self.start(o, b, *sp, 1, inp);
                                     }
                                     None => {
-                                        o.set_top(Frame::Rep { node, count, stage: REP_IN_ITEM });
+                                        o.set_top(Frame::Rep {
+                                            node,
+                                            count,
+                                            stage: REP_IN_ITEM,
+                                        });
                                         self.start(o, b, *item, 1, inp);
                                     }
                                 }
@@ -662,10 +774,23 @@ impl Grammar {
                         _ => return o.reject(base),
                     }
                 }
-                Frame::Obj { node, next, cur, stage, ws, depth } => {
+                Frame::Obj {
+                    node,
+                    next,
+                    cur,
+                    stage,
+                    ws,
+                    depth,
+                } => {
                     return self.obj(o, base, inp, node, next, cur, stage, ws, depth);
                 }
-                Frame::Arr { node, count, stage, ws, depth } => {
+                Frame::Arr {
+                    node,
+                    count,
+                    stage,
+                    ws,
+                    depth,
+                } => {
                     return self.arr(o, base, inp, node, count, stage, ws, depth);
                 }
             }
@@ -676,7 +801,9 @@ impl Grammar {
     fn start(&self, o: &mut Out, base: usize, node: NodeId, depth: u8, inp: Input) {
         match &self.nodes[node as usize] {
             Node::Any => {
-                let Input::Byte(b) = inp else { return o.reject(base) };
+                let Input::Byte(b) = inp else {
+                    return o.reject(base);
+                };
                 let n = match b {
                     b'{' | b'[' if depth > self.opts.max_any_depth => return o.reject(base),
                     b'{' => ANY_OBJ,
@@ -694,14 +821,27 @@ impl Grammar {
                 if inp != Input::Byte(b'{') {
                     return o.reject(base);
                 }
-                o.frames.push(Frame::Obj { node, next: 0, cur: 0, stage: ST_OPEN, ws: 0, depth });
+                o.frames.push(Frame::Obj {
+                    node,
+                    next: 0,
+                    cur: 0,
+                    stage: ST_OPEN,
+                    ws: 0,
+                    depth,
+                });
                 o.emit()
             }
             Node::Array(_) => {
                 if inp != Input::Byte(b'[') {
                     return o.reject(base);
                 }
-                o.frames.push(Frame::Arr { node, count: 0, stage: ST_OPEN, ws: 0, depth });
+                o.frames.push(Frame::Arr {
+                    node,
+                    count: 0,
+                    stage: ST_OPEN,
+                    ws: 0,
+                    depth,
+                });
                 o.emit()
             }
             Node::Str(k) => {
@@ -709,11 +849,18 @@ impl Grammar {
                     return o.reject(base);
                 }
                 let d = &self.dfas[self.strs[*k as usize].dfa as usize];
-                o.frames.push(Frame::Str { kind: *k, st: d.start, count: 0 });
+                o.frames.push(Frame::Str {
+                    kind: *k,
+                    st: d.start,
+                    count: 0,
+                });
                 o.emit()
             }
             Node::Num(k) => {
-                o.frames.push(Frame::Num { kind: *k, st: NumState::default() });
+                o.frames.push(Frame::Num {
+                    kind: *k,
+                    st: NumState::default(),
+                });
                 self.feed(o, base, inp)
             }
             Node::Lit(root) => {
@@ -749,12 +896,18 @@ impl Grammar {
                 o.emit()
             }
             Node::Seq(items) => {
-                let Some(&first) = items.first() else { return o.reject(base) };
+                let Some(&first) = items.first() else {
+                    return o.reject(base);
+                };
                 o.frames.push(Frame::Seq { node, idx: 0 });
                 self.start(o, base, first, depth, inp)
             }
             Node::Repeat { item, .. } => {
-                o.frames.push(Frame::Rep { node, count: 0, stage: REP_IN_ITEM });
+                o.frames.push(Frame::Rep {
+                    node,
+                    count: 0,
+                    stage: REP_IN_ITEM,
+                });
                 self.start(o, base, *item, depth, inp)
             }
         }
@@ -769,7 +922,13 @@ impl Grammar {
                     *done = true;
                     return;
                 }
-                Frame::Obj { stage, next, cur, ws, .. } => {
+                Frame::Obj {
+                    stage,
+                    next,
+                    cur,
+                    ws,
+                    ..
+                } => {
                     if *stage == ST_KEY {
                         if payload == NONE {
                             *cur = ADD16;
@@ -784,7 +943,9 @@ impl Grammar {
                     *ws = 0;
                     return;
                 }
-                Frame::Arr { count, stage, ws, .. } => {
+                Frame::Arr {
+                    count, stage, ws, ..
+                } => {
                     *count += 1;
                     *stage = ST_AFTER_VALUE;
                     *ws = 0;
@@ -819,13 +980,38 @@ impl Grammar {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn obj(&self, o: &mut Out, base: usize, inp: Input, node: NodeId, next: u16, cur: u16, stage: u8, ws: u8, depth: u8) {
-        let Node::Object(on) = &self.nodes[node as usize] else { return o.reject(base) };
-        let Input::Byte(b) = inp else { return o.reject(base) };
+    fn obj(
+        &self,
+        o: &mut Out,
+        base: usize,
+        inp: Input,
+        node: NodeId,
+        next: u16,
+        cur: u16,
+        stage: u8,
+        ws: u8,
+        depth: u8,
+    ) {
+        let Node::Object(on) = &self.nodes[node as usize] else {
+            return o.reject(base);
+        };
+        let Input::Byte(b) = inp else {
+            return o.reject(base);
+        };
         let nx = next as usize;
-        let frame = |next: u16, cur: u16, stage: u8, ws: u8| Frame::Obj { node, next, cur, stage, ws, depth };
+        let frame = |next: u16, cur: u16, stage: u8, ws: u8| Frame::Obj {
+            node,
+            next,
+            cur,
+            stage,
+            ws,
+            depth,
+        };
         if matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-            && matches!(stage, ST_OPEN | ST_COMMA | ST_AFTER_KEY | ST_COLON | ST_AFTER_VALUE)
+            && matches!(
+                stage,
+                ST_OPEN | ST_COMMA | ST_AFTER_KEY | ST_COLON | ST_AFTER_VALUE
+            )
         {
             if ws >= self.opts.max_whitespace {
                 return o.reject(base);
@@ -838,7 +1024,11 @@ impl Grammar {
                 let trie = on.key_tries.get(nx).copied().flatten();
                 let extra = on.extra_allowed(nx);
                 o.set_top(frame(next, cur, ST_KEY, 0));
-                let saved = if trie.is_some() && extra { Some(o.save(base)) } else { None };
+                let saved = if trie.is_some() && extra {
+                    Some(o.save(base))
+                } else {
+                    None
+                };
                 if let Some(root) = trie {
                     let b1 = match &saved {
                         Some(s) => o.restore(s),
@@ -858,7 +1048,11 @@ impl Grammar {
                     }
                     let k = &self.strs[on.add_key_kind as usize];
                     let st = self.dfas[k.dfa as usize].start;
-                    o.frames.push(Frame::Str { kind: on.add_key_kind, st, count: 0 });
+                    o.frames.push(Frame::Str {
+                        kind: on.add_key_kind,
+                        st,
+                        count: 0,
+                    });
                     o.emit();
                 }
                 if trie.is_none() && !extra {
@@ -898,11 +1092,33 @@ impl Grammar {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn arr(&self, o: &mut Out, base: usize, inp: Input, node: NodeId, count: u32, stage: u8, ws: u8, depth: u8) {
-        let Node::Array(an) = &self.nodes[node as usize] else { return o.reject(base) };
-        let Input::Byte(b) = inp else { return o.reject(base) };
-        let frame = |count: u32, stage: u8, ws: u8| Frame::Arr { node, count, stage, ws, depth };
-        if matches!(b, b' ' | b'\t' | b'\n' | b'\r') && matches!(stage, ST_OPEN | ST_COMMA | ST_AFTER_VALUE) {
+    fn arr(
+        &self,
+        o: &mut Out,
+        base: usize,
+        inp: Input,
+        node: NodeId,
+        count: u32,
+        stage: u8,
+        ws: u8,
+        depth: u8,
+    ) {
+        let Node::Array(an) = &self.nodes[node as usize] else {
+            return o.reject(base);
+        };
+        let Input::Byte(b) = inp else {
+            return o.reject(base);
+        };
+        let frame = |count: u32, stage: u8, ws: u8| Frame::Arr {
+            node,
+            count,
+            stage,
+            ws,
+            depth,
+        };
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+            && matches!(stage, ST_OPEN | ST_COMMA | ST_AFTER_VALUE)
+        {
             if ws >= self.opts.max_whitespace {
                 return o.reject(base);
             }
@@ -928,7 +1144,9 @@ impl Grammar {
                 if !an.can_add(count) {
                     return o.reject(base);
                 }
-                let Some(e) = an.elem(count) else { return o.reject(base) };
+                let Some(e) = an.elem(count) else {
+                    return o.reject(base);
+                };
                 o.set_top(frame(count, ST_VALUE, 0));
                 self.start(o, base, e, depth.saturating_add(1), inp)
             }

@@ -44,7 +44,10 @@ pub struct TokenBitset {
 
 impl TokenBitset {
     pub fn new(len: usize) -> TokenBitset {
-        TokenBitset { words: vec![0; len.div_ceil(64)], len }
+        TokenBitset {
+            words: vec![0; len.div_ceil(64)],
+            len,
+        }
     }
     pub fn len(&self) -> usize {
         self.len
@@ -172,8 +175,11 @@ impl TokenMask {
             }
         }
         text_off.push(text.len() as u32);
-        let piece = |id: u32| &text[text_off[id as usize] as usize..text_off[id as usize + 1] as usize];
-        let mut ids: Vec<u32> = (0..n as u32).filter(|&i| class[i as usize] == TokClass::Normal).collect();
+        let piece =
+            |id: u32| &text[text_off[id as usize] as usize..text_off[id as usize + 1] as usize];
+        let mut ids: Vec<u32> = (0..n as u32)
+            .filter(|&i| class[i as usize] == TokClass::Normal)
+            .collect();
         ids.sort_by(|&a, &b| piece(a).cmp(piece(b)).then(a.cmp(&b)));
 
         let mut byte = vec![0u8];
@@ -246,7 +252,12 @@ impl TokenMask {
         let g = crate::grammar::Grammar::json_value(crate::grammar::JsonOptions::default());
         let mut scratch = MaskScratch::default();
         for st in 0..g.dfas[0].n_states() as u32 {
-            let lex = Lexeme { kind: crate::grammar::FREE_STR, state: st, shared: true, budget: None };
+            let lex = Lexeme {
+                kind: crate::grammar::FREE_STR,
+                state: st,
+                shared: true,
+                budget: None,
+            };
             self.lex_entry(&g, lex, &mut scratch);
         }
     }
@@ -287,7 +298,12 @@ impl TokenMask {
 
     /// Feeds token `id` to `c` from `state`. EOG tokens are accepted only
     /// when `state` is complete (the state is returned unchanged).
-    pub fn advance_token<C: Constraint>(&self, c: &C, state: &C::State, id: u32) -> Option<C::State> {
+    pub fn advance_token<C: Constraint>(
+        &self,
+        c: &C,
+        state: &C::State,
+        id: u32,
+    ) -> Option<C::State> {
         match self.class.get(id as usize)? {
             TokClass::Normal => c.advance(state, self.piece(id)),
             TokClass::Special => {
@@ -301,7 +317,13 @@ impl TokenMask {
 
     /// Computes the set of tokens allowed after `state` into `out`.
     /// `scratch` caches per-lexeme results: use one per constraint.
-    pub fn fill_mask<C: Constraint>(&self, c: &C, state: &C::State, scratch: &mut MaskScratch<C::State>, out: &mut TokenBitset) {
+    pub fn fill_mask<C: Constraint>(
+        &self,
+        c: &C,
+        state: &C::State,
+        scratch: &mut MaskScratch<C::State>,
+        out: &mut TokenBitset,
+    ) {
         if out.len != self.n_vocab {
             *out = TokenBitset::new(self.n_vocab);
         } else {
@@ -351,7 +373,12 @@ impl TokenMask {
         }
     }
 
-    fn lex_entry<C: Constraint>(&self, c: &C, lex: Lexeme, scratch: &mut MaskScratch<C::State>) -> Arc<LexEntry> {
+    fn lex_entry<C: Constraint>(
+        &self,
+        c: &C,
+        lex: Lexeme,
+        scratch: &mut MaskScratch<C::State>,
+    ) -> Arc<LexEntry> {
         let key = (lex.kind, lex.state);
         if lex.shared {
             // A poisoned lock only means another thread panicked mid-insert
@@ -377,7 +404,14 @@ impl TokenMask {
 
     /// Walks the subtree below `root` (whose state is `at_root`), setting
     /// every token whose text the constraint accepts.
-    fn walk<C: Constraint>(&self, c: &C, at_root: C::State, root: usize, states: &mut [C::State], out: &mut TokenBitset) {
+    fn walk<C: Constraint>(
+        &self,
+        c: &C,
+        at_root: C::State,
+        root: usize,
+        states: &mut [C::State],
+        out: &mut TokenBitset,
+    ) {
         let d0 = self.depth[root] as usize;
         states[d0] = at_root;
         let end = self.skip[root] as usize;
@@ -396,7 +430,12 @@ impl TokenMask {
         }
     }
 
-    fn lex_walk<C: Constraint>(&self, c: &C, key: (u32, u32), lex: &mut Vec<(u32, u8)>) -> LexEntry {
+    fn lex_walk<C: Constraint>(
+        &self,
+        c: &C,
+        key: (u32, u32),
+        lex: &mut Vec<(u32, u8)>,
+    ) -> LexEntry {
         let mut within = TokenBitset::new(self.n_vocab);
         let mut chars = vec![0u8; self.n_vocab];
         let mut exits = Vec::new();
@@ -425,7 +464,11 @@ impl TokenMask {
                 LexStep::Reject => i = self.skip[i] as usize,
             }
         }
-        LexEntry { within, chars, exits }
+        LexEntry {
+            within,
+            chars,
+            exits,
+        }
     }
 }
 
@@ -452,13 +495,20 @@ pub struct MaskScratch<S> {
 
 impl<S> Default for MaskScratch<S> {
     fn default() -> Self {
-        MaskScratch { states: Vec::new(), lex_states: Vec::new(), path: Vec::new(), cache: HashMap::new() }
+        MaskScratch {
+            states: Vec::new(),
+            lex_states: Vec::new(),
+            path: Vec::new(),
+            cache: HashMap::new(),
+        }
     }
 }
 
 impl<S> std::fmt::Debug for MaskScratch<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MaskScratch").field("cached", &self.cache.len()).finish()
+        f.debug_struct("MaskScratch")
+            .field("cached", &self.cache.len())
+            .finish()
     }
 }
 
@@ -483,12 +533,24 @@ impl<C: Constraint> Matcher<C> {
     pub fn new(vocab: Arc<TokenMask>, constraint: Arc<C>) -> Matcher<C> {
         let state = constraint.start();
         let bits = TokenBitset::new(vocab.n_vocab());
-        Matcher { vocab, constraint, state, scratch: MaskScratch::default(), bits, finished: false, n_accepted: 0 }
+        Matcher {
+            vocab,
+            constraint,
+            state,
+            scratch: MaskScratch::default(),
+            bits,
+            finished: false,
+            n_accepted: 0,
+        }
     }
 
     /// Would `id` be accepted now? (The fast path: no mask computed.)
     pub fn is_allowed(&self, id: u32) -> bool {
-        !self.finished && self.vocab.advance_token(&*self.constraint, &self.state, id).is_some()
+        !self.finished
+            && self
+                .vocab
+                .advance_token(&*self.constraint, &self.state, id)
+                .is_some()
     }
 
     /// Advances by `id`; an EOG token (allowed only when complete) finishes
@@ -515,7 +577,12 @@ impl<C: Constraint> Matcher<C> {
         if self.finished {
             self.bits.clear();
         } else {
-            self.vocab.fill_mask(&*self.constraint, &self.state, &mut self.scratch, &mut self.bits);
+            self.vocab.fill_mask(
+                &*self.constraint,
+                &self.state,
+                &mut self.scratch,
+                &mut self.bits,
+            );
         }
         &self.bits
     }
@@ -530,7 +597,11 @@ impl<C: Constraint> Matcher<C> {
     /// is not allowed, the mask is applied and `sample` draws again. Returns
     /// the token (not yet accepted), or `None` when nothing is allowed
     /// (only after the match finished).
-    pub fn sample(&mut self, logits: &mut [f32], mut sample: impl FnMut(&[f32]) -> u32) -> Option<u32> {
+    pub fn sample(
+        &mut self,
+        logits: &mut [f32],
+        mut sample: impl FnMut(&[f32]) -> u32,
+    ) -> Option<u32> {
         if self.finished {
             return None;
         }
@@ -548,7 +619,9 @@ impl<C: Constraint> Matcher<C> {
         } else {
             // A sampler that ignored −∞ (e.g. all-masked after its own
             // filters): fall back to the best allowed logit.
-            self.bits.iter().max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]))
+            self.bits
+                .iter()
+                .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]))
         }
     }
 

@@ -29,17 +29,45 @@ pub(crate) struct NumKind {
 
 impl NumKind {
     pub fn free_number() -> NumKind {
-        NumKind { integer: false, int_cap: 15, frac_cap: 15, exp_cap: 2, bounds: None, scale: 0 }
+        NumKind {
+            integer: false,
+            int_cap: 15,
+            frac_cap: 15,
+            exp_cap: 2,
+            bounds: None,
+            scale: 0,
+        }
     }
     pub fn free_integer() -> NumKind {
-        NumKind { integer: true, int_cap: 18, frac_cap: 0, exp_cap: 0, bounds: None, scale: 0 }
+        NumKind {
+            integer: true,
+            int_cap: 18,
+            frac_cap: 0,
+            exp_cap: 0,
+            bounds: None,
+            scale: 0,
+        }
     }
     /// A bounded kind; `lo`/`hi` are already scaled (see [`scale_bound`]).
     pub fn bounded(integer: bool, lo: i128, hi: i128) -> NumKind {
         if integer {
-            NumKind { integer, int_cap: 18, frac_cap: 0, exp_cap: 0, bounds: Some((lo, hi)), scale: 0 }
+            NumKind {
+                integer,
+                int_cap: 18,
+                frac_cap: 0,
+                exp_cap: 0,
+                bounds: Some((lo, hi)),
+                scale: 0,
+            }
         } else {
-            NumKind { integer, int_cap: 13, frac_cap: BOUNDED_SCALE, exp_cap: 0, bounds: Some((lo, hi)), scale: BOUNDED_SCALE }
+            NumKind {
+                integer,
+                int_cap: 13,
+                frac_cap: BOUNDED_SCALE,
+                exp_cap: 0,
+                bounds: Some((lo, hi)),
+                scale: BOUNDED_SCALE,
+            }
         }
     }
     /// Can any number of this kind be written at all?
@@ -54,7 +82,9 @@ impl NumKind {
     /// The set of scaled magnitudes reachable from `st`, as intervals, meets
     /// the bounds (taking the sign into account)?
     fn reachable_meets(&self, st: &NumState) -> bool {
-        let Some((lo, hi)) = self.bounds else { return true };
+        let Some((lo, hi)) = self.bounds else {
+            return true;
+        };
         let sc = Self::pow10(self.scale as u32);
         let frac_ok = !self.integer;
         let meets = |mlo: i128, mhi: i128, neg: Option<bool>| -> bool {
@@ -96,7 +126,9 @@ impl NumKind {
 
     /// The exact scaled value of a finished number is within bounds?
     fn value_ok(&self, st: &NumState) -> bool {
-        let Some((lo, hi)) = self.bounds else { return true };
+        let Some((lo, hi)) = self.bounds else {
+            return true;
+        };
         let nf = st.nf as u32;
         let mag = st.mag as i128 * Self::pow10(self.scale as u32 - nf);
         let v = if st.neg { -mag } else { mag };
@@ -109,55 +141,115 @@ impl NumKind {
         let digit = b.is_ascii_digit();
         // Digits are only remembered when bounds need them, so equal
         // positions of unbounded numbers are equal states.
-        let d = if self.bounds.is_some() { (b.wrapping_sub(b'0')) as u64 } else { 0 };
+        let d = if self.bounds.is_some() {
+            (b.wrapping_sub(b'0')) as u64
+        } else {
+            0
+        };
         let next = match st.stage {
             Stage::Start => match b {
-                b'-' => Some(NumState { stage: Stage::Minus, neg: true, ..*st }),
-                b'0' => Some(NumState { stage: Stage::Zero, ..*st }),
-                b'1'..=b'9' => Some(NumState { stage: Stage::Int, ni: 1, mag: d, ..*st }),
+                b'-' => Some(NumState {
+                    stage: Stage::Minus,
+                    neg: true,
+                    ..*st
+                }),
+                b'0' => Some(NumState {
+                    stage: Stage::Zero,
+                    ..*st
+                }),
+                b'1'..=b'9' => Some(NumState {
+                    stage: Stage::Int,
+                    ni: 1,
+                    mag: d,
+                    ..*st
+                }),
                 _ => None,
             },
             Stage::Minus => match b {
-                b'0' => Some(NumState { stage: Stage::Zero, ..*st }),
-                b'1'..=b'9' => Some(NumState { stage: Stage::Int, ni: 1, mag: d, ..*st }),
+                b'0' => Some(NumState {
+                    stage: Stage::Zero,
+                    ..*st
+                }),
+                b'1'..=b'9' => Some(NumState {
+                    stage: Stage::Int,
+                    ni: 1,
+                    mag: d,
+                    ..*st
+                }),
                 _ => None,
             },
             Stage::Zero | Stage::Int => {
                 if digit && st.stage == Stage::Int && st.ni < self.int_cap {
-                    Some(NumState { ni: st.ni + 1, mag: st.mag.wrapping_mul(10).wrapping_add(d), ..*st })
+                    Some(NumState {
+                        ni: st.ni + 1,
+                        mag: st.mag.wrapping_mul(10).wrapping_add(d),
+                        ..*st
+                    })
                 } else if b == b'.' && self.frac_cap > 0 {
-                    Some(NumState { stage: Stage::Dot, ..*st })
+                    Some(NumState {
+                        stage: Stage::Dot,
+                        ..*st
+                    })
                 } else if (b == b'e' || b == b'E') && self.exp_cap > 0 {
-                    Some(NumState { stage: Stage::E, ..*st })
+                    Some(NumState {
+                        stage: Stage::E,
+                        ..*st
+                    })
                 } else {
                     return self.end(st);
                 }
             }
             Stage::Dot => {
                 if digit {
-                    Some(NumState { stage: Stage::Frac, nf: 1, mag: st.mag.wrapping_mul(10).wrapping_add(d), ..*st })
+                    Some(NumState {
+                        stage: Stage::Frac,
+                        nf: 1,
+                        mag: st.mag.wrapping_mul(10).wrapping_add(d),
+                        ..*st
+                    })
                 } else {
                     None
                 }
             }
             Stage::Frac => {
                 if digit && st.nf < self.frac_cap {
-                    Some(NumState { nf: st.nf + 1, mag: st.mag.wrapping_mul(10).wrapping_add(d), ..*st })
+                    Some(NumState {
+                        nf: st.nf + 1,
+                        mag: st.mag.wrapping_mul(10).wrapping_add(d),
+                        ..*st
+                    })
                 } else if (b == b'e' || b == b'E') && self.exp_cap > 0 {
-                    Some(NumState { stage: Stage::E, ..*st })
+                    Some(NumState {
+                        stage: Stage::E,
+                        ..*st
+                    })
                 } else {
                     return self.end(st);
                 }
             }
             Stage::E => match b {
-                b'+' | b'-' => Some(NumState { stage: Stage::ESign, ..*st }),
-                b'0'..=b'9' => Some(NumState { stage: Stage::Exp, ne: 1, ..*st }),
+                b'+' | b'-' => Some(NumState {
+                    stage: Stage::ESign,
+                    ..*st
+                }),
+                b'0'..=b'9' => Some(NumState {
+                    stage: Stage::Exp,
+                    ne: 1,
+                    ..*st
+                }),
                 _ => None,
             },
-            Stage::ESign => digit.then_some(NumState { stage: Stage::Exp, ne: 1, ..*st }),
+            Stage::ESign => digit.then_some(NumState {
+                stage: Stage::Exp,
+                ne: 1,
+                ..*st
+            }),
             Stage::Exp => {
                 if digit && st.ne < self.exp_cap {
-                    Some(NumState { ne: st.ne + 1, ..*st })
+                    Some(NumState {
+                        ne: st.ne + 1,
+                        ..*st
+                    })
                 } else {
                     return self.end(st);
                 }
@@ -182,7 +274,10 @@ impl NumKind {
 
     /// The number may stop here.
     pub fn can_end(&self, st: &NumState) -> bool {
-        matches!(st.stage, Stage::Zero | Stage::Int | Stage::Frac | Stage::Exp) && self.value_ok(st)
+        matches!(
+            st.stage,
+            Stage::Zero | Stage::Int | Stage::Frac | Stage::Exp
+        ) && self.value_ok(st)
     }
 }
 
@@ -313,14 +408,22 @@ mod tests {
     #[test]
     fn integer_bounds() {
         let n = |v: i64| serde_json::Number::from(v);
-        let k = NumKind::bounded(true, scale_bound(&n(10), 0, true), scale_bound(&n(250), 0, false));
+        let k = NumKind::bounded(
+            true,
+            scale_bound(&n(10), 0, true),
+            scale_bound(&n(250), 0, false),
+        );
         assert!(run(&k, "10") && run(&k, "250") && run(&k, "99"));
         assert!(!run(&k, "9") && !run(&k, "251") && !run(&k, "-10"));
         // Liveness: after "2", "25" and "250" are still possible, "26" is not.
         let mut st = NumState::default();
         assert_eq!(k.step(&mut st, b'2'), NumStep::Continue);
         let mut s2 = st;
-        assert_eq!(k.step(&mut s2, b'6'), NumStep::Continue, "26 itself is in range");
+        assert_eq!(
+            k.step(&mut s2, b'6'),
+            NumStep::Continue,
+            "26 itself is in range"
+        );
         assert_eq!(k.step(&mut s2, b'0'), NumStep::Reject, "260 is not");
         assert_eq!(k.step(&mut st, b'-'), NumStep::Reject);
         assert!(!NumKind::bounded(true, 5, 4).satisfiable());

@@ -173,7 +173,11 @@ struct Parser<'a> {
 /// Parses `src` and returns the whole-string language (search semantics
 /// already applied).
 pub(crate) fn parse_pattern(src: &str) -> Result<Re, RegexError> {
-    let mut p = Parser { chars: src.chars().collect(), pos: 0, _src: src };
+    let mut p = Parser {
+        chars: src.chars().collect(),
+        pos: 0,
+        _src: src,
+    };
     let re = p.parse_alt(0)?;
     if p.pos < p.chars.len() {
         return err(format!("unbalanced `)` at offset {}", p.pos));
@@ -212,7 +216,11 @@ pub(crate) fn parse_pattern(src: &str) -> Result<Re, RegexError> {
             _ => Re::Concat(items),
         });
     }
-    Ok(if out.len() == 1 { out.pop().unwrap_or(Re::Empty) } else { Re::Alt(out) })
+    Ok(if out.len() == 1 {
+        out.pop().unwrap_or(Re::Empty)
+    } else {
+        Re::Alt(out)
+    })
 }
 
 fn contains_anchor(r: &Re) -> bool {
@@ -248,7 +256,11 @@ impl Parser<'_> {
         while self.eat('|') {
             branches.push(self.parse_concat(depth)?);
         }
-        Ok(if branches.len() == 1 { branches.pop().unwrap_or(Re::Empty) } else { Re::Alt(branches) })
+        Ok(if branches.len() == 1 {
+            branches.pop().unwrap_or(Re::Empty)
+        } else {
+            Re::Alt(branches)
+        })
     }
 
     fn parse_concat(&mut self, depth: u32) -> Result<Re, RegexError> {
@@ -348,7 +360,9 @@ impl Parser<'_> {
     }
 
     fn parse_atom(&mut self, depth: u32) -> Result<Re, RegexError> {
-        let Some(c) = self.peek() else { return err("unexpected end") };
+        let Some(c) = self.peek() else {
+            return err("unexpected end");
+        };
         self.pos += 1;
         match c {
             '^' => Ok(Re::Start),
@@ -370,7 +384,9 @@ impl Parser<'_> {
                                 }
                             }
                         }
-                        Some('=' | '!' | '<') => return err("lookaround assertions are not supported"),
+                        Some('=' | '!' | '<') => {
+                            return err("lookaround assertions are not supported")
+                        }
                         _ => return err("inline flags / unknown group syntax are not supported"),
                     }
                 }
@@ -412,7 +428,9 @@ impl Parser<'_> {
 
     /// After a backslash. `in_class` changes `\b` (backspace) and `-`.
     fn parse_escape(&mut self, in_class: bool) -> Result<Esc, RegexError> {
-        let Some(c) = self.peek() else { return err("trailing backslash") };
+        let Some(c) = self.peek() else {
+            return err("trailing backslash");
+        };
         self.pos += 1;
         Ok(match c {
             'd' => Esc::Set(ascii_digit()),
@@ -439,7 +457,9 @@ impl Parser<'_> {
                 if self.peek() == Some('{') {
                     return err("\\u{…} needs the `u` flag, which patterns do not have");
                 }
-                let Some(hi) = self.hex(4) else { return err("bad \\u escape") };
+                let Some(hi) = self.hex(4) else {
+                    return err("bad \\u escape");
+                };
                 if (0xD800..0xDC00).contains(&hi) {
                     // A surrogate pair written as two escapes is one character.
                     if self.peek() == Some('\\') && self.peek_at(1) == Some('u') {
@@ -472,7 +492,9 @@ impl Parser<'_> {
         let mut set = CharSet::empty();
         let mut has_shorthand = false;
         loop {
-            let Some(c) = self.peek() else { return err("missing `]`") };
+            let Some(c) = self.peek() else {
+                return err("missing `]`");
+            };
             if c == ']' {
                 self.pos += 1;
                 break;
@@ -510,7 +532,9 @@ impl Parser<'_> {
     }
 
     fn class_atom(&mut self, has_shorthand: &mut bool) -> Result<Esc, RegexError> {
-        let Some(c) = self.peek() else { return err("missing `]`") };
+        let Some(c) = self.peek() else {
+            return err("missing `]`");
+        };
         self.pos += 1;
         if c == '\\' {
             let e = self.parse_escape(true)?;
@@ -538,10 +562,22 @@ mod tests {
         let a = CharSet::from_ranges(&[(10, 20), (15, 30), (40, 50)]);
         assert_eq!(a.ranges(), &[(10, 30), (40, 50)]);
         let n = a.negate();
-        assert!(n.contains(0) && !n.contains(10) && n.contains(35) && !n.contains(45) && n.contains(0x10FFFF));
+        assert!(
+            n.contains(0)
+                && !n.contains(10)
+                && n.contains(35)
+                && !n.contains(45)
+                && n.contains(0x10FFFF)
+        );
         assert!(!n.contains(0xD800), "surrogates are never members");
-        assert_eq!(a.intersect(&CharSet::from_ranges(&[(25, 45)])).ranges(), &[(25, 30), (40, 45)]);
-        assert_eq!(a.minus(&CharSet::from_ranges(&[(12, 48)])).ranges(), &[(10, 11), (49, 50)]);
+        assert_eq!(
+            a.intersect(&CharSet::from_ranges(&[(25, 45)])).ranges(),
+            &[(25, 30), (40, 45)]
+        );
+        assert_eq!(
+            a.minus(&CharSet::from_ranges(&[(12, 48)])).ranges(),
+            &[(10, 11), (49, 50)]
+        );
     }
 
     #[test]
@@ -549,7 +585,10 @@ mod tests {
         let r = parse_pattern("^ab$").unwrap();
         assert_eq!(
             r,
-            Re::Concat(vec![Re::Class(CharSet::single('a' as u32)), Re::Class(CharSet::single('b' as u32))])
+            Re::Concat(vec![
+                Re::Class(CharSet::single('a' as u32)),
+                Re::Class(CharSet::single('b' as u32))
+            ])
         );
         // Unanchored: Σ* on both sides.
         match parse_pattern("ab").unwrap() {
@@ -564,7 +603,10 @@ mod tests {
 
     #[test]
     fn rejects_unsupported() {
-        for p in ["(a)\\1", "a(?=b)", "a(?!b)", "(?<=a)b", "\\bword", "a^b", "\\p{L}", "(?i)abc", "a**", "(ab", "ab)"] {
+        for p in [
+            "(a)\\1", "a(?=b)", "a(?!b)", "(?<=a)b", "\\bword", "a^b", "\\p{L}", "(?i)abc", "a**",
+            "(ab", "ab)",
+        ] {
             assert!(parse_pattern(p).is_err(), "{p} should be rejected");
         }
     }
@@ -573,8 +615,13 @@ mod tests {
     fn classes_and_escapes() {
         match parse_pattern("^[^a-c\\d]$").unwrap() {
             Re::Class(s) => {
-                assert!(!s.contains('a' as u32) && !s.contains('5' as u32) && s.contains('z' as u32));
-                assert!(!s.contains(0xE9), "negated class with a shorthand is ASCII-only");
+                assert!(
+                    !s.contains('a' as u32) && !s.contains('5' as u32) && s.contains('z' as u32)
+                );
+                assert!(
+                    !s.contains(0xE9),
+                    "negated class with a shorthand is ASCII-only"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -582,7 +629,10 @@ mod tests {
             Re::Class(s) => assert!(s.contains(0x1F600)),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_pattern("^a{2,3}$").unwrap(), Re::Repeat(_, 2, Some(3))));
+        assert!(matches!(
+            parse_pattern("^a{2,3}$").unwrap(),
+            Re::Repeat(_, 2, Some(3))
+        ));
         // `{` that is not a quantifier is a literal.
         assert!(parse_pattern("^a{x$").is_ok());
         assert!(parse_pattern("^a{3,2}$").is_err());

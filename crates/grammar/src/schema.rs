@@ -83,11 +83,17 @@ const REJECTED: &[(&str, &str)] = &[
     ("dependentRequired", "`dependentRequired` is not supported"),
     ("dependentSchemas", "`dependentSchemas` is not supported"),
     ("dependencies", "`dependencies` is not supported"),
-    ("unevaluatedProperties", "`unevaluatedProperties` is not supported"),
+    (
+        "unevaluatedProperties",
+        "`unevaluatedProperties` is not supported",
+    ),
     ("unevaluatedItems", "`unevaluatedItems` is not supported"),
     ("multipleOf", "`multipleOf` is not supported"),
     ("$dynamicRef", "dynamic references are not supported"),
-    ("$recursiveRef", "recursive references are not supported; use $ref"),
+    (
+        "$recursiveRef",
+        "recursive references are not supported; use $ref",
+    ),
 ];
 
 /// Keywords this compiler understands.
@@ -120,8 +126,21 @@ const HANDLED: &[&str] = &[
     "$ref",
 ];
 
-const OBJECT_KW: &[&str] = &["properties", "required", "additionalProperties", "minProperties", "maxProperties"];
-const ARRAY_KW: &[&str] = &["items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems"];
+const OBJECT_KW: &[&str] = &[
+    "properties",
+    "required",
+    "additionalProperties",
+    "minProperties",
+    "maxProperties",
+];
+const ARRAY_KW: &[&str] = &[
+    "items",
+    "prefixItems",
+    "additionalItems",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+];
 const STRING_KW: &[&str] = &["minLength", "maxLength", "pattern", "format"];
 const NUMBER_KW: &[&str] = &["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
 
@@ -136,8 +155,12 @@ const MAX_SCHEMA_DEPTH: u32 = 64;
 /// local part and domain labels.
 fn format_pattern(name: &str) -> Option<&'static str> {
     Some(match name {
-        "date" => r"^\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))$",
-        "time" => r"^(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$",
+        "date" => {
+            r"^\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))$"
+        }
+        "time" => {
+            r"^(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
+        }
         "date-time" => concat!(
             r"^\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))",
             r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
@@ -147,7 +170,9 @@ fn format_pattern(name: &str) -> Option<&'static str> {
             r"^[A-Za-z0-9]{1,16}(?:[._+-][A-Za-z0-9]{1,16}){0,2}@",
             r"[A-Za-z0-9]{1,20}(?:-[A-Za-z0-9]{1,20}){0,2}(?:\.[A-Za-z0-9]{1,20}){0,2}\.[A-Za-z]{2,10}$"
         ),
-        "ipv4" => r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$",
+        "ipv4" => {
+            r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$"
+        }
         _ => return None,
     })
 }
@@ -175,16 +200,34 @@ pub(crate) struct Compiler<'a> {
     lit_values: HashMap<NodeId, Vec<Value>>,
     bool_node: Option<NodeId>,
     depth: u32,
+    dfa_states: usize,
+    table_cells: usize,
 }
 
+/// Grammar-wide limits: a client's schema must not make the server build
+/// unbounded automata (each DFA state is a 1 KiB transition row).
+const MAX_TOTAL_DFA_STATES: usize = 65_536;
+const MAX_TOTAL_TABLE_CELLS: usize = 4_000_000;
+
 fn unsupported(keyword: &str, path: &str, reason: impl Into<String>) -> SchemaError {
-    SchemaError::UnsupportedKeyword { keyword: keyword.into(), path: path.into(), reason: reason.into() }
+    SchemaError::UnsupportedKeyword {
+        keyword: keyword.into(),
+        path: path.into(),
+        reason: reason.into(),
+    }
 }
 fn invalid(keyword: &str, path: &str, reason: impl Into<String>) -> SchemaError {
-    SchemaError::InvalidKeyword { keyword: keyword.into(), path: path.into(), reason: reason.into() }
+    SchemaError::InvalidKeyword {
+        keyword: keyword.into(),
+        path: path.into(),
+        reason: reason.into(),
+    }
 }
 fn too_complex(path: &str, reason: impl Into<String>) -> SchemaError {
-    SchemaError::TooComplex { path: path.into(), reason: reason.into() }
+    SchemaError::TooComplex {
+        path: path.into(),
+        reason: reason.into(),
+    }
 }
 
 fn json_ptr_escape(s: &str) -> String {
@@ -229,6 +272,8 @@ impl<'a> Compiler<'a> {
             lit_values: HashMap::new(),
             bool_node: None,
             depth: 0,
+            dfa_states: 0,
+            table_cells: 0,
         }
     }
 
@@ -243,7 +288,11 @@ impl<'a> Compiler<'a> {
     /// Compiles `schema` (inside this compiler's document) as a node of the
     /// grammar, for embedding (tool arguments). Call [`Compiler::finish`]
     /// once all nodes are in.
-    pub(crate) fn compile_node(&mut self, schema: &Value, path: &str) -> Result<NodeId, SchemaError> {
+    pub(crate) fn compile_node(
+        &mut self,
+        schema: &Value,
+        path: &str,
+    ) -> Result<NodeId, SchemaError> {
         self.compile(schema, path)
     }
 
@@ -271,7 +320,11 @@ impl<'a> Compiler<'a> {
             Value::Bool(true) => Ok(ANY),
             Value::Bool(false) => Ok(self.never()),
             Value::Object(m) => self.compile_map(m, path),
-            _ => Err(invalid("(schema)", path, "a schema must be an object or a boolean")),
+            _ => Err(invalid(
+                "(schema)",
+                path,
+                "a schema must be an object or a boolean",
+            )),
         };
         self.depth -= 1;
         r
@@ -287,14 +340,25 @@ impl<'a> Compiler<'a> {
             }
         }
         if let Some(r) = m.get("$ref") {
-            if let Some(k) = m.keys().find(|k| k.as_str() != "$ref" && is_validation_kw(k)) {
-                return Err(unsupported(k, path, "keywords beside `$ref` are not supported"));
+            if let Some(k) = m
+                .keys()
+                .find(|k| k.as_str() != "$ref" && is_validation_kw(k))
+            {
+                return Err(unsupported(
+                    k,
+                    path,
+                    "keywords beside `$ref` are not supported",
+                ));
             }
-            let r = r.as_str().ok_or_else(|| invalid("$ref", path, "must be a string"))?;
+            let r = r
+                .as_str()
+                .ok_or_else(|| invalid("$ref", path, "must be a string"))?;
             return self.resolve_ref(r, path);
         }
         if let Some(all) = m.get("allOf") {
-            let all = all.as_array().ok_or_else(|| invalid("allOf", path, "must be an array"))?;
+            let all = all
+                .as_array()
+                .ok_or_else(|| invalid("allOf", path, "must be an array"))?;
             let mut merged: Map<String, Value> = m.clone();
             merged.remove("allOf");
             for (i, sub) in all.iter().enumerate() {
@@ -311,10 +375,19 @@ impl<'a> Compiler<'a> {
         let any_of = m.get("anyOf");
         let one_of = m.get("oneOf");
         if any_of.is_some() && one_of.is_some() {
-            return Err(unsupported("oneOf", path, "`anyOf` and `oneOf` together are not supported"));
+            return Err(unsupported(
+                "oneOf",
+                path,
+                "`anyOf` and `oneOf` together are not supported",
+            ));
         }
-        if let Some((kw, list)) = any_of.map(|v| ("anyOf", v)).or(one_of.map(|v| ("oneOf", v))) {
-            let list = list.as_array().ok_or_else(|| invalid(kw, path, "must be an array"))?;
+        if let Some((kw, list)) = any_of
+            .map(|v| ("anyOf", v))
+            .or(one_of.map(|v| ("oneOf", v)))
+        {
+            let list = list
+                .as_array()
+                .ok_or_else(|| invalid(kw, path, "must be an array"))?;
             if list.is_empty() {
                 return Err(invalid(kw, path, "must not be empty"));
             }
@@ -379,7 +452,13 @@ impl<'a> Compiler<'a> {
                                 t.push(s.to_string());
                             }
                         }
-                        None => return Err(invalid("type", path, "must be a string or an array of strings")),
+                        None => {
+                            return Err(invalid(
+                                "type",
+                                path,
+                                "must be a string or an array of strings",
+                            ))
+                        }
                     }
                 }
                 if t.is_empty() {
@@ -387,7 +466,13 @@ impl<'a> Compiler<'a> {
                 }
                 t
             }
-            Some(_) => return Err(invalid("type", path, "must be a string or an array of strings")),
+            Some(_) => {
+                return Err(invalid(
+                    "type",
+                    path,
+                    "must be a string or an array of strings",
+                ))
+            }
         };
         // `integer` is a subset of `number`: drop it when both are listed.
         let types: Vec<&String> = types
@@ -398,7 +483,11 @@ impl<'a> Compiler<'a> {
         for t in types {
             nodes.push(self.compile_typed(t, m, path)?);
         }
-        Ok(if nodes.len() == 1 { nodes[0] } else { self.g.add_node(Node::Union(nodes)) })
+        Ok(if nodes.len() == 1 {
+            nodes[0]
+        } else {
+            self.g.add_node(Node::Union(nodes))
+        })
     }
 
     /// Follows `$ref`-only schemas to the JSON they name (for merging).
@@ -411,10 +500,19 @@ impl<'a> Compiler<'a> {
         }
         if let Value::Object(m) = v {
             if let Some(r) = m.get("$ref") {
-                if let Some(k) = m.keys().find(|k| k.as_str() != "$ref" && is_validation_kw(k)) {
-                    return Err(unsupported(k, path, "keywords beside `$ref` are not supported"));
+                if let Some(k) = m
+                    .keys()
+                    .find(|k| k.as_str() != "$ref" && is_validation_kw(k))
+                {
+                    return Err(unsupported(
+                        k,
+                        path,
+                        "keywords beside `$ref` are not supported",
+                    ));
                 }
-                let r = r.as_str().ok_or_else(|| invalid("$ref", path, "must be a string"))?;
+                let r = r
+                    .as_str()
+                    .ok_or_else(|| invalid("$ref", path, "must be a string"))?;
                 let ptr = self.pointer(r, path)?;
                 let doc: &'a Value = self.doc;
                 let target: &'b Value = doc.pointer(&ptr).ok_or_else(|| SchemaError::BadRef {
@@ -429,7 +527,11 @@ impl<'a> Compiler<'a> {
     }
 
     fn pointer(&self, r: &str, path: &str) -> Result<String, SchemaError> {
-        let bad = |why: &str| SchemaError::BadRef { path: path.into(), reference: r.into(), reason: why.into() };
+        let bad = |why: &str| SchemaError::BadRef {
+            path: path.into(),
+            reference: r.into(),
+            reason: why.into(),
+        };
         let Some(frag) = r.strip_prefix('#') else {
             return Err(bad("only local references (`#…`) are supported"));
         };
@@ -474,23 +576,39 @@ impl<'a> Compiler<'a> {
         let mut base = m.clone();
         base.remove("enum");
         base.remove("const");
-        let base_node = if base.keys().any(|k| is_validation_kw(k)) { self.compile_map(&base, path)? } else { ANY };
+        let base_node = if base.keys().any(|k| is_validation_kw(k)) {
+            self.compile_map(&base, path)?
+        } else {
+            ANY
+        };
         let lit_root = self.g.add_lits(&[]);
         let node = self.g.add_node(Node::Lit(lit_root));
-        self.enums.push(EnumFilter { lit_node: node, base: base_node, values });
+        self.enums.push(EnumFilter {
+            lit_node: node,
+            base: base_node,
+            values,
+        });
         Ok(node)
     }
 
-    fn compile_typed(&mut self, t: &str, m: &Map<String, Value>, path: &str) -> Result<NodeId, SchemaError> {
+    fn compile_typed(
+        &mut self,
+        t: &str,
+        m: &Map<String, Value>,
+        path: &str,
+    ) -> Result<NodeId, SchemaError> {
         match t {
             "null" => Ok(NULL_NODE),
             "boolean" => {
                 if let Some(b) = self.bool_node {
                     return Ok(b);
                 }
-                let root = self.g.add_lits(&[(b"true".to_vec(), NONE), (b"false".to_vec(), NONE)]);
+                let root = self
+                    .g
+                    .add_lits(&[(b"true".to_vec(), NONE), (b"false".to_vec(), NONE)]);
                 let n = self.g.add_node(Node::Lit(root));
-                self.lit_values.insert(n, vec![Value::Bool(true), Value::Bool(false)]);
+                self.lit_values
+                    .insert(n, vec![Value::Bool(true), Value::Bool(false)]);
                 self.bool_node = Some(n);
                 Ok(n)
             }
@@ -502,7 +620,11 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn compile_string(&mut self, m: &Map<String, Value>, path: &str) -> Result<NodeId, SchemaError> {
+    fn compile_string(
+        &mut self,
+        m: &Map<String, Value>,
+        path: &str,
+    ) -> Result<NodeId, SchemaError> {
         let min = match m.get("minLength") {
             Some(v) => as_count(v, "minLength", path)?,
             None => 0,
@@ -516,33 +638,60 @@ impl<'a> Compiler<'a> {
         }
         let mut dfa: Option<Dfa> = None;
         if let Some(p) = m.get("pattern") {
-            let p = p.as_str().ok_or_else(|| invalid("pattern", path, "must be a string"))?;
+            let p = p
+                .as_str()
+                .ok_or_else(|| invalid("pattern", path, "must be a string"))?;
             dfa = Some(compile_pattern(p, path)?);
         }
         if let Some(f) = m.get("format") {
-            let f = f.as_str().ok_or_else(|| invalid("format", path, "must be a string"))?;
+            let f = f
+                .as_str()
+                .ok_or_else(|| invalid("format", path, "must be a string"))?;
             let Some(p) = format_pattern(f) else {
                 return Err(unsupported(
                     "format",
                     path,
-                    format!("format {f:?} is not enforced (supported: {})", SUPPORTED_FORMATS.join(", ")),
+                    format!(
+                        "format {f:?} is not enforced (supported: {})",
+                        SUPPORTED_FORMATS.join(", ")
+                    ),
                 ));
             };
             let fd = compile_pattern(p, path)?;
             dfa = Some(match dfa {
                 None => fd,
-                Some(d) => Dfa::product(&d, &fd, |a, b| a && b).map_err(|e| too_complex(path, e.0))?,
+                Some(d) => {
+                    Dfa::product(&d, &fd, |a, b| a && b).map_err(|e| too_complex(path, e.0))?
+                }
             });
         }
         let kind = match dfa {
             None if min == 0 && max == u32::MAX => FREE_STR,
-            None => self.add_str(StrKind { dfa: 0, min, max, table: None }),
+            None => self.add_str(StrKind {
+                dfa: 0,
+                min,
+                max,
+                table: None,
+            }),
             Some(d) => {
                 if d.is_empty() {
                     return Ok(self.never());
                 }
                 let table = if min > 0 || max != u32::MAX {
-                    let t = LenTable::build(&d, min, (max != u32::MAX).then_some(max)).map_err(|e| too_complex(path, e.0))?;
+                    let levels = if max != u32::MAX {
+                        max as usize + 1
+                    } else {
+                        min as usize + 1
+                    };
+                    self.table_cells += levels.saturating_mul(d.n_states());
+                    if self.table_cells > MAX_TOTAL_TABLE_CELLS {
+                        return Err(too_complex(
+                            path,
+                            "patterns with length bounds need too large tables in total",
+                        ));
+                    }
+                    let t = LenTable::build(&d, min, (max != u32::MAX).then_some(max))
+                        .map_err(|e| too_complex(path, e.0))?;
                     if !t.is_live(d.start, 0) {
                         return Ok(self.never());
                     }
@@ -550,12 +699,29 @@ impl<'a> Compiler<'a> {
                 } else {
                     None
                 };
-                self.g.dfas.push(d);
-                let di = self.g.dfas.len() as u32 - 1;
-                self.add_str(StrKind { dfa: di, min, max, table })
+                let di = self.push_dfa(d, path)?;
+                self.add_str(StrKind {
+                    dfa: di,
+                    min,
+                    max,
+                    table,
+                })
             }
         };
         Ok(self.g.add_node(Node::Str(kind)))
+    }
+
+    /// Adds a string DFA within the grammar-wide state budget.
+    fn push_dfa(&mut self, d: Dfa, path: &str) -> Result<u32, SchemaError> {
+        self.dfa_states += d.n_states();
+        if self.dfa_states > MAX_TOTAL_DFA_STATES {
+            return Err(too_complex(
+                path,
+                "string patterns need too many automaton states in total",
+            ));
+        }
+        self.g.dfas.push(d);
+        Ok(self.g.dfas.len() as u32 - 1)
     }
 
     fn add_str(&mut self, k: StrKind) -> u32 {
@@ -563,7 +729,12 @@ impl<'a> Compiler<'a> {
         self.g.strs.len() as u32 - 1
     }
 
-    fn compile_number(&mut self, integer: bool, m: &Map<String, Value>, path: &str) -> Result<NodeId, SchemaError> {
+    fn compile_number(
+        &mut self,
+        integer: bool,
+        m: &Map<String, Value>,
+        path: &str,
+    ) -> Result<NodeId, SchemaError> {
         let scale = if integer { 0 } else { BOUNDED_SCALE };
         let num = |kw: &str| -> Result<Option<&serde_json::Number>, SchemaError> {
             match m.get(kw) {
@@ -606,7 +777,11 @@ impl<'a> Compiler<'a> {
                 NumKind::free_number()
             }
         } else {
-            NumKind::bounded(integer, lo.unwrap_or(i128::MIN / 4), hi.unwrap_or(i128::MAX / 4))
+            NumKind::bounded(
+                integer,
+                lo.unwrap_or(i128::MIN / 4),
+                hi.unwrap_or(i128::MAX / 4),
+            )
         };
         if !kind.satisfiable() {
             return Ok(self.never());
@@ -621,13 +796,19 @@ impl<'a> Compiler<'a> {
         Ok(self.g.add_node(Node::Num(id)))
     }
 
-    fn compile_object(&mut self, m: &Map<String, Value>, path: &str) -> Result<NodeId, SchemaError> {
+    fn compile_object(
+        &mut self,
+        m: &Map<String, Value>,
+        path: &str,
+    ) -> Result<NodeId, SchemaError> {
         let required: Vec<String> = match m.get("required") {
             None => Vec::new(),
             Some(Value::Array(a)) => {
                 let mut r = Vec::new();
                 for x in a {
-                    let s = x.as_str().ok_or_else(|| invalid("required", path, "must be an array of strings"))?;
+                    let s = x
+                        .as_str()
+                        .ok_or_else(|| invalid("required", path, "must be an array of strings"))?;
                     if !r.iter().any(|y: &String| y == s) {
                         r.push(s.to_string());
                     }
@@ -651,20 +832,31 @@ impl<'a> Compiler<'a> {
             }
             Some(Value::Bool(true)) => Some(ANY),
             Some(Value::Bool(false)) => None,
-            Some(s @ Value::Object(_)) => Some(self.compile(s, &format!("{path}/additionalProperties"))?),
+            Some(s @ Value::Object(_)) => {
+                Some(self.compile(s, &format!("{path}/additionalProperties"))?)
+            }
             Some(_) => return Err(invalid("additionalProperties", path, "must be a schema")),
         };
         let mut props = Vec::new();
         if let Some(p) = props_v {
             for (name, sub) in p {
-                let node = self.compile(sub, &format!("{path}/properties/{}", json_ptr_escape(name)))?;
-                props.push(Prop { name: name.clone(), node, required: required.contains(name) });
+                let node =
+                    self.compile(sub, &format!("{path}/properties/{}", json_ptr_escape(name)))?;
+                props.push(Prop {
+                    name: name.clone(),
+                    node,
+                    required: required.contains(name),
+                });
             }
         }
         for r in &required {
             if !props.iter().any(|p| &p.name == r) {
                 match additional {
-                    Some(a) => props.push(Prop { name: r.clone(), node: a, required: true }),
+                    Some(a) => props.push(Prop {
+                        name: r.clone(),
+                        node: a,
+                        required: true,
+                    }),
                     None => return Ok(self.never()),
                 }
             }
@@ -676,7 +868,11 @@ impl<'a> Compiler<'a> {
         if let Some(v) = m.get("minProperties") {
             let n = as_count(v, "minProperties", path)?;
             if n > n_required {
-                return Err(unsupported("minProperties", path, "only values up to the number of required properties are supported"));
+                return Err(unsupported(
+                    "minProperties",
+                    path,
+                    "only values up to the number of required properties are supported",
+                ));
             }
         }
         if let Some(v) = m.get("maxProperties") {
@@ -689,12 +885,18 @@ impl<'a> Compiler<'a> {
             }
         }
         let add_key_kind = if additional.is_some() && !props.is_empty() {
-            let keys = Dfa::from_literals(props.iter().map(|p| p.name.as_str())).map_err(|e| too_complex(path, e.0))?;
+            let keys = Dfa::from_literals(props.iter().map(|p| p.name.as_str()))
+                .map_err(|e| too_complex(path, e.0))?;
             let free = &self.g.dfas[0];
-            let d = Dfa::product(free, &keys, |a, b| a && !b).map_err(|e| too_complex(path, e.0))?;
-            self.g.dfas.push(d);
-            let di = self.g.dfas.len() as u32 - 1;
-            self.add_str(StrKind { dfa: di, min: 0, max: u32::MAX, table: None })
+            let d =
+                Dfa::product(free, &keys, |a, b| a && !b).map_err(|e| too_complex(path, e.0))?;
+            let di = self.push_dfa(d, path)?;
+            self.add_str(StrKind {
+                dfa: di,
+                min: 0,
+                max: u32::MAX,
+                table: None,
+            })
         } else {
             FREE_STR
         };
@@ -711,7 +913,9 @@ impl<'a> Compiler<'a> {
         let mut prefix = Vec::new();
         let mut items: Option<NodeId> = Some(ANY);
         if let Some(p) = m.get("prefixItems") {
-            let a = p.as_array().ok_or_else(|| invalid("prefixItems", path, "must be an array"))?;
+            let a = p
+                .as_array()
+                .ok_or_else(|| invalid("prefixItems", path, "must be an array"))?;
             for (i, s) in a.iter().enumerate() {
                 prefix.push(self.compile(s, &format!("{path}/prefixItems/{i}"))?);
             }
@@ -720,7 +924,11 @@ impl<'a> Compiler<'a> {
             None => {}
             Some(Value::Array(a)) => {
                 if m.contains_key("prefixItems") {
-                    return Err(invalid("items", path, "array form together with prefixItems"));
+                    return Err(invalid(
+                        "items",
+                        path,
+                        "array form together with prefixItems",
+                    ));
                 }
                 for (i, s) in a.iter().enumerate() {
                     prefix.push(self.compile(s, &format!("{path}/items/{i}"))?);
@@ -745,7 +953,12 @@ impl<'a> Compiler<'a> {
         if min > max {
             return Ok(self.never());
         }
-        Ok(self.g.add_node(Node::Array(ArrayNode { prefix, items, min, max })))
+        Ok(self.g.add_node(Node::Array(ArrayNode {
+            prefix,
+            items,
+            min,
+            max,
+        })))
     }
 
     // ---- whole-grammar passes -------------------------------------------
@@ -756,11 +969,11 @@ impl<'a> Compiler<'a> {
     pub(crate) fn finish(mut self) -> Result<Grammar, SchemaError> {
         self.collapse_aliases()?;
         check_start_cycles(&self.g)?;
-        finalize_objects(&mut self.g);
+        finalize_objects(&mut self.g)?;
         self.filter_enums();
         let productive = productive(&self.g);
         cleanup(&mut self.g, &productive);
-        finalize_objects(&mut self.g);
+        finalize_objects(&mut self.g)?;
         if !productive[self.g.root as usize] {
             return Err(SchemaError::Unsatisfiable { path: "#".into() });
         }
@@ -773,7 +986,7 @@ impl<'a> Compiler<'a> {
     fn collapse_aliases(&mut self) -> Result<(), SchemaError> {
         let n = self.g.nodes.len();
         let mut target: Vec<NodeId> = (0..n as NodeId).collect();
-        for i in 0..n {
+        for (i, tgt) in target.iter_mut().enumerate() {
             let mut cur = i as NodeId;
             let mut hops = 0;
             while let Node::Union(b) = &self.g.nodes[cur as usize] {
@@ -786,7 +999,7 @@ impl<'a> Compiler<'a> {
                     return Err(too_complex("#", "a $ref cycle that never produces a value"));
                 }
             }
-            target[i] = cur;
+            *tgt = cur;
         }
         let t = |x: &mut NodeId| *x = target[*x as usize];
         for node in self.g.nodes.iter_mut() {
@@ -825,7 +1038,11 @@ impl<'a> Compiler<'a> {
         for e in self.enums.iter_mut() {
             t(&mut e.base);
         }
-        let lv: HashMap<NodeId, Vec<Value>> = self.lit_values.drain().map(|(k, v)| (target[k as usize], v)).collect();
+        let lv: HashMap<NodeId, Vec<Value>> = self
+            .lit_values
+            .drain()
+            .map(|(k, v)| (target[k as usize], v))
+            .collect();
         self.lit_values = lv;
         Ok(())
     }
@@ -835,7 +1052,9 @@ impl<'a> Compiler<'a> {
             let mut words = Vec::new();
             let mut kept = Vec::new();
             for v in &e.values {
-                let Ok(text) = serde_json::to_string(v) else { continue };
+                let Ok(text) = serde_json::to_string(v) else {
+                    continue;
+                };
                 let ok = {
                     let st = self.g.start_at(e.base);
                     match self.g.advance_bytes(&st, text.as_bytes()) {
@@ -855,7 +1074,9 @@ impl<'a> Compiler<'a> {
     }
 
     fn check_one_of(&self, u: NodeId, path: &str) -> Result<(), SchemaError> {
-        let Node::Union(bs) = &self.g.nodes[u as usize] else { return Ok(()) };
+        let Node::Union(bs) = &self.g.nodes[u as usize] else {
+            return Ok(());
+        };
         for i in 0..bs.len() {
             for j in i + 1..bs.len() {
                 if !self.disjoint(bs[i], bs[j]) {
@@ -877,11 +1098,15 @@ impl<'a> Compiler<'a> {
         if let (Some(va), Some(vb)) = (self.lit_values.get(&a), self.lit_values.get(&b)) {
             return !va.iter().any(|x| vb.contains(x));
         }
-        if let (Node::Object(oa), Node::Object(ob)) = (&self.g.nodes[a as usize], &self.g.nodes[b as usize]) {
+        if let (Node::Object(oa), Node::Object(ob)) =
+            (&self.g.nodes[a as usize], &self.g.nodes[b as usize])
+        {
             // A required discriminator with disjoint constant values.
             for pa in oa.props.iter().filter(|p| p.required) {
                 if let Some(pb) = ob.props.iter().find(|p| p.required && p.name == pa.name) {
-                    if let (Some(va), Some(vb)) = (self.lit_values.get(&pa.node), self.lit_values.get(&pb.node)) {
+                    if let (Some(va), Some(vb)) =
+                        (self.lit_values.get(&pa.node), self.lit_values.get(&pb.node))
+                    {
                         if !va.iter().any(|x| vb.contains(x)) {
                             return true;
                         }
@@ -889,7 +1114,9 @@ impl<'a> Compiler<'a> {
                 }
             }
             // A property required by one that the other cannot have.
-            let forbids = |o: &ObjectNode, name: &str| o.additional.is_none() && !o.props.iter().any(|p| p.name == name);
+            let forbids = |o: &ObjectNode, name: &str| {
+                o.additional.is_none() && !o.props.iter().any(|p| p.name == name)
+            };
             if oa.props.iter().any(|p| p.required && forbids(ob, &p.name))
                 || ob.props.iter().any(|p| p.required && forbids(oa, &p.name))
             {
@@ -906,12 +1133,20 @@ fn compile_pattern(p: &str, path: &str) -> Result<Dfa, SchemaError> {
         pattern: p.into(),
         reason: e.0,
     })?;
-    Dfa::from_re(&re).map_err(|e| SchemaError::UnsupportedPattern { path: path.into(), pattern: p.into(), reason: e.0 })
+    Dfa::from_re(&re).map_err(|e| SchemaError::UnsupportedPattern {
+        path: path.into(),
+        pattern: p.into(),
+        reason: e.0,
+    })
 }
 
 /// Merges two schema objects as an intersection (for `allOf` and for
 /// keywords beside `anyOf`/`oneOf`). Only non-conflicting merges are done.
-fn merge(a: &Map<String, Value>, b: &Map<String, Value>, path: &str) -> Result<Map<String, Value>, SchemaError> {
+fn merge(
+    a: &Map<String, Value>,
+    b: &Map<String, Value>,
+    path: &str,
+) -> Result<Map<String, Value>, SchemaError> {
     let mut out = a.clone();
     for (k, v) in b {
         match out.get(k) {
@@ -932,7 +1167,9 @@ fn merge(a: &Map<String, Value>, b: &Map<String, Value>, path: &str) -> Result<M
                 out.insert(k.clone(), Value::Array(r));
             }
             Some(Value::Object(x)) if k == "properties" => {
-                let Value::Object(y) = v else { return Err(invalid("properties", path, "must be an object")) };
+                let Value::Object(y) = v else {
+                    return Err(invalid("properties", path, "must be an object"));
+                };
                 let mut p = x.clone();
                 for (name, s) in y {
                     match p.get(name) {
@@ -992,8 +1229,13 @@ fn first_classes(g: &Grammar, n: NodeId, depth: u32) -> u8 {
         Node::Array(_) => C_ARR,
         Node::Str(_) => C_STR,
         Node::Num(_) => C_NUM,
-        Node::Lit(r) => g.lits[*r as usize].edges.iter().fold(0, |acc, e| acc | class_of_byte(e.0)),
-        Node::Union(bs) => bs.iter().fold(0, |acc, &b| acc | first_classes(g, b, depth + 1)),
+        Node::Lit(r) => g.lits[*r as usize]
+            .edges
+            .iter()
+            .fold(0, |acc, e| acc | class_of_byte(e.0)),
+        Node::Union(bs) => bs
+            .iter()
+            .fold(0, |acc, &b| acc | first_classes(g, b, depth + 1)),
         _ => C_RAW,
     }
 }
@@ -1024,7 +1266,12 @@ pub(crate) fn check_start_cycles(g: &Grammar) -> Result<(), SchemaError> {
                 let t = ss[*i] as usize;
                 *i += 1;
                 match mark[t] {
-                    1 => return Err(too_complex("#", "a $ref/anyOf cycle that never produces a value")),
+                    1 => {
+                        return Err(too_complex(
+                            "#",
+                            "a $ref/anyOf cycle that never produces a value",
+                        ))
+                    }
                     0 => {
                         mark[t] = 1;
                         let st = succ(g, t);
@@ -1041,16 +1288,41 @@ pub(crate) fn check_start_cycles(g: &Grammar) -> Result<(), SchemaError> {
     Ok(())
 }
 
+/// Most key-trie words built over all objects (objects with many optional
+/// properties need one trie per position: quadratic in the count).
+const MAX_KEY_WORDS: usize = 1_000_000;
+
 /// Builds each object's per-position key tries and required flags.
-pub(crate) fn finalize_objects(g: &mut Grammar) {
+pub(crate) fn finalize_objects(g: &mut Grammar) -> Result<(), SchemaError> {
+    let mut words_total = 0usize;
+    for n in &g.nodes {
+        if let Node::Object(o) = n {
+            for next in 0..o.props.len() {
+                let upto = o.props[next..]
+                    .iter()
+                    .position(|p| p.required)
+                    .map_or(o.props.len(), |k| next + k + 1);
+                words_total += upto - next;
+            }
+        }
+    }
+    if words_total > MAX_KEY_WORDS {
+        return Err(too_complex("#", "too many optional properties"));
+    }
     for i in 0..g.nodes.len() {
-        let Node::Object(o) = &g.nodes[i] else { continue };
+        let Node::Object(o) = &g.nodes[i] else {
+            continue;
+        };
         let n = o.props.len();
         let mut req_from = vec![false; n + 1];
         for j in (0..n).rev() {
             req_from[j] = req_from[j + 1] || o.props[j].required;
         }
-        let names: Vec<(String, bool)> = o.props.iter().map(|p| (p.name.clone(), p.required)).collect();
+        let names: Vec<(String, bool)> = o
+            .props
+            .iter()
+            .map(|p| (p.name.clone(), p.required))
+            .collect();
         let mut tries = Vec::with_capacity(n + 1);
         for next in 0..=n {
             let mut words = Vec::new();
@@ -1062,13 +1334,18 @@ pub(crate) fn finalize_objects(g: &mut Grammar) {
                     break;
                 }
             }
-            tries.push(if words.is_empty() { None } else { Some(g.add_lits(&words)) });
+            tries.push(if words.is_empty() {
+                None
+            } else {
+                Some(g.add_lits(&words))
+            });
         }
         if let Node::Object(o) = &mut g.nodes[i] {
             o.key_tries = tries;
             o.req_from = req_from;
         }
     }
+    Ok(())
 }
 
 /// Least fixpoint: which nodes can produce at least one finite value.
@@ -1087,11 +1364,17 @@ pub(crate) fn productive(g: &Grammar) -> Vec<bool> {
                 Node::Str(k) => {
                     let k = &g.strs[*k as usize];
                     let d = &g.dfas[k.dfa as usize];
-                    !d.is_empty() && k.min <= k.max && k.table.as_ref().is_none_or(|t| t.is_live(d.start, 0))
+                    !d.is_empty()
+                        && k.min <= k.max
+                        && k.table.as_ref().is_none_or(|t| t.is_live(d.start, 0))
                 }
                 Node::Num(k) => g.nums[*k as usize].satisfiable(),
                 Node::Lit(r) => !g.lit_is_empty(*r),
-                Node::Object(o) => o.props.iter().filter(|x| x.required).all(|x| p[x.node as usize]),
+                Node::Object(o) => o
+                    .props
+                    .iter()
+                    .filter(|x| x.required)
+                    .all(|x| p[x.node as usize]),
                 Node::Array(a) => (0..a.min).all(|j| a.elem(j).is_some_and(|e| p[e as usize])),
                 Node::Union(b) => b.iter().any(|&x| p[x as usize]),
                 Node::Seq(items) => !items.is_empty() && items.iter().all(|&x| p[x as usize]),
@@ -1135,12 +1418,10 @@ pub(crate) fn cleanup(g: &mut Grammar, p: &[bool]) {
                     a.max = a.max.min(a.prefix.len() as u32);
                 }
             }
-            Node::Repeat { sep, max, .. } => {
-                // Without a usable separator only one item can be written.
-                if sep.is_some_and(|s| !p[s as usize]) {
-                    *max = 1;
-                }
-            }
+            // Without a usable separator only one item can be written.
+            Node::Repeat {
+                sep: Some(s), max, ..
+            } if !p[*s as usize] => *max = 1,
             _ => {}
         }
     }

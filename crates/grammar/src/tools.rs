@@ -42,7 +42,9 @@ use rand::RngCore;
 use serde_json::{Map, Value};
 
 use crate::error::{SchemaError, ToolError};
-use crate::grammar::{ArrayNode, Grammar, JsonOptions, Node, NodeId, ObjectNode, Prop, FREE_STR, NONE};
+use crate::grammar::{
+    ArrayNode, Grammar, JsonOptions, Node, NodeId, ObjectNode, Prop, FREE_STR, NONE,
+};
 use crate::schema::Compiler;
 
 /// A model family's tool-call syntax (see the module docs).
@@ -54,7 +56,9 @@ pub enum ToolFormat {
     MistralArgs,
     Functools,
     /// `<|tool_call|>[…]`; `close` adds `<|/tool_call|>`.
-    ToolCallTag { close: bool },
+    ToolCallTag {
+        close: bool,
+    },
     Generic,
 }
 
@@ -74,18 +78,26 @@ impl ToolFormat {
     pub fn detect(chat_template: &str, tok: Option<&Tokenizer>) -> ToolFormat {
         let t = chat_template;
         if t.contains(TOOL_CALLS) {
-            return if t.contains(ARGS) { ToolFormat::MistralArgs } else { ToolFormat::MistralJson };
+            return if t.contains(ARGS) {
+                ToolFormat::MistralArgs
+            } else {
+                ToolFormat::MistralJson
+            };
         }
         if t.contains(FUNCTOOLS) || t.contains("<|tool|>") {
             return ToolFormat::Functools;
         }
         if t.contains(TAG_OPEN) {
-            return ToolFormat::ToolCallTag { close: t.contains(TAG_CLOSE) };
+            return ToolFormat::ToolCallTag {
+                close: t.contains(TAG_CLOSE),
+            };
         }
         if t.contains(HERMES_OPEN) {
             return ToolFormat::Hermes;
         }
-        if t.contains(PYTHON_TAG) || (t.contains("\"parameters\"") && t.contains("<|start_header_id|>")) {
+        if t.contains(PYTHON_TAG)
+            || (t.contains("\"parameters\"") && t.contains("<|start_header_id|>"))
+        {
             return ToolFormat::Llama3;
         }
         if t.contains("<|im_start|>") {
@@ -93,10 +105,16 @@ impl ToolFormat {
         }
         if let Some(tok) = tok {
             if tok.token_id(TOOL_CALLS).is_some() {
-                return if tok.token_id(ARGS).is_some() { ToolFormat::MistralArgs } else { ToolFormat::MistralJson };
+                return if tok.token_id(ARGS).is_some() {
+                    ToolFormat::MistralArgs
+                } else {
+                    ToolFormat::MistralJson
+                };
             }
             if tok.token_id(TAG_OPEN).is_some() {
-                return ToolFormat::ToolCallTag { close: tok.token_id(TAG_CLOSE).is_some() };
+                return ToolFormat::ToolCallTag {
+                    close: tok.token_id(TAG_CLOSE).is_some(),
+                };
             }
             if tok.token_id(HERMES_OPEN).is_some() {
                 return ToolFormat::Hermes;
@@ -127,7 +145,9 @@ impl ToolFormat {
     pub fn call_id<R: RngCore + ?Sized>(&self, rng: &mut R) -> String {
         const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut pick = |n: usize| -> String {
-            (0..n).map(|_| ALNUM[(rng.next_u32() % ALNUM.len() as u32) as usize] as char).collect()
+            (0..n)
+                .map(|_| ALNUM[(rng.next_u32() % ALNUM.len() as u32) as usize] as char)
+                .collect()
         };
         match self {
             ToolFormat::MistralJson | ToolFormat::MistralArgs => pick(9),
@@ -160,7 +180,11 @@ fn call_from_value(v: &Value) -> Option<(String, String, Option<String>)> {
     let o = v.as_object()?;
     if let Some(Value::Object(f)) = o.get("function") {
         let (n, a, _) = call_from_value(&Value::Object(f.clone()))?;
-        return Some((n, a, o.get("id").and_then(|x| x.as_str()).map(str::to_string)));
+        return Some((
+            n,
+            a,
+            o.get("id").and_then(|x| x.as_str()).map(str::to_string),
+        ));
     }
     let name = o.get("name")?.as_str()?;
     if name.is_empty() {
@@ -175,7 +199,11 @@ fn call_from_value(v: &Value) -> Option<(String, String, Option<String>)> {
         },
         Some(_) => return None,
     };
-    Some((name.to_string(), args, o.get("id").and_then(|x| x.as_str()).map(str::to_string)))
+    Some((
+        name.to_string(),
+        args,
+        o.get("id").and_then(|x| x.as_str()).map(str::to_string),
+    ))
 }
 
 /// Calls from an object or a non-empty list of objects; all-or-nothing.
@@ -221,7 +249,11 @@ impl<R: RngCore + ?Sized> Collector<'_, R> {
                 }
                 _ => self.format.call_id(self.rng),
             };
-            self.calls.push(ToolCall { id, name, arguments });
+            self.calls.push(ToolCall {
+                id,
+                name,
+                arguments,
+            });
         }
     }
 }
@@ -236,19 +268,32 @@ fn finish_content(content: String, have_calls: bool) -> String {
 
 /// Splits a finished output into content and tool calls. Malformed calls
 /// stay in the content, verbatim; nothing here panics.
-pub fn parse_tool_calls<R: RngCore + ?Sized>(format: ToolFormat, text: &str, rng: &mut R) -> ParsedOutput {
-    let mut col = Collector { format, rng, calls: Vec::new() };
+pub fn parse_tool_calls<R: RngCore + ?Sized>(
+    format: ToolFormat,
+    text: &str,
+    rng: &mut R,
+) -> ParsedOutput {
+    let mut col = Collector {
+        format,
+        rng,
+        calls: Vec::new(),
+    };
     let content = match format {
         ToolFormat::Hermes => parse_hermes(text, &mut col),
         ToolFormat::Llama3 => parse_llama3(text, &mut col),
         ToolFormat::MistralJson => parse_after_marker(text, TOOL_CALLS, None, &mut col, true),
         ToolFormat::MistralArgs => parse_mistral_args(text, &mut col),
         ToolFormat::Functools => parse_after_marker(text, FUNCTOOLS, None, &mut col, false),
-        ToolFormat::ToolCallTag { .. } => parse_after_marker(text, TAG_OPEN, Some(TAG_CLOSE), &mut col, false),
+        ToolFormat::ToolCallTag { .. } => {
+            parse_after_marker(text, TAG_OPEN, Some(TAG_CLOSE), &mut col, false)
+        }
         ToolFormat::Generic => parse_generic(text, &mut col),
     };
     let have = !col.calls.is_empty();
-    ParsedOutput { content: finish_content(content, have), calls: col.calls }
+    ParsedOutput {
+        content: finish_content(content, have),
+        calls: col.calls,
+    }
 }
 
 fn parse_hermes<R: RngCore + ?Sized>(text: &str, col: &mut Collector<R>) -> String {
@@ -258,10 +303,18 @@ fn parse_hermes<R: RngCore + ?Sized>(text: &str, col: &mut Collector<R>) -> Stri
         content.push_str(&rest[..i]);
         let after = &rest[i + HERMES_OPEN.len()..];
         let (inner, next, raw_len) = match after.find(HERMES_CLOSE) {
-            Some(j) => (&after[..j], &after[j + HERMES_CLOSE.len()..], HERMES_OPEN.len() + j + HERMES_CLOSE.len()),
+            Some(j) => (
+                &after[..j],
+                &after[j + HERMES_CLOSE.len()..],
+                HERMES_OPEN.len() + j + HERMES_CLOSE.len(),
+            ),
             None => (after, "", HERMES_OPEN.len() + after.len()),
         };
-        match serde_json::from_str::<Value>(inner.trim()).ok().as_ref().and_then(calls_from_value) {
+        match serde_json::from_str::<Value>(inner.trim())
+            .ok()
+            .as_ref()
+            .and_then(calls_from_value)
+        {
             Some(found) => col.push(found),
             None => content.push_str(&rest[i..i + raw_len]),
         }
@@ -282,7 +335,9 @@ fn parse_llama3<R: RngCore + ?Sized>(text: &str, col: &mut Collector<R>) -> Stri
         let mut found = Vec::new();
         let mut rest = t;
         loop {
-            let Some((v, r)) = json_prefix(rest) else { return text.to_string() };
+            let Some((v, r)) = json_prefix(rest) else {
+                return text.to_string();
+            };
             match calls_from_value(&v) {
                 Some(c) => found.extend(c),
                 None => return text.to_string(),
@@ -332,7 +387,11 @@ fn parse_builtin_call(s: &str) -> Option<(String, String, Option<String>)> {
             return None;
         }
     }
-    Some((name.to_string(), serde_json::to_string(&Value::Object(args)).ok()?, None))
+    Some((
+        name.to_string(),
+        serde_json::to_string(&Value::Object(args)).ok()?,
+        None,
+    ))
 }
 
 /// `content MARKER json [CLOSE] trailing`; with `bare_list`, a text that
@@ -358,8 +417,12 @@ fn parse_after_marker<R: RngCore + ?Sized>(
         return text.to_string();
     };
     let after = text[i + marker.len()..].trim_start();
-    let Some((v, rest)) = json_prefix(after) else { return text.to_string() };
-    let Some(found) = calls_from_value(&v) else { return text.to_string() };
+    let Some((v, rest)) = json_prefix(after) else {
+        return text.to_string();
+    };
+    let Some(found) = calls_from_value(&v) else {
+        return text.to_string();
+    };
     let mut rest = rest.trim_start();
     if let Some(c) = close {
         rest = rest.strip_prefix(c).unwrap_or(rest);
@@ -371,22 +434,31 @@ fn parse_after_marker<R: RngCore + ?Sized>(
 }
 
 fn parse_mistral_args<R: RngCore + ?Sized>(text: &str, col: &mut Collector<R>) -> String {
-    let Some(i) = text.find(TOOL_CALLS) else { return text.to_string() };
+    let Some(i) = text.find(TOOL_CALLS) else {
+        return text.to_string();
+    };
     let mut found = Vec::new();
     let mut trailing = "";
     let segs: Vec<&str> = text[i..].split(TOOL_CALLS).skip(1).collect();
     for (k, seg) in segs.iter().enumerate() {
-        let Some(a) = seg.find(ARGS) else { return text.to_string() };
+        let Some(a) = seg.find(ARGS) else {
+            return text.to_string();
+        };
         let head = &seg[..a];
         let (name, id) = match head.find(CALL_ID) {
-            Some(c) => (&head[..c], Some(head[c + CALL_ID.len()..].trim().to_string())),
+            Some(c) => (
+                &head[..c],
+                Some(head[c + CALL_ID.len()..].trim().to_string()),
+            ),
             None => (head, None),
         };
         let name = name.trim();
         if name.is_empty() {
             return text.to_string();
         }
-        let Some((v, rest)) = json_prefix(seg[a + ARGS.len()..].trim_start()) else { return text.to_string() };
+        let Some((v, rest)) = json_prefix(seg[a + ARGS.len()..].trim_start()) else {
+            return text.to_string();
+        };
         if !v.is_object() {
             return text.to_string();
         }
@@ -397,7 +469,11 @@ fn parse_mistral_args<R: RngCore + ?Sized>(text: &str, col: &mut Collector<R>) -
                 return text.to_string();
             }
         }
-        found.push((name.to_string(), serde_json::to_string(&v).unwrap_or_else(|_| "{}".into()), id));
+        found.push((
+            name.to_string(),
+            serde_json::to_string(&v).unwrap_or_else(|_| "{}".into()),
+            id,
+        ));
     }
     if found.is_empty() {
         return text.to_string();
@@ -419,7 +495,11 @@ fn parse_generic<R: RngCore + ?Sized>(text: &str, col: &mut Collector<R>) -> Str
     if !(t.starts_with('{') || t.starts_with('[')) {
         return text.to_string();
     }
-    match serde_json::from_str::<Value>(t).ok().as_ref().and_then(calls_from_value) {
+    match serde_json::from_str::<Value>(t)
+        .ok()
+        .as_ref()
+        .and_then(calls_from_value)
+    {
         Some(found) => {
             col.push(found);
             String::new()
@@ -466,7 +546,14 @@ pub struct ToolCallDetector {
 fn start_patterns(f: ToolFormat) -> &'static [&'static str] {
     match f {
         ToolFormat::Llama3 => &[PYTHON_TAG, "{\"name\"", "{\"type\""],
-        ToolFormat::Generic => &["{\"name\"", "{\"tool_calls\"", "{\"function\"", "[{\"name\"", "```json", "```{"],
+        ToolFormat::Generic => &[
+            "{\"name\"",
+            "{\"tool_calls\"",
+            "{\"function\"",
+            "[{\"name\"",
+            "```json",
+            "```{",
+        ],
         _ => &[],
     }
 }
@@ -533,8 +620,17 @@ fn held_suffix(s: &str, m: &str) -> usize {
 
 impl ToolCallDetector {
     pub fn new(format: ToolFormat) -> ToolCallDetector {
-        let mode = if anywhere_marker(format).is_some() { Mode::Scan } else { Mode::StartCheck };
-        ToolCallDetector { format, mode, held: String::new(), saw_call: false }
+        let mode = if anywhere_marker(format).is_some() {
+            Mode::Scan
+        } else {
+            Mode::StartCheck
+        };
+        ToolCallDetector {
+            format,
+            mode,
+            held: String::new(),
+            saw_call: false,
+        }
     }
 
     /// `Some(true)` once a call has begun, `Some(false)` once none can
@@ -565,11 +661,13 @@ impl ToolCallDetector {
                     }
                     return out;
                 }
-                Mode::StartCheck => match start_viability(&self.held, start_patterns(self.format)) {
-                    Viability::Viable => return out,
-                    Viability::Matched => self.mode = Mode::InTool,
-                    Viability::Dead => self.mode = Mode::Passthrough,
-                },
+                Mode::StartCheck => {
+                    match start_viability(&self.held, start_patterns(self.format)) {
+                        Viability::Viable => return out,
+                        Viability::Matched => self.mode = Mode::InTool,
+                        Viability::Dead => self.mode = Mode::Passthrough,
+                    }
+                }
                 Mode::Scan => {
                     let Some(m) = anywhere_marker(self.format) else {
                         self.mode = Mode::Passthrough;
@@ -596,7 +694,9 @@ impl ToolCallDetector {
                         return out;
                     }
                     // Hermes: each closed block is final.
-                    let Some(j) = self.held.find(HERMES_CLOSE) else { return out };
+                    let Some(j) = self.held.find(HERMES_CLOSE) else {
+                        return out;
+                    };
                     let block: String = self.held.drain(..j + HERMES_CLOSE.len()).collect();
                     let parsed = parse_tool_calls(self.format, &block, rng);
                     self.emit(parsed, &mut out);
@@ -669,7 +769,10 @@ impl ToolCallConstraint {
                 if tools.is_empty() {
                     return Err(ToolError::NoTools);
                 }
-                (tools.iter().collect(), if parallel { MAX_PARALLEL_CALLS } else { 1 })
+                (
+                    tools.iter().collect(),
+                    if parallel { MAX_PARALLEL_CALLS } else { 1 },
+                )
             }
             ToolChoice::Function(name) => match tools.iter().find(|t| &t.name == name) {
                 Some(t) => (vec![t], 1),
@@ -678,9 +781,15 @@ impl ToolCallConstraint {
         };
         let base = Grammar::base(opts).map_err(|e| ToolError::Schema {
             name: String::new(),
-            source: SchemaError::TooComplex { path: "#".into(), reason: e.0 },
+            source: SchemaError::TooComplex {
+                path: "#".into(),
+                reason: e.0,
+            },
         })?;
-        let any_object = Value::Object(Map::from_iter([("type".to_string(), Value::String("object".into()))]));
+        let any_object = Value::Object(Map::from_iter([(
+            "type".to_string(),
+            Value::String("object".into()),
+        )]));
         let mut comp = Compiler::new(&any_object, base);
         // Compile each tool's arguments schema.
         let mut args_nodes = Vec::with_capacity(selected.len());
@@ -694,7 +803,12 @@ impl ToolCallConstraint {
                 other => other,
             };
             comp.set_doc(schema);
-            let n = comp.compile_node(schema, "#").map_err(|e| ToolError::Schema { name: t.name.clone(), source: e })?;
+            let n = comp
+                .compile_node(schema, "#")
+                .map_err(|e| ToolError::Schema {
+                    name: t.name.clone(),
+                    source: e,
+                })?;
             args_nodes.push(n);
         }
         let g = comp.grammar_mut();
@@ -710,7 +824,11 @@ impl ToolCallConstraint {
             .zip(&args_nodes)
             .map(|(t, &args)| call_object(g, &t.name, format.args_key(), args))
             .collect::<Result<_, _>>()?;
-        let any_call = if call_objects.len() == 1 { call_objects[0] } else { g.add_node(Node::Union(call_objects.clone())) };
+        let any_call = if call_objects.len() == 1 {
+            call_objects[0]
+        } else {
+            g.add_node(Node::Union(call_objects.clone()))
+        };
         let root = match format {
             ToolFormat::Hermes => {
                 let open = g.add_node(Node::Bytes(format!("{HERMES_OPEN}\n").into_bytes()));
@@ -726,22 +844,42 @@ impl ToolCallConstraint {
                 let close = marker(g, HERMES_CLOSE);
                 let one = g.add_node(Node::Seq(vec![open, any_call, nl, close]));
                 let sep = g.add_node(Node::Bytes(b"\n".to_vec()));
-                g.add_node(Node::Repeat { item: one, sep: Some(sep), min: 1, max: max_calls })
+                g.add_node(Node::Repeat {
+                    item: one,
+                    sep: Some(sep),
+                    min: 1,
+                    max: max_calls,
+                })
             }
             ToolFormat::Llama3 | ToolFormat::Generic => any_call,
             ToolFormat::MistralJson => {
                 let m = marker(g, TOOL_CALLS);
-                let arr = g.add_node(Node::Array(ArrayNode { prefix: Vec::new(), items: Some(any_call), min: 1, max: max_calls }));
+                let arr = g.add_node(Node::Array(ArrayNode {
+                    prefix: Vec::new(),
+                    items: Some(any_call),
+                    min: 1,
+                    max: max_calls,
+                }));
                 g.add_node(Node::Seq(vec![m, arr]))
             }
             ToolFormat::Functools => {
                 let m = g.add_node(Node::Bytes(FUNCTOOLS.as_bytes().to_vec()));
-                let arr = g.add_node(Node::Array(ArrayNode { prefix: Vec::new(), items: Some(any_call), min: 1, max: max_calls }));
+                let arr = g.add_node(Node::Array(ArrayNode {
+                    prefix: Vec::new(),
+                    items: Some(any_call),
+                    min: 1,
+                    max: max_calls,
+                }));
                 g.add_node(Node::Seq(vec![m, arr]))
             }
             ToolFormat::ToolCallTag { close } => {
                 let m = marker(g, TAG_OPEN);
-                let arr = g.add_node(Node::Array(ArrayNode { prefix: Vec::new(), items: Some(any_call), min: 1, max: max_calls }));
+                let arr = g.add_node(Node::Array(ArrayNode {
+                    prefix: Vec::new(),
+                    items: Some(any_call),
+                    min: 1,
+                    max: max_calls,
+                }));
                 let mut items = vec![m, arr];
                 if close {
                     items.push(marker(g, TAG_CLOSE));
@@ -759,23 +897,52 @@ impl ToolCallConstraint {
                     let a = marker(g, ARGS);
                     alts.push(g.add_node(Node::Seq(vec![m, name, a, args])));
                 }
-                let one = if alts.len() == 1 { alts[0] } else { g.add_node(Node::Union(alts)) };
-                g.add_node(Node::Repeat { item: one, sep: None, min: 1, max: max_calls })
+                let one = if alts.len() == 1 {
+                    alts[0]
+                } else {
+                    g.add_node(Node::Union(alts))
+                };
+                g.add_node(Node::Repeat {
+                    item: one,
+                    sep: None,
+                    min: 1,
+                    max: max_calls,
+                })
             }
         };
         g.root = root;
-        comp.finish().map_err(|e| ToolError::Schema { name: selected.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(","), source: e })
+        comp.finish().map_err(|e| ToolError::Schema {
+            name: selected
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            source: e,
+        })
     }
 }
 
-fn call_object(g: &mut Grammar, name: &str, args_key: &str, args: NodeId) -> Result<NodeId, ToolError> {
+fn call_object(
+    g: &mut Grammar,
+    name: &str,
+    args_key: &str,
+    args: NodeId,
+) -> Result<NodeId, ToolError> {
     let enc = serde_json::to_string(name).map_err(|_| ToolError::BadName(name.to_string()))?;
     let lit = g.add_lits(&[(enc.into_bytes(), NONE)]);
     let name_node = g.add_node(Node::Lit(lit));
     Ok(g.add_node(Node::Object(ObjectNode {
         props: vec![
-            Prop { name: "name".into(), node: name_node, required: true },
-            Prop { name: args_key.into(), node: args, required: true },
+            Prop {
+                name: "name".into(),
+                node: name_node,
+                required: true,
+            },
+            Prop {
+                name: args_key.into(),
+                node: args,
+                required: true,
+            },
         ],
         additional: None,
         add_key_kind: FREE_STR,

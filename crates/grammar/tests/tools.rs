@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use hearth_api::{Tool, ToolCall, ToolChoice};
 use hearth_grammar::{
-    parse_tool_calls, DetectorEvent, JsonOptions, ToolCallConstraint, ToolCallDetector, ToolError, ToolFormat,
+    parse_tool_calls, DetectorEvent, JsonOptions, ToolCallConstraint, ToolCallDetector, ToolError,
+    ToolFormat,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -20,7 +21,9 @@ fn rng() -> ChaCha8Rng {
 }
 
 fn template(name: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/templates").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/templates")
+        .join(name);
     std::fs::read_to_string(p).expect("template")
 }
 
@@ -29,18 +32,45 @@ fn detect_from_real_templates() {
     let cases = [
         ("Qwen-Qwen2.5-7B-Instruct.jinja", ToolFormat::Hermes),
         ("Qwen-Qwen3-0.6B.jinja", ToolFormat::Hermes),
-        ("NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja", ToolFormat::Hermes),
-        ("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja", ToolFormat::Hermes),
+        (
+            "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja",
+            ToolFormat::Hermes,
+        ),
+        (
+            "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja",
+            ToolFormat::Hermes,
+        ),
         ("HuggingFaceTB-SmolLM3-3B.jinja", ToolFormat::Hermes),
         ("meta-llama-Llama-3.1-8B-Instruct.jinja", ToolFormat::Llama3),
         ("meta-llama-Llama-3.2-3B-Instruct.jinja", ToolFormat::Llama3),
-        ("meta-llama-Llama-3.3-70B-Instruct.jinja", ToolFormat::Llama3),
-        ("mistralai-Mistral-Nemo-Instruct-2407.jinja", ToolFormat::MistralJson),
-        ("Mistral-Small-3.2-24B-Instruct-2506.jinja", ToolFormat::MistralArgs),
-        ("unsloth-mistral-Devstral-Small-2507.jinja", ToolFormat::MistralArgs),
-        ("mistralai-Ministral-3-14B-Reasoning-2512.jinja", ToolFormat::MistralArgs),
-        ("ibm-granite-granite-3.3-2B-Instruct.jinja", ToolFormat::ToolCallTag { close: false }),
-        ("fireworks-ai-llama-3-firefunction-v2.jinja", ToolFormat::Functools),
+        (
+            "meta-llama-Llama-3.3-70B-Instruct.jinja",
+            ToolFormat::Llama3,
+        ),
+        (
+            "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+            ToolFormat::MistralJson,
+        ),
+        (
+            "Mistral-Small-3.2-24B-Instruct-2506.jinja",
+            ToolFormat::MistralArgs,
+        ),
+        (
+            "unsloth-mistral-Devstral-Small-2507.jinja",
+            ToolFormat::MistralArgs,
+        ),
+        (
+            "mistralai-Ministral-3-14B-Reasoning-2512.jinja",
+            ToolFormat::MistralArgs,
+        ),
+        (
+            "ibm-granite-granite-3.3-2B-Instruct.jinja",
+            ToolFormat::ToolCallTag { close: false },
+        ),
+        (
+            "fireworks-ai-llama-3-firefunction-v2.jinja",
+            ToolFormat::Functools,
+        ),
         ("google-gemma-2-2b-it.jinja", ToolFormat::Generic),
         ("microsoft-Phi-3.5-mini-instruct.jinja", ToolFormat::Generic),
     ];
@@ -57,12 +87,27 @@ fn detect_from_real_templates() {
     }
     // Vocabulary fallback when the template says nothing.
     let v = common::llama_with_markers();
-    assert_eq!(ToolFormat::detect("", Some(&v.tok)), ToolFormat::MistralArgs, "[TOOL_CALLS] and [ARGS] tokens");
-    assert_eq!(ToolFormat::detect("", Some(&common::qwen2().tok)), ToolFormat::Generic);
+    assert_eq!(
+        ToolFormat::detect("", Some(&v.tok)),
+        ToolFormat::MistralArgs,
+        "[TOOL_CALLS] and [ARGS] tokens"
+    );
+    assert_eq!(
+        ToolFormat::detect("", Some(&common::qwen2().tok)),
+        ToolFormat::Generic
+    );
 }
 
 fn names_args(calls: &[ToolCall]) -> Vec<(String, Value)> {
-    calls.iter().map(|c| (c.name.clone(), serde_json::from_str(&c.arguments).expect("arguments are JSON"))).collect()
+    calls
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                serde_json::from_str(&c.arguments).expect("arguments are JSON"),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -70,7 +115,8 @@ fn parse_each_format() {
     let mut r = rng();
     let w = |n: &str, a: Value| (n.to_string(), a);
     // (format, text, expected content, expected calls)
-    let cases: Vec<(ToolFormat, &str, &str, Vec<(String, Value)>)> = vec![
+    type Case<'a> = (ToolFormat, &'a str, &'a str, Vec<(String, Value)>);
+    let cases: Vec<Case> = vec![
         (
             ToolFormat::Hermes,
             "Let me look.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"time\", \"arguments\": {}}\n</tool_call>",
@@ -154,7 +200,11 @@ fn parse_each_format() {
         }
     }
     // A valid Mistral id written by the model is kept.
-    let p = parse_tool_calls(ToolFormat::MistralJson, "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {}, \"id\": \"abcDEF123\"}]", &mut r);
+    let p = parse_tool_calls(
+        ToolFormat::MistralJson,
+        "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {}, \"id\": \"abcDEF123\"}]",
+        &mut r,
+    );
     assert_eq!(p.calls[0].id, "abcDEF123");
     // Ids come from the passed-in randomness: same seed, same ids.
     let t = "<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>";
@@ -168,24 +218,42 @@ fn parse_each_format() {
 fn malformed_calls_stay_content() {
     let mut r = rng();
     let cases = [
-        (ToolFormat::Hermes, "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": }\n</tool_call> tail"),
-        (ToolFormat::Hermes, "<tool_call>{\"arguments\": {}}</tool_call>"),
+        (
+            ToolFormat::Hermes,
+            "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": }\n</tool_call> tail",
+        ),
+        (
+            ToolFormat::Hermes,
+            "<tool_call>{\"arguments\": {}}</tool_call>",
+        ),
         (ToolFormat::Hermes, "<tool_call>{\"name\": 3}</tool_call>"),
-        (ToolFormat::Hermes, "<tool_call>{\"name\": \"f\", \"arguments\": \"not json\"}</tool_call>"),
+        (
+            ToolFormat::Hermes,
+            "<tool_call>{\"name\": \"f\", \"arguments\": \"not json\"}</tool_call>",
+        ),
         (ToolFormat::Llama3, "{\"name\": \"f\", \"parameters\": {"),
         (ToolFormat::Llama3, "{\"answer\": 42}"),
         (ToolFormat::Llama3, "{\"name\": \"f\"} and more"),
-        (ToolFormat::MistralJson, "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": [1]}]"),
+        (
+            ToolFormat::MistralJson,
+            "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": [1]}]",
+        ),
         (ToolFormat::MistralArgs, "[TOOL_CALLS]f[ARGS]{broken"),
         (ToolFormat::MistralArgs, "[TOOL_CALLS][ARGS]{}"),
         (ToolFormat::Functools, "functools[{\"name\": \"\"}]"),
-        (ToolFormat::Generic, "{\"name\": \"f\", \"arguments\": {}} trailing"),
+        (
+            ToolFormat::Generic,
+            "{\"name\": \"f\", \"arguments\": {}} trailing",
+        ),
         (ToolFormat::Generic, "```json\n{\"name\": \"f\"}"),
     ];
     for (f, text) in cases {
         let p = parse_tool_calls(f, text, &mut r);
         assert!(p.calls.is_empty(), "{f:?}: {text} gave {:?}", p.calls);
-        assert_eq!(p.content, text, "{f:?}: malformed text must come back verbatim");
+        assert_eq!(
+            p.content, text,
+            "{f:?}: malformed text must come back verbatim"
+        );
     }
     // A good block beside a bad one: the good one parses, the bad one is content.
     let p = parse_tool_calls(
@@ -222,7 +290,10 @@ fn parsing_never_panics_on_truncations() {
                 assert_eq!(p.content, t);
             }
         }
-        assert!(!parse_tool_calls(f, text, &mut r).calls.is_empty(), "{f:?}: full sample parses");
+        assert!(
+            !parse_tool_calls(f, text, &mut r).calls.is_empty(),
+            "{f:?}: full sample parses"
+        );
     }
 }
 
@@ -260,14 +331,21 @@ fn streaming_split_at_every_offset() {
         (ToolFormat::Generic, "{\"name\": \"w\", \"arguments\": {}}", "", 1, "{\"name\""),
     ];
     for (f, text, want_content, n_calls, marker) in samples {
-        let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
+        let bounds: Vec<usize> = text
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain([text.len()])
+            .collect();
         for &i in &bounds {
             let (content, calls, evs) = run_stream(f, &[&text[..i], &text[i..]]);
             assert_eq!(content, want_content, "{f:?} split at {i}: events {evs:?}");
             assert_eq!(calls.len(), n_calls, "{f:?} split at {i}");
             for e in &evs {
                 if let DetectorEvent::Content(c) = e {
-                    assert!(!c.contains(marker), "{f:?} split at {i}: marker leaked in {c:?}");
+                    assert!(
+                        !c.contains(marker),
+                        "{f:?} split at {i}: marker leaked in {c:?}"
+                    );
                 }
             }
         }
@@ -275,13 +353,21 @@ fn streaming_split_at_every_offset() {
         for &i in &bounds {
             for &j in bounds.iter().filter(|&&j| j >= i).take(14) {
                 let (content, calls, _) = run_stream(f, &[&text[..i], &text[i..j], &text[j..]]);
-                assert_eq!((content.as_str(), calls.len()), (want_content, n_calls), "{f:?} splits {i},{j}");
+                assert_eq!(
+                    (content.as_str(), calls.len()),
+                    (want_content, n_calls),
+                    "{f:?} splits {i},{j}"
+                );
             }
         }
         let chars: Vec<String> = text.chars().map(String::from).collect();
         let parts: Vec<&str> = chars.iter().map(String::as_str).collect();
         let (content, calls, _) = run_stream(f, &parts);
-        assert_eq!((content.as_str(), calls.len()), (want_content, n_calls), "{f:?} char by char");
+        assert_eq!(
+            (content.as_str(), calls.len()),
+            (want_content, n_calls),
+            "{f:?} char by char"
+        );
     }
 }
 
@@ -289,32 +375,56 @@ fn streaming_split_at_every_offset() {
 fn streaming_releases_as_early_as_possible() {
     let mut r = rng();
     let mut d = ToolCallDetector::new(ToolFormat::Hermes);
-    assert_eq!(d.push("Hello <to", &mut r), vec![DetectorEvent::Content("Hello ".into())]);
+    assert_eq!(
+        d.push("Hello <to", &mut r),
+        vec![DetectorEvent::Content("Hello ".into())]
+    );
     assert_eq!(d.held(), "<to");
     assert_eq!(d.is_tool_call(), None);
     // "<toast" can no longer become "<tool_call>": released at once.
-    assert_eq!(d.push("ast> ok", &mut r), vec![DetectorEvent::Content("<toast> ok".into())]);
+    assert_eq!(
+        d.push("ast> ok", &mut r),
+        vec![DetectorEvent::Content("<toast> ok".into())]
+    );
     assert_eq!(d.held(), "");
     d.push("<tool_call>{\"name\": \"f\", \"arguments\": {}}", &mut r);
     assert_eq!(d.is_tool_call(), Some(true));
     // The call is emitted as soon as its block closes, before finish.
     let evs = d.push("</tool_call>", &mut r);
-    assert!(matches!(&evs[..], [DetectorEvent::ToolCall(c)] if c.name == "f"), "{evs:?}");
+    assert!(
+        matches!(&evs[..], [DetectorEvent::ToolCall(c)] if c.name == "f"),
+        "{evs:?}"
+    );
     // Text that merely looks like a start is released when the output ends.
     let mut d = ToolCallDetector::new(ToolFormat::Hermes);
-    assert!(d.push("a <tool_ca", &mut r).iter().all(|e| !matches!(e, DetectorEvent::Content(c) if c.contains('<'))));
-    assert_eq!(d.finish(&mut r), vec![DetectorEvent::Content("<tool_ca".into())]);
+    assert!(d
+        .push("a <tool_ca", &mut r)
+        .iter()
+        .all(|e| !matches!(e, DetectorEvent::Content(c) if c.contains('<'))));
+    assert_eq!(
+        d.finish(&mut r),
+        vec![DetectorEvent::Content("<tool_ca".into())]
+    );
     // Start-of-output formats decide on the first non-matching character.
     let mut d = ToolCallDetector::new(ToolFormat::Llama3);
     assert_eq!(d.push(" {", &mut r), vec![]);
     assert_eq!(d.push("\"na", &mut r), vec![]);
     assert_eq!(d.is_tool_call(), None);
     let mut d = ToolCallDetector::new(ToolFormat::Llama3);
-    assert_eq!(d.push("The answer", &mut r), vec![DetectorEvent::Content("The answer".into())]);
+    assert_eq!(
+        d.push("The answer", &mut r),
+        vec![DetectorEvent::Content("The answer".into())]
+    );
     assert_eq!(d.is_tool_call(), Some(false));
-    assert_eq!(d.push(" {\"name\": 1}", &mut r), vec![DetectorEvent::Content(" {\"name\": 1}".into())]);
+    assert_eq!(
+        d.push(" {\"name\": 1}", &mut r),
+        vec![DetectorEvent::Content(" {\"name\": 1}".into())]
+    );
     // A malformed call comes back verbatim as content at the end.
-    let (content, calls, _) = run_stream(ToolFormat::MistralJson, &["[TOOL_CALLS][{\"name\": ", "\"f\", \"arg"]);
+    let (content, calls, _) = run_stream(
+        ToolFormat::MistralJson,
+        &["[TOOL_CALLS][{\"name\": ", "\"f\", \"arg"],
+    );
     assert!(calls.is_empty());
     assert_eq!(content, "[TOOL_CALLS][{\"name\": \"f\", \"arg");
 }
@@ -340,18 +450,33 @@ fn tools() -> Vec<Tool> {
             description: None,
             parameters: json!({"type": "object", "properties": {"tz": {"type": "string", "pattern": "^[A-Z][a-z]+/[A-Z][a-z]+$"}}, "required": ["tz"]}),
         },
-        Tool { name: "ping".into(), description: None, parameters: Value::Null },
+        Tool {
+            name: "ping".into(),
+            description: None,
+            parameters: Value::Null,
+        },
     ]
 }
 
 fn validate_calls(calls: &[ToolCall], ts: &[Tool], allowed: &[&str]) {
     assert!(!calls.is_empty());
     for c in calls {
-        assert!(allowed.contains(&c.name.as_str()), "unexpected tool {}", c.name);
+        assert!(
+            allowed.contains(&c.name.as_str()),
+            "unexpected tool {}",
+            c.name
+        );
         let t = ts.iter().find(|t| t.name == c.name).expect("known tool");
         let args: Value = serde_json::from_str(&c.arguments).expect("arguments JSON");
-        let schema = if t.parameters.is_null() { json!({"type": "object"}) } else { t.parameters.clone() };
-        let v = jsonschema::options().should_validate_formats(true).build(&schema).expect("schema");
+        let schema = if t.parameters.is_null() {
+            json!({"type": "object"})
+        } else {
+            t.parameters.clone()
+        };
+        let v = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .expect("schema");
         assert!(v.is_valid(&args), "{}: {} invalid", c.name, c.arguments);
     }
 }
@@ -362,37 +487,69 @@ fn forced_calls_round_trip() {
     let cases: Vec<(&str, &common::Vocab, ToolFormat)> = vec![
         ("qwen2", common::qwen2(), ToolFormat::Hermes),
         ("llama", common::llama_bpe(), ToolFormat::Llama3),
-        ("llama+markers", common::llama_with_markers(), ToolFormat::MistralJson),
-        ("llama+markers", common::llama_with_markers(), ToolFormat::MistralArgs),
-        ("llama+markers", common::llama_with_markers(), ToolFormat::ToolCallTag { close: true }),
+        (
+            "llama+markers",
+            common::llama_with_markers(),
+            ToolFormat::MistralJson,
+        ),
+        (
+            "llama+markers",
+            common::llama_with_markers(),
+            ToolFormat::MistralArgs,
+        ),
+        (
+            "llama+markers",
+            common::llama_with_markers(),
+            ToolFormat::ToolCallTag { close: true },
+        ),
         ("phi3", common::phi3(), ToolFormat::Functools),
         ("phi3", common::phi3(), ToolFormat::Generic),
     ];
     let mut total = 0;
     for (label, v, f) in cases {
         for (choice, allowed) in [
-            (ToolChoice::Required, vec!["get_weather", "get_time", "ping"]),
-            (ToolChoice::Function("get_weather".into()), vec!["get_weather"]),
+            (
+                ToolChoice::Required,
+                vec!["get_weather", "get_time", "ping"],
+            ),
+            (
+                ToolChoice::Function("get_weather".into()),
+                vec!["get_weather"],
+            ),
         ] {
-            let g = ToolCallConstraint::build(f, &ts, &choice, &v.tok, true, JsonOptions::default())
-                .unwrap_or_else(|e| panic!("{label} {f:?}: {e}"));
+            let g =
+                ToolCallConstraint::build(f, &ts, &choice, &v.tok, true, JsonOptions::default())
+                    .unwrap_or_else(|e| panic!("{label} {f:?}: {e}"));
             let g = Arc::new(g);
             for seed in 0..6 {
-                let run = common::random_decode(v, g.clone(), seed, 120, if seed == 0 { Some(29) } else { None });
+                let run = common::random_decode(
+                    v,
+                    g.clone(),
+                    seed,
+                    120,
+                    if seed == 0 { Some(29) } else { None },
+                );
                 assert!(run.finished);
                 let text = String::from_utf8(run.rendered.clone()).expect("UTF-8");
                 if seed == 1 && std::env::var_os("SHOW_TOOL_OUTPUT").is_some() {
                     eprintln!("{label} {f:?} {choice:?}: {text:?}");
                 }
                 let p = parse_tool_calls(f, &text, &mut rng());
-                assert_eq!(p.content, "", "{label} {f:?} {choice:?} seed {seed}: leftover content from {text:?}");
+                assert_eq!(
+                    p.content, "",
+                    "{label} {f:?} {choice:?} seed {seed}: leftover content from {text:?}"
+                );
                 validate_calls(&p.calls, &ts, &allowed);
                 if matches!(choice, ToolChoice::Function(_)) {
                     assert_eq!(p.calls.len(), 1);
                 }
                 // The streaming detector agrees with the one-shot parser.
                 let (content, calls, _) = run_stream(f, &[&text]);
-                assert_eq!((content.trim(), calls.len()), ("", p.calls.len()), "{label} {f:?}: {text:?}");
+                assert_eq!(
+                    (content.trim(), calls.len()),
+                    ("", p.calls.len()),
+                    "{label} {f:?}: {text:?}"
+                );
                 total += 1;
             }
         }
@@ -403,13 +560,24 @@ fn forced_calls_round_trip() {
 #[test]
 fn control_token_markers_are_forced_as_tokens() {
     let v = common::llama_with_markers();
-    let g = ToolCallConstraint::build(ToolFormat::MistralJson, &tools(), &ToolChoice::Required, &v.tok, false, JsonOptions::default())
-        .expect("build");
+    let g = ToolCallConstraint::build(
+        ToolFormat::MistralJson,
+        &tools(),
+        &ToolChoice::Required,
+        &v.tok,
+        false,
+        JsonOptions::default(),
+    )
+    .expect("build");
     let tool_calls = v.tok.token_id("[TOOL_CALLS]").expect("marker token");
     let g = Arc::new(g);
     let mut m = hearth_grammar::Matcher::new(v.mask.clone(), g.clone());
     let mask = m.compute_mask().clone();
-    assert_eq!(mask.iter().collect::<Vec<_>>(), vec![tool_calls], "only the [TOOL_CALLS] token may start the output");
+    assert_eq!(
+        mask.iter().collect::<Vec<_>>(),
+        vec![tool_calls],
+        "only the [TOOL_CALLS] token may start the output"
+    );
     // Its text spelled with ordinary tokens is not the marker.
     let bracket = v.tok.token_id("[").expect("[");
     assert!(!m.is_allowed(bracket));
@@ -423,14 +591,41 @@ fn constraint_errors() {
     let tok = &common::qwen2().tok;
     let o = JsonOptions::default();
     assert!(matches!(
-        ToolCallConstraint::build(ToolFormat::Hermes, &ts, &ToolChoice::Function("nope".into()), tok, true, o),
+        ToolCallConstraint::build(
+            ToolFormat::Hermes,
+            &ts,
+            &ToolChoice::Function("nope".into()),
+            tok,
+            true,
+            o
+        ),
         Err(ToolError::UnknownFunction(_))
     ));
-    assert!(matches!(ToolCallConstraint::build(ToolFormat::Hermes, &[], &ToolChoice::Required, tok, true, o), Err(ToolError::NoTools)));
-    assert!(matches!(ToolCallConstraint::build(ToolFormat::Hermes, &ts, &ToolChoice::Auto, tok, true, o), Err(ToolError::NotConstrained)));
-    assert!(matches!(ToolCallConstraint::build(ToolFormat::Hermes, &ts, &ToolChoice::None, tok, true, o), Err(ToolError::NotConstrained)));
-    let bad = vec![Tool { name: "f".into(), description: None, parameters: json!({"type": "object", "not": {}}) }];
-    match ToolCallConstraint::build(ToolFormat::Hermes, &bad, &ToolChoice::Required, tok, true, o) {
+    assert!(matches!(
+        ToolCallConstraint::build(ToolFormat::Hermes, &[], &ToolChoice::Required, tok, true, o),
+        Err(ToolError::NoTools)
+    ));
+    assert!(matches!(
+        ToolCallConstraint::build(ToolFormat::Hermes, &ts, &ToolChoice::Auto, tok, true, o),
+        Err(ToolError::NotConstrained)
+    ));
+    assert!(matches!(
+        ToolCallConstraint::build(ToolFormat::Hermes, &ts, &ToolChoice::None, tok, true, o),
+        Err(ToolError::NotConstrained)
+    ));
+    let bad = vec![Tool {
+        name: "f".into(),
+        description: None,
+        parameters: json!({"type": "object", "not": {}}),
+    }];
+    match ToolCallConstraint::build(
+        ToolFormat::Hermes,
+        &bad,
+        &ToolChoice::Required,
+        tok,
+        true,
+        o,
+    ) {
         Err(ToolError::Schema { name, source }) => {
             assert_eq!(name, "f");
             assert_eq!(source.keyword(), "not");
@@ -439,12 +634,31 @@ fn constraint_errors() {
     }
     // `$ref`s resolve inside each tool's own schema.
     let with_refs = vec![
-        Tool { name: "a".into(), description: None, parameters: json!({"$defs": {"x": {"type": "integer"}}, "type": "object", "properties": {"v": {"$ref": "#/$defs/x"}}, "required": ["v"]}) },
-        Tool { name: "b".into(), description: None, parameters: json!({"$defs": {"x": {"type": "string"}}, "type": "object", "properties": {"v": {"$ref": "#/$defs/x"}}, "required": ["v"]}) },
+        Tool {
+            name: "a".into(),
+            description: None,
+            parameters: json!({"$defs": {"x": {"type": "integer"}}, "type": "object", "properties": {"v": {"$ref": "#/$defs/x"}}, "required": ["v"]}),
+        },
+        Tool {
+            name: "b".into(),
+            description: None,
+            parameters: json!({"$defs": {"x": {"type": "string"}}, "type": "object", "properties": {"v": {"$ref": "#/$defs/x"}}, "required": ["v"]}),
+        },
     ];
-    let g = ToolCallConstraint::build(ToolFormat::Generic, &with_refs, &ToolChoice::Required, tok, true, o).expect("build");
+    let g = ToolCallConstraint::build(
+        ToolFormat::Generic,
+        &with_refs,
+        &ToolChoice::Required,
+        tok,
+        true,
+        o,
+    )
+    .expect("build");
     let st = g.start_state();
-    let ok = |s: &str| g.advance_bytes(&st, s.as_bytes()).is_some_and(|x| g.state_is_complete(&x));
+    let ok = |s: &str| {
+        g.advance_bytes(&st, s.as_bytes())
+            .is_some_and(|x| g.state_is_complete(&x))
+    };
     assert!(ok(r#"{"name":"a","arguments":{"v":1}}"#));
     assert!(ok(r#"{"name":"b","arguments":{"v":"s"}}"#));
     assert!(!ok(r#"{"name":"a","arguments":{"v":"s"}}"#));

@@ -9,7 +9,9 @@ use hearth_grammar::TokenMask;
 use hearth_tokenizer::Tokenizer;
 
 pub fn vocab_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/vocab").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/vocab")
+        .join(name)
 }
 
 pub fn load(name: &str) -> Tokenizer {
@@ -36,7 +38,11 @@ pub fn from_tokenizer(tok: Tokenizer) -> Vocab {
             byte_token.entry(*b).or_insert(id);
         }
     }
-    Vocab { tok, mask, byte_token }
+    Vocab {
+        tok,
+        mask,
+        byte_token,
+    }
 }
 
 pub fn qwen2() -> &'static Vocab {
@@ -87,19 +93,34 @@ fn argmax(l: &[f32]) -> u32 {
 /// sampled token is in the mask, and that the fast-path check agrees with the
 /// mask on random tokens (and on every token when `full_check` divides the
 /// step).
-pub fn random_decode(v: &Vocab, g: Arc<Grammar>, seed: u64, free: usize, full_check: Option<usize>) -> Run {
+pub fn random_decode(
+    v: &Vocab,
+    g: Arc<Grammar>,
+    seed: u64,
+    free: usize,
+    full_check: Option<usize>,
+) -> Run {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut m = Matcher::new(v.mask.clone(), g.clone());
     let n = v.mask.n_vocab();
     let mut logits = vec![0f32; n];
-    let mut run = Run { bytes: Vec::new(), rendered: Vec::new(), tokens: Vec::new(), finished_unbiased: false, finished: false };
+    let mut run = Run {
+        bytes: Vec::new(),
+        rendered: Vec::new(),
+        tokens: Vec::new(),
+        finished_unbiased: false,
+        finished: false,
+    };
     for step in 0..free {
         for l in logits.iter_mut() {
             *l = rng.random::<f32>();
         }
         let t = match m.sample(&mut logits, argmax) {
             Some(t) => t,
-            None => panic!("seed {seed}: nothing allowed after {:?}", String::from_utf8_lossy(&run.bytes)),
+            None => panic!(
+                "seed {seed}: nothing allowed after {:?}",
+                String::from_utf8_lossy(&run.bytes)
+            ),
         };
         let mask = m.compute_mask().clone();
         assert!(mask.get(t), "seed {seed}: sampled token {t} not in mask");
@@ -132,23 +153,39 @@ pub fn random_decode(v: &Vocab, g: Arc<Grammar>, seed: u64, free: usize, full_ch
             return run;
         }
         run.bytes.extend_from_slice(v.mask.piece(t));
-        run.rendered.extend_from_slice(&v.tok.token_to_piece(t, true));
+        run.rendered
+            .extend_from_slice(&v.tok.token_to_piece(t, true));
     }
     let path = g
         .shortest_completion(m.state(), 2_000_000)
-        .unwrap_or_else(|| panic!("seed {seed}: no completion found from {:?}", String::from_utf8_lossy(&run.bytes)));
+        .unwrap_or_else(|| {
+            panic!(
+                "seed {seed}: no completion found from {:?}",
+                String::from_utf8_lossy(&run.bytes)
+            )
+        });
     for inp in path {
         let t = match inp {
-            Input::Byte(b) => *v.byte_token.get(&b).expect("vocabulary has single-byte tokens"),
+            Input::Byte(b) => *v
+                .byte_token
+                .get(&b)
+                .expect("vocabulary has single-byte tokens"),
             Input::Special(id) => id,
         };
-        m.accept_token(t).unwrap_or_else(|_| panic!("seed {seed}: completion token {t} rejected"));
+        m.accept_token(t)
+            .unwrap_or_else(|_| panic!("seed {seed}: completion token {t} rejected"));
         run.tokens.push(t);
         run.bytes.extend_from_slice(v.mask.piece(t));
-        run.rendered.extend_from_slice(&v.tok.token_to_piece(t, true));
+        run.rendered
+            .extend_from_slice(&v.tok.token_to_piece(t, true));
     }
-    assert!(m.is_complete(), "seed {seed}: completion path did not complete");
-    let eog = (0..n as u32).find(|&t| v.mask.is_eog(t)).expect("an EOG token");
+    assert!(
+        m.is_complete(),
+        "seed {seed}: completion path did not complete"
+    );
+    let eog = (0..n as u32)
+        .find(|&t| v.mask.is_eog(t))
+        .expect("an EOG token");
     assert!(m.compute_mask().get(eog), "EOG allowed once complete");
     m.accept_token(eog).expect("EOG accepted");
     run.finished = true;
@@ -164,12 +201,26 @@ pub fn llama_with_markers() -> &'static Vocab {
     V.get_or_init(|| {
         use hearth_formats::{GgufWriter, MetaArray, MetaValue};
         let f = GgufFile::open(vocab_path("ggml-vocab-llama-bpe.gguf")).expect("vocab");
-        let mut tokens = f.get_str_array("tokenizer.ggml.tokens").expect("tokens").expect("tokens").to_vec();
-        for (id, name) in [(128010, "<|python_tag|>"), (128011, "[TOOL_CALLS]"), (128012, "[ARGS]"), (128013, "<|tool_call|>"), (128014, "<|/tool_call|>")] {
+        let mut tokens = f
+            .get_str_array("tokenizer.ggml.tokens")
+            .expect("tokens")
+            .expect("tokens")
+            .to_vec();
+        for (id, name) in [
+            (128010, "<|python_tag|>"),
+            (128011, "[TOOL_CALLS]"),
+            (128012, "[ARGS]"),
+            (128013, "<|tool_call|>"),
+            (128014, "<|/tool_call|>"),
+        ] {
             tokens[id] = name.to_string();
         }
         let mut w = GgufWriter::from_gguf(&f).expect("writer");
-        w.set_meta("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::String(tokens))).expect("set");
+        w.set_meta(
+            "tokenizer.ggml.tokens",
+            MetaValue::Array(MetaArray::String(tokens)),
+        )
+        .expect("set");
         let bytes = w.write_to_vec::<&[u8]>(&[]).expect("write");
         let f2 = GgufFile::from_bytes(bytes).expect("reparse");
         from_tokenizer(Tokenizer::from_gguf(&f2).expect("tokenizer"))
