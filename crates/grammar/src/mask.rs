@@ -261,6 +261,20 @@ impl TokenMask {
             self.lex_entry(&g, lex, &mut scratch);
         }
     }
+    /// Byte values no single ordinary token spells. The never-dead-end
+    /// guarantee is per byte; it holds per token when every byte a
+    /// constraint may need has a token (byte-level BPE and SentencePiece
+    /// with byte fallback cover all 256).
+    pub fn missing_single_bytes(&self) -> Vec<u8> {
+        let mut have = [false; 256];
+        for id in 0..self.n_vocab as u32 {
+            if let [b] = self.piece(id) {
+                have[*b as usize] = true;
+            }
+        }
+        (0..=255u8).filter(|&b| !have[b as usize]).collect()
+    }
+
     /// Number of trie nodes (for reports).
     pub fn n_nodes(&self) -> usize {
         self.byte.len()
@@ -619,9 +633,8 @@ impl<C: Constraint> Matcher<C> {
         } else {
             // A sampler that ignored −∞ (e.g. all-masked after its own
             // filters): fall back to the best allowed logit.
-            self.bits
-                .iter()
-                .max_by(|&a, &b| logits[a as usize].total_cmp(&logits[b as usize]))
+            let at = |t: u32| logits.get(t as usize).copied().unwrap_or(f32::NEG_INFINITY);
+            self.bits.iter().max_by(|&a, &b| at(a).total_cmp(&at(b)))
         }
     }
 

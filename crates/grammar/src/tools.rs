@@ -5,7 +5,7 @@
 //!
 //! | [`ToolFormat`] | model output | families |
 //! |---|---|---|
-//! | `Hermes` | `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`, repeated; a JSON list inside the tags is accepted too | Qwen 2.5 / 3, Hermes 2 Pro / 3, SmolLM2/3, GLM, Granite 4, other ChatML models |
+//! | `Hermes` | `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`, repeated; a JSON list inside the tags is accepted too | Qwen 2.5 / 3, Hermes 2 Pro / 3, SmolLM2 / 3, Granite 4, other ChatML models |
 //! | `Llama3` | `{"name": …, "parameters": {…}}`, optionally after `<\|python_tag\|>`; `<\|python_tag\|>name.call(k="v")` for built-ins | Llama 3.1 / 3.2 / 3.3 |
 //! | `MistralJson` | `[TOOL_CALLS][{"name": …, "arguments": {…}}, …]` | Mistral 7B v0.3, Nemo (tokenizer v3) |
 //! | `MistralArgs` | `[TOOL_CALLS]name[ARGS]{…}`, repeated | Mistral Small 3.2, Devstral, Ministral 3 (tokenizer v11+) |

@@ -153,3 +153,10 @@ fn constraint_trait_defaults() {
     assert!(g.is_complete(&done));
     assert!(!g.is_complete(&g.advance(&s, b"tru").expect("prefix")));
 }
+
+#[test]
+fn test_vocabularies_spell_every_byte() {
+    for v in [common::qwen2(), common::llama_bpe(), common::phi3()] {
+        assert_eq!(v.mask.missing_single_bytes(), Vec::<u8>::new());
+    }
+}
