@@ -13,8 +13,26 @@
 //!   an object schema without `properties` allows any keys;
 //! * a schema without `type` generates only the types its keywords imply
 //!   (`properties` → object, ...), or any value when none;
-//! * string, number and format details: see [`crate::dfa`],
-//!   [`crate::number`], [`crate::regex`];
+//! * strings: lengths count code points (`minLength`/`maxLength`); a
+//!   character is written as raw UTF-8, except `"` and `\` (always escaped),
+//!   `/` (raw or `\/`) and control characters (`\n`-style or `\u00XX`);
+//!   no `\uXXXX` for other characters;
+//! * `pattern`: ECMA-262 subset — literals, `.`, classes, `\d \w \s` and
+//!   negations, `\xHH`, `\uHHHH`, groups, `|`, `* + ? {n,m}` (lazy too),
+//!   `^`/`$` at the ends of top-level alternatives; search semantics
+//!   (unanchored patterns match anywhere). Where ECMA-262 and Rust's `regex`
+//!   differ the intersection is used (`\d`/`\w` ASCII, `.` excludes all line
+//!   terminators, negated shorthands ASCII-only). Backreferences,
+//!   lookaround, `\b`, `\p{…}`, inline flags and inner anchors are a
+//!   [`SchemaError::UnsupportedPattern`];
+//! * `format`: `date`, `time`, `date-time` (RFC 3339; no 29 February, no
+//!   leap second, upper-case `T`/`Z`), `uuid`, `email` (dotted ASCII, short
+//!   local part), `ipv4`, enforced as patterns;
+//! * numbers: unbounded `number` ≤ 15 integer and 15 fraction digits and a
+//!   2-digit exponent; `integer` ≤ 18 digits; with `minimum`/`maximum`/
+//!   `exclusive*` no exponent, ≤ 6 fraction digits, bounds exact;
+//! * `enum`/`const` values are written in compact JSON (serde_json's form),
+//!   filtered by sibling keywords;
 //! * `oneOf` is accepted only when its branches are provably disjoint
 //!   (different JSON types, disjoint `enum`/`const` sets, or objects told
 //!   apart by a required property with disjoint constant values, or by a
