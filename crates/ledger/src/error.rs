@@ -53,6 +53,11 @@ pub enum LedgerError {
     #[error("the ledger writer has stopped")]
     WriterClosed,
 
+    /// A store implementation panicked inside the background writer; the
+    /// writer caught it, counted the records as failed and carried on.
+    #[error("the ledger store panicked: {0}")]
+    StorePanicked(String),
+
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 

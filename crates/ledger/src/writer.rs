@@ -19,7 +19,8 @@
 //! A failed batch is retried record by record, so one bad record (say, a
 //! duplicate request id) does not sink the others; records that still fail
 //! are counted in [`WriterStats::failed`] and logged at ERROR with their
-//! request id only. There is no on-disk retry queue: a database that stays
+//! request id only. A store that panics is treated the same way (the panic
+//! is caught; the thread lives on). There is no on-disk retry queue: a database that stays
 //! down loses the records submitted meanwhile (counted).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,8 +178,24 @@ fn run(store: Arc<dyn LedgerStore>, rx: Receiver<Msg>, counters: Arc<Counters>) 
     }
 }
 
+/// Calls the store, turning a panic into an error: a bug in one store call
+/// must not end accounting for the life of the process.
+fn guarded(f: impl FnOnce() -> Result<(), LedgerError>) -> Result<(), LedgerError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            Err(LedgerError::StorePanicked(msg))
+        }
+    }
+}
+
 fn write(store: &dyn LedgerStore, batch: &[LedgerRecord], counters: &Counters) {
-    match store.record_batch(batch) {
+    match guarded(|| store.record_batch(batch)) {
         Ok(()) => {
             counters.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
@@ -186,7 +203,7 @@ fn write(store: &dyn LedgerStore, batch: &[LedgerRecord], counters: &Counters) {
         Err(e) => {
             tracing::warn!(error = %e, records = batch.len(), "ledger: batch write failed; retrying one by one");
             for r in batch {
-                match store.record(r) {
+                match guarded(|| store.record(r)) {
                     Ok(()) => {
                         counters.written.fetch_add(1, Ordering::Relaxed);
                     }
