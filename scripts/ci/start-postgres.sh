@@ -85,6 +85,8 @@ else
     mkdir -p "$BASE"
     chmod 700 "$BASE"
 fi
+# The server user may not be able to read the caller's working directory.
+cd "$BASE"
 
 if [ "${1:-}" = "stop" ]; then
     if [ -f "$DATA/PG_VERSION" ] && as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
