@@ -13,17 +13,20 @@ use crate::error::TokenizerError;
 use crate::pretok::{PreTokenizer, PreType};
 use crate::unicode;
 use crate::Tokenizer;
-use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hasher};
 
 /// Marks a merge result that is not in the vocabulary.
 const NOT_TOKEN: u32 = u32::MAX;
 
-/// A multiply-xor hasher for the integer pair keys of the merge table (the
-/// keys are token ids, not attacker-chosen strings).
-#[derive(Default)]
+/// A fast hasher for the integer keys of the merge table and the tries.
+/// Keys come from the (hostile) vocabulary file, so the state starts from a
+/// per-process random seed: a file cannot be crafted to make all keys
+/// collide. Each word is mixed with the splitmix64 finalizer, so every key
+/// bit reaches the low bits the table indexes with.
+#[derive(Clone, Copy)]
 pub(crate) struct PairHasher(u64);
+
 impl Hasher for PairHasher {
     fn finish(&self) -> u64 {
         self.0
@@ -34,7 +37,28 @@ impl Hasher for PairHasher {
         }
     }
     fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        let mut z = (self.0 ^ x).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        self.0 = z ^ (z >> 31);
+    }
+}
+
+/// Builds [`PairHasher`]s from the process seed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PairBuild(u64);
+
+impl Default for PairBuild {
+    fn default() -> PairBuild {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        PairBuild(*SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64)))
+    }
+}
+
+impl BuildHasher for PairBuild {
+    type Hasher = PairHasher;
+    fn build_hasher(&self) -> PairHasher {
+        PairHasher(self.0)
     }
 }
 
@@ -51,7 +75,7 @@ pub(crate) enum BpeSession {
 #[derive(Debug)]
 pub(crate) struct Bpe {
     /// `(left id, right id)` -> `(rank, merged id or NOT_TOKEN)`.
-    ranks: HashMap<u64, (u32, u32), BuildHasherDefault<PairHasher>>,
+    ranks: HashMap<u64, (u32, u32), PairBuild>,
     pretok: PreTokenizer,
     byte_encode: bool,
     gemma4: bool,
@@ -70,7 +94,8 @@ impl Bpe {
         pre_type: PreType,
         session: BpeSession,
     ) -> Result<Bpe, TokenizerError> {
-        let mut ranks = HashMap::with_capacity_and_hasher(merges.len(), BuildHasherDefault::<PairHasher>::default());
+        let mut ranks = HashMap::with_capacity_and_hasher(merges.len(), PairBuild::default());
+        let mut joined = String::new();
         for (i, m) in merges.iter().enumerate() {
             // llama.cpp splits at the first space after the first byte, so a
             // token may itself be a single space.
@@ -86,7 +111,10 @@ impl Bpe {
                 })
             };
             let (a, b) = (id(first)?, id(second)?);
-            let merged = token_to_id.get(&format!("{first}{second}")).copied();
+            joined.clear();
+            joined.push_str(first);
+            joined.push_str(second);
+            let merged = token_to_id.get(joined.as_str()).copied();
             // Duplicate pairs keep their first (lowest) rank, like
             // `unordered_map::emplace`.
             ranks.entry(pair_key(a, b)).or_insert((i as u32, merged.unwrap_or(NOT_TOKEN)));
@@ -160,20 +188,42 @@ fn tokenize_dna(tok: &Tokenizer, bpe: &Bpe, text: &str, out: &mut Vec<u32>) {
 
 #[derive(Clone, Copy)]
 struct Symbol {
-    start: usize,
-    len: usize,
-    prev: usize,
-    next: usize,
+    start: u32,
+    len: u32,
+    prev: u32,
+    next: u32,
     id: u32,
 }
-const NONE: usize = usize::MAX;
+const NONE: u32 = u32::MAX;
+
+/// A queued merge. Kept small (20 bytes) because on long words the heap
+/// outgrows the CPU caches and its size decides the speed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Pair {
+    rank: u32,
+    left: u32,
+    right: u32,
+    size: u32,
+    merged: u32,
+}
+impl Ord for Pair {
+    /// Reversed, so that `BinaryHeap` pops the lowest rank, then the
+    /// leftmost pair (llama.cpp `llm_bigram_bpe::comparator`).
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (o.rank, o.left).cmp(&(self.rank, self.left))
+    }
+}
+impl PartialOrd for Pair {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
 
 fn tokenize_plain(tok: &Tokenizer, bpe: &Bpe, text: &str, out: &mut Vec<u32>) {
     let mut symbols: Vec<Symbol> = Vec::new();
-    // min-heap on (rank, left): llama.cpp `llm_bigram_bpe::comparator`.
-    let mut heap: BinaryHeap<Reverse<(u32, usize, usize, usize, u32)>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Pair> = BinaryHeap::new();
     for word in bpe.pretok.split(text) {
-        if word.is_empty() {
+        if word.is_empty() || word.len() > u32::MAX as usize / 2 {
             continue;
         }
         let whole = tok.token_to_id.get(word.as_str()).copied();
@@ -191,49 +241,53 @@ fn tokenize_plain(tok: &Tokenizer, bpe: &Bpe, text: &str, out: &mut Vec<u32>) {
         for (i, (start, ch)) in word.char_indices().enumerate() {
             let s = ch.encode_utf8(&mut buf);
             let id = tok.token_to_id.get(&*s).copied().unwrap_or(NOT_TOKEN);
-            symbols.push(Symbol { start, len: s.len(), prev: if i == 0 { NONE } else { i - 1 }, next: i + 1, id });
+            let i = i as u32;
+            symbols.push(Symbol { start: start as u32, len: s.len() as u32, prev: if i == 0 { NONE } else { i - 1 }, next: i + 1, id });
         }
         if let Some(last) = symbols.last_mut() {
             last.next = NONE;
         }
-        let add_pair = |symbols: &[Symbol], heap: &mut BinaryHeap<Reverse<(u32, usize, usize, usize, u32)>>, l: usize, r: usize| {
+        let add_pair = |symbols: &[Symbol], heap: &mut BinaryHeap<Pair>, l: u32, r: u32| {
             if l == NONE || r == NONE {
                 return;
             }
-            let (a, b) = (symbols[l].id, symbols[r].id);
-            if a == NOT_TOKEN || b == NOT_TOKEN {
+            let (a, b) = (symbols[l as usize], symbols[r as usize]);
+            if a.id == NOT_TOKEN || b.id == NOT_TOKEN {
                 return;
             }
-            if let Some(&(rank, merged)) = bpe.ranks.get(&pair_key(a, b)) {
-                heap.push(Reverse((rank, l, r, symbols[l].len + symbols[r].len, merged)));
+            if let Some(&(rank, merged)) = bpe.ranks.get(&pair_key(a.id, b.id)) {
+                heap.push(Pair { rank, left: l, right: r, size: a.len + b.len, merged });
             }
         };
-        for i in 1..symbols.len() {
+        for i in 1..symbols.len() as u32 {
             add_pair(&symbols, &mut heap, i - 1, i);
         }
-        while let Some(Reverse((_, l, r, size, merged))) = heap.pop() {
+        while let Some(p) = heap.pop() {
+            let (l, r) = (p.left as usize, p.right as usize);
             let (ll, rl) = (symbols[l].len, symbols[r].len);
-            // Outdated pair: one side merged away or grown since it was queued.
-            if ll == 0 || rl == 0 || ll + rl != size {
+            // Outdated pair: one side merged away or grown since it was
+            // queued (equivalent to llama.cpp's comparison of the texts,
+            // because symbols only grow and a left symbol keeps its start).
+            if ll == 0 || rl == 0 || ll + rl != p.size {
                 continue;
             }
             symbols[l].len += rl;
-            symbols[l].id = merged;
+            symbols[l].id = p.merged;
             symbols[r].len = 0;
             let next = symbols[r].next;
             symbols[l].next = next;
             if next != NONE {
-                symbols[next].prev = l;
+                symbols[next as usize].prev = p.left;
             }
-            add_pair(&symbols, &mut heap, symbols[l].prev, l);
-            add_pair(&symbols, &mut heap, l, next);
+            add_pair(&symbols, &mut heap, symbols[l].prev, p.left);
+            add_pair(&symbols, &mut heap, p.left, next);
         }
         for s in symbols.iter().filter(|s| s.len > 0) {
             if s.id != NOT_TOKEN {
                 out.push(s.id);
                 continue;
             }
-            for &b in &word.as_bytes()[s.start..s.start + s.len] {
+            for &b in &word.as_bytes()[s.start as usize..(s.start + s.len) as usize] {
                 let id = if bpe.byte_encode {
                     // llama.cpp looks the raw byte up as a one-byte token.
                     std::str::from_utf8(std::slice::from_ref(&b)).ok().and_then(|k| tok.token_id(k))

@@ -18,6 +18,18 @@
 //! tokens only when [`EncodeOptions::parse_special`] is set, longest token
 //! first, honouring the per-token lstrip/rstrip attributes llama.cpp assigns.
 //!
+//! Pre-tokenizer regexes: llama.cpp's hand-written scanners for the common
+//! ones are reproduced exactly; the rest are rewritten the way llama.cpp
+//! rewrites them for `std::regex` and run with `fancy-regex` (lookahead
+//! support, and linear-time delegation to the `regex` crate for the parts
+//! without lookaround). See `pretok.rs`.
+//!
+//! Conformance: besides the llama.cpp `.inp`/`.out` files in
+//! testdata/vocab, `tests/data/llama_cpp_reference.txt` holds ids and
+//! detokenized bytes recorded from llama.cpp for special-token parsing,
+//! BOS/EOS handling and detokenizer flags (regenerated with
+//! `tools/gen_reference.py`).
+//!
 //! Deliberately absent: `plamo2` vocabularies and llama.cpp's `test`/`none`
 //! models (rejected with [`TokenizerError::UnsupportedModel`]), chat templates
 //! (a separate crate), and `tokenizer.json` loading. Where llama.cpp would
@@ -149,7 +161,6 @@ pub(crate) struct VocabFlags {
 
 /// A vocabulary and the algorithm to apply it. Immutable after loading and
 /// `Sync`: share one across threads.
-#[derive(Debug)]
 pub struct Tokenizer {
     pub(crate) kind: VocabKind,
     pub(crate) model: String,
@@ -171,6 +182,23 @@ pub struct Tokenizer {
     pub(crate) rwkv: Option<rwkv::Rwkv>,
 }
 
+impl std::fmt::Debug for Tokenizer {
+    /// A summary; the vocabulary itself is far too large to print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("kind", &self.kind)
+            .field("model", &self.model)
+            .field("pre", &self.pre)
+            .field("n_vocab", &self.tokens.len())
+            .field("bos", &self.special.bos)
+            .field("eos", &self.special.eos)
+            .field("eog", &self.eog)
+            .field("add_bos", &self.flags.add_bos)
+            .field("add_eos", &self.flags.add_eos)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Tokenizer {
     /// Builds the tokenizer described by a GGUF file's metadata.
     pub fn from_gguf(gguf: &hearth_formats::GgufFile) -> Result<Tokenizer, TokenizerError> {
@@ -181,7 +209,8 @@ impl Tokenizer {
     /// parse_special)`.
     ///
     /// Where llama.cpp would abort (BOS/EOS/SEP requested but undefined) the
-    /// token is left out.
+    /// token is left out. Never panics; a single pre-tokenized word longer
+    /// than 2 GiB is skipped.
     pub fn encode(&self, text: &str, opts: EncodeOptions) -> Vec<u32> {
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         let fragments = special::partition(self, text, opts.parse_special);

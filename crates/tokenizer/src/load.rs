@@ -309,6 +309,8 @@ pub(crate) fn from_gguf(g: &GgufFile) -> Result<Tokenizer, TokenizerError> {
     ] {
         *slot = in_range(*slot);
     }
+    // llama.cpp computes the newline token before it reads the ids below.
+    let default_ids = sp;
     let read = |key: &'static str, slot: &mut Option<u32>| -> Result<(), TokenizerError> {
         if let Some(v) = g.get_u64(key)? {
             if v >= n as u64 {
@@ -411,7 +413,11 @@ pub(crate) fn from_gguf(g: &GgufFile) -> Result<Tokenizer, TokenizerError> {
     };
     tok.pieces = (0..n as u32).map(|id| crate::decode::piece_uncached(&tok, id).into_boxed_slice()).collect();
     apply_model_attrs(&mut tok, g)?;
-    tok.special.nl = newline_token(&tok);
+    let final_ids = tok.special;
+    tok.special = default_ids;
+    let nl = newline_token(&tok);
+    tok.special = final_ids;
+    tok.special.nl = nl;
     let texts: Vec<&str> = tok.special_cache.iter().map(|&id| tok.tokens[id as usize].text.as_str()).collect();
     if !texts.is_empty() {
         tok.special_matcher = aho_corasick::AhoCorasick::new(&texts).ok();
@@ -515,7 +521,7 @@ fn end_of_generation_set(tokens: &mut [TokenData], token_to_id: &HashMap<String,
     let has = |t: &str| texts.iter().any(|(_, x)| x == t);
     if let Some(&(end_id, _)) = texts.iter().find(|(_, x)| x == "<|end|>") {
         let has_call = has("<|call|>") || has("<|calls|>");
-        if (has("<|return|>") && has_call) || (has_call && has("<|flush|>")) {
+        if has_call && (has("<|return|>") || has("<|flush|>")) {
             eog.remove(&end_id);
             tokens[end_id as usize].attr = TokenAttr::USER_DEFINED;
         }

@@ -22,11 +22,13 @@ struct Symbol {
 }
 const NONE: usize = usize::MAX;
 
+/// A queued merge; 16 bytes, since on long inputs the heap's size decides
+/// the speed.
 struct Bigram {
     score: f32,
-    left: usize,
-    right: usize,
-    size: usize,
+    left: u32,
+    right: u32,
+    size: u32,
 }
 
 impl PartialEq for Bigram {
@@ -50,6 +52,9 @@ impl Ord for Bigram {
 }
 
 pub(crate) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
+    if text.len() > u32::MAX as usize / 2 {
+        return;
+    }
     let mut symbols: Vec<Symbol> = Vec::with_capacity(text.len());
     for (i, (start, ch)) in text.char_indices().enumerate() {
         symbols.push(Symbol { start, len: ch.len_utf8(), prev: if i == 0 { NONE } else { i - 1 }, next: i + 1 });
@@ -65,15 +70,15 @@ pub(crate) fn tokenize(tok: &Tokenizer, text: &str, out: &mut Vec<u32>) {
         let (a, b) = (symbols[l], symbols[r]);
         let piece = &text[a.start..a.start + a.len + b.len];
         if let Some(&id) = tok.token_to_id.get(piece) {
-            heap.push(Bigram { score: tok.tokens[id as usize].score, left: l, right: r, size: piece.len() });
+            heap.push(Bigram { score: tok.tokens[id as usize].score, left: l as u32, right: r as u32, size: piece.len() as u32 });
         }
     };
     for i in 1..symbols.len() {
         try_add(&symbols, &mut heap, i - 1, i);
     }
     while let Some(bg) = heap.pop() {
-        let (l, r) = (bg.left, bg.right);
-        if symbols[l].len == 0 || symbols[r].len == 0 || symbols[l].len + symbols[r].len != bg.size {
+        let (l, r) = (bg.left as usize, bg.right as usize);
+        if symbols[l].len == 0 || symbols[r].len == 0 || symbols[l].len + symbols[r].len != bg.size as usize {
             continue;
         }
         symbols[l].len += symbols[r].len;

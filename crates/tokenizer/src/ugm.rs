@@ -12,16 +12,15 @@
 //! and where llama.cpp would throw (an index outside the map, an
 //! unterminated replacement) the prefix is treated as unmapped.
 
-use crate::bpe::PairHasher;
+use crate::bpe::PairBuild;
 use crate::error::TokenizerError;
 use crate::{TokenAttr, TokenData, Tokenizer};
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
 /// A byte trie: edges in one hash map keyed by `(node, byte)`.
 #[derive(Debug, Default)]
 pub(crate) struct Trie {
-    edges: HashMap<u64, u32, BuildHasherDefault<PairHasher>>,
+    edges: HashMap<u64, u32, PairBuild>,
     values: Vec<Option<u32>>,
 }
 

@@ -19,7 +19,6 @@ use std::sync::OnceLock;
 pub(crate) const UNDEFINED: u16 = 0x0001;
 pub(crate) const NUMBER: u16 = 0x0002;
 pub(crate) const LETTER: u16 = 0x0004;
-pub(crate) const SEPARATOR: u16 = 0x0008;
 pub(crate) const MARK: u16 = 0x0010;
 pub(crate) const PUNCTUATION: u16 = 0x0020;
 pub(crate) const SYMBOL: u16 = 0x0040;

@@ -52,3 +52,84 @@ pub fn cases(name: &str) -> Vec<(String, Vec<u32>)> {
 }
 
 pub const VOCABS: [&str; 8] = ["bert-bge", "gemma-4", "gpt-2", "llama-bpe", "llama-spm", "phi-3", "qwen2", "qwen35"];
+
+/// A minimal GGUF v3 writer for building small (and deliberately broken)
+/// vocabularies in tests.
+pub enum Val {
+    Str(&'static str),
+    U32(u32),
+    I32(i32),
+    Bool(bool),
+    Strs(Vec<String>),
+    F32s(Vec<f32>),
+    I32s(Vec<i32>),
+    U8s(Vec<u8>),
+}
+
+pub fn gguf_bytes(kvs: &[(&str, Val)]) -> Vec<u8> {
+    fn s(out: &mut Vec<u8>, x: &str) {
+        out.extend_from_slice(&(x.len() as u64).to_le_bytes());
+        out.extend_from_slice(x.as_bytes());
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(b"GGUF");
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
+    for (k, v) in kvs {
+        s(&mut out, k);
+        match v {
+            Val::Str(x) => {
+                out.extend_from_slice(&8u32.to_le_bytes());
+                s(&mut out, x);
+            }
+            Val::U32(x) => {
+                out.extend_from_slice(&4u32.to_le_bytes());
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            Val::I32(x) => {
+                out.extend_from_slice(&5u32.to_le_bytes());
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            Val::Bool(x) => {
+                out.extend_from_slice(&7u32.to_le_bytes());
+                out.push(*x as u8);
+            }
+            Val::Strs(xs) => {
+                out.extend_from_slice(&9u32.to_le_bytes());
+                out.extend_from_slice(&8u32.to_le_bytes());
+                out.extend_from_slice(&(xs.len() as u64).to_le_bytes());
+                for x in xs {
+                    s(&mut out, x);
+                }
+            }
+            Val::F32s(xs) => {
+                out.extend_from_slice(&9u32.to_le_bytes());
+                out.extend_from_slice(&6u32.to_le_bytes());
+                out.extend_from_slice(&(xs.len() as u64).to_le_bytes());
+                for x in xs {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+            Val::I32s(xs) => {
+                out.extend_from_slice(&9u32.to_le_bytes());
+                out.extend_from_slice(&5u32.to_le_bytes());
+                out.extend_from_slice(&(xs.len() as u64).to_le_bytes());
+                for x in xs {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+            Val::U8s(xs) => {
+                out.extend_from_slice(&9u32.to_le_bytes());
+                out.extend_from_slice(&0u32.to_le_bytes());
+                out.extend_from_slice(&(xs.len() as u64).to_le_bytes());
+                out.extend_from_slice(xs);
+            }
+        }
+    }
+    out
+}
+
+pub fn strs(xs: &[&str]) -> Vec<String> {
+    xs.iter().map(|x| x.to_string()).collect()
+}
