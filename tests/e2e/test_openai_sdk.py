@@ -205,21 +205,96 @@ def test_context_overflow_is_400(client):
     assert e.value.code == "context_length_exceeded"
 
 
-def test_json_schema_and_tools_are_refused_until_supported(client):
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 10}, "celsius": {"type": "boolean"}},
+            "required": ["city", "celsius"],
+        },
+    },
+}
+
+
+def test_json_schema(client):
+    schema = {
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "n": {"type": "integer", "minimum": 0, "maximum": 100},
+            "tag": {"type": "string", "enum": ["red", "green", "blue"]},
+        },
+        "required": ["ok", "n", "tag"],
+    }
+    r = client.chat.completions.create(
+        model="hearth",
+        messages=MSG,
+        max_tokens=400,
+        seed=11,
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}},
+    )
+    assert r.choices[0].finish_reason == "stop"
+    doc = json.loads(r.choices[0].message.content)
+    assert isinstance(doc["ok"], bool)
+    assert 0 <= doc["n"] <= 100
+    assert doc["tag"] in ("red", "green", "blue")
+    obj = client.chat.completions.create(model="hearth", messages=MSG, max_tokens=400, seed=12, response_format={"type": "json_object"})
+    assert isinstance(json.loads(obj.choices[0].message.content), dict)
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(
             model="hearth",
             messages=MSG,
-            response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}},
+            response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": {"not": {"type": "string"}}}},
         )
-    assert e.value.param == "response_format"
-    with pytest.raises(openai.BadRequestError) as e:
-        client.chat.completions.create(
-            model="hearth",
-            messages=MSG,
-            tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}],
-        )
-    assert e.value.param == "tools"
+    assert e.value.param == "response_format.json_schema.schema"
+
+
+def test_tools(client):
+    r = client.chat.completions.create(
+        model="hearth",
+        messages=[{"role": "user", "content": "Weather in Oslo?"}],
+        max_tokens=400,
+        seed=3,
+        tools=[WEATHER],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls"
+    [call] = c.message.tool_calls
+    assert call.type == "function" and call.function.name == "get_weather"
+    args = json.loads(call.function.arguments)
+    assert isinstance(args["celsius"], bool) and len(args["city"]) <= 10
+    # The conversation continues with the tool's answer.
+    follow = client.chat.completions.create(
+        model="hearth",
+        messages=[
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"},
+        ],
+        max_tokens=4,
+        tools=[WEATHER],
+        **GREEDY,
+    )
+    assert follow.choices[0].message.content
+    # Streamed: the call arrives whole in one delta.
+    stream = client.chat.completions.create(
+        model="hearth",
+        messages=[{"role": "user", "content": "Weather in Oslo?"}],
+        max_tokens=400,
+        seed=3,
+        tools=[WEATHER],
+        tool_choice="required",
+        stream=True,
+    )
+    chunks = list(stream)
+    calls = [tc for ch in chunks if ch.choices and ch.choices[0].delta.tool_calls for tc in ch.choices[0].delta.tool_calls]
+    assert calls and calls[0].index == 0 and calls[0].function.name == "get_weather"
+    json.loads(calls[0].function.arguments)
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
 def test_auth(server):

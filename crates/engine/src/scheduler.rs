@@ -140,6 +140,9 @@ pub struct Job {
     pub logit_bias: Vec<(u32, f32)>,
     /// Keep going past end-of-generation tokens (benchmarks).
     pub ignore_eos: bool,
+    /// Render control tokens as their text (tool-call markers such as
+    /// `[TOOL_CALLS]` are control tokens in some vocabularies).
+    pub render_special: bool,
     /// Empty, or one per choice.
     pub processors: Vec<Box<dyn LogitsProcessor>>,
     pub sink: Arc<dyn EventSink>,
@@ -322,6 +325,7 @@ struct Active<'t> {
     choice: usize,
     max_tokens: usize,
     ignore_eos: bool,
+    render_special: bool,
     logprobs: Option<usize>,
     logit_bias: Arc<[(u32, f32)]>,
     sampler: Sampler,
@@ -582,10 +586,11 @@ fn admit<'t>(slots: &mut [Slot<'t>], mut job: Job, tok: &'t hearth_tokenizer::To
             choice,
             max_tokens: job.max_tokens,
             ignore_eos: job.ignore_eos,
+            render_special: job.render_special,
             logprobs: job.logprobs,
             logit_bias: Arc::clone(&logit_bias),
             sampler,
-            decoder: StreamDecoder::new(tok, false).with_stop_strings(job.stop.iter().cloned()),
+            decoder: StreamDecoder::new(tok, job.render_special).with_stop_strings(job.stop.iter().cloned()),
             processor: processors.next(),
             generated: 0,
             cached: keep,
@@ -642,7 +647,7 @@ fn sample_and_emit(s: &mut Slot<'_>, tok: &hearth_tokenizer::Tokenizer, tick: u6
         a.generated += 1;
         c.generated.fetch_add(1, Ordering::Relaxed);
         let start = a.pushed;
-        a.pushed += tok.token_to_piece(id, false).len();
+        a.pushed += tok.token_to_piece(id, a.render_special).len();
         if let Some(k) = a.logprobs {
             a.pending.push_back(PendingLogprob { start, end: a.pushed, lp: logprob_entry(&s.raw, id, k, tok) });
         }

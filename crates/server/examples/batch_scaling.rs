@@ -51,6 +51,7 @@ fn main() {
                 logprobs: None,
                 logit_bias: Vec::new(),
                 ignore_eos: true,
+                render_special: false,
                 processors: Vec::new(),
                 sink: Arc::new(Sink(Mutex::new(tx.clone()))),
             };

@@ -1,21 +1,35 @@
 //! The local model behind the API: prompt construction (chat template or
-//! raw text), sampler settings, submission to the scheduler, and the
-//! conversion of scheduler events into OpenAI JSON and SSE chunks.
+//! raw text), constrained decoding (hearth-grammar: `response_format` JSON
+//! modes and forced tool calls as per-choice logits processors), sampler
+//! settings, submission to the scheduler, tool-call detection on the output,
+//! and the conversion of scheduler events into OpenAI JSON and SSE chunks.
+//!
+//! Tools: `tool_choice` `none` renders no tools and parses nothing; `auto`
+//! renders the tools (or describes them in a system message when the
+//! template cannot) and streams the output through hearth-grammar's
+//! `ToolCallDetector`; `required` and a named function also constrain the
+//! output to a call in the model family's format. Deliberately absent:
+//! streaming partial tool-call arguments (a call is sent once complete), the
+//! grammar's check-the-sampled-token-first fast path (the mask is computed
+//! every step, because the sampler records what it draws).
 
 use crate::error::{from_submit, ApiError};
 use crate::metrics::Metrics;
-use crate::wire::{LocalOptions, Prompt};
+use crate::wire::{ChatCall, LocalOptions, Prompt};
 use bytes::Bytes;
-use hearth_api::{ChatRequest, GenerationParams, Role};
+use hearth_api::{ChatRequest, GenerationParams, ResponseFormat, Role, Tool, ToolCall, ToolChoice};
 use hearth_chat::RenderRequest;
 use hearth_engine::chat::ChatFormat;
-use hearth_engine::scheduler::{Event, EventSink, Finish, Job, Scheduler, SchedulerConfig, SchedulerStats, TokenLogprob};
+use hearth_engine::scheduler::{Event, EventSink, Finish, Job, LogitsProcessor, Scheduler, SchedulerConfig, SchedulerStats, TokenLogprob};
 use hearth_engine::{Engine, EngineError, SamplerConfig};
+use hearth_grammar::{DetectorEvent, Grammar, JsonOptions, Matcher, SchemaError, TokenMask, ToolCallConstraint, ToolCallDetector, ToolError, ToolFormat};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -36,6 +50,80 @@ pub struct Local {
     /// Unix time the model was loaded (`created` of `/v1/models`).
     pub created: u64,
     seeds: AtomicU64,
+    /// The model family's tool-call syntax.
+    pub tool_format: ToolFormat,
+    /// Whether the chat template renders tool definitions itself.
+    template_tools: bool,
+    /// Vocabulary tables for constrained decoding, built on first use.
+    mask: OnceLock<Arc<TokenMask>>,
+}
+
+/// Grammar-constrained decoding as a scheduler logits processor.
+struct GrammarProcessor(Matcher<Grammar>);
+
+impl LogitsProcessor for GrammarProcessor {
+    fn process(&mut self, logits: &mut [f32]) {
+        self.0.mask_logits(logits);
+    }
+
+    fn accept(&mut self, token: u32) -> Result<(), String> {
+        self.0.accept_token(token).map_err(|e| e.to_string())
+    }
+
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
+
+/// A chat request made ready for the scheduler.
+pub struct PreparedChat {
+    pub prompt: Vec<u32>,
+    /// One per choice, or none.
+    pub processors: Vec<Box<dyn LogitsProcessor>>,
+    /// Parse tool calls out of the output in this format.
+    pub tools: Option<ToolFormat>,
+}
+
+fn schema_error(e: SchemaError) -> ApiError {
+    ApiError::invalid_value("response_format.json_schema.schema", format!("this JSON Schema cannot be enforced: {e}"))
+}
+
+fn tool_error(e: ToolError, tools: &[Tool]) -> ApiError {
+    match e {
+        ToolError::Schema { name, source } => {
+            let i = tools.iter().position(|t| t.name == name).unwrap_or(0);
+            ApiError::invalid_value(&format!("tools[{i}].function.parameters"), format!("tool '{name}': this JSON Schema cannot be enforced: {source}"))
+        }
+        ToolError::UnknownFunction(_) => ApiError::invalid_value("tool_choice.function.name", e.to_string()),
+        ToolError::BadName(_) => ApiError::invalid_value("tools", e.to_string()),
+        ToolError::NoTools | ToolError::NotConstrained => ApiError::invalid_value("tool_choice", e.to_string()),
+    }
+}
+
+/// Tool definitions as chat templates and OpenAI write them.
+fn tools_json(tools: &[Tool]) -> Vec<Value> {
+    tools
+        .iter()
+        .map(|t| {
+            let mut f = json!({"name": t.name, "parameters": t.parameters});
+            if let Some(d) = &t.description {
+                f["description"] = json!(d);
+            }
+            json!({"type": "function", "function": f})
+        })
+        .collect()
+}
+
+/// A system-prompt description of the tools for templates that do not
+/// render tools themselves (the approach of llama.cpp's generic tool
+/// handler), with the call syntax of `format`.
+fn describe_tools(tools: &[Tool], format: ToolFormat) -> String {
+    let list = serde_json::to_string_pretty(&tools_json(tools)).unwrap_or_default();
+    let example = match format {
+        ToolFormat::Hermes => "<tool_call>\n{\"name\": \"<function name>\", \"arguments\": {<arguments as a JSON object>}}\n</tool_call>",
+        _ => "{\"name\": \"<function name>\", \"arguments\": {<arguments as a JSON object>}}",
+    };
+    format!("You can call the following tools:\n{list}\n\nTo call a tool, answer with exactly:\n{example}")
 }
 
 /// Delivers scheduler events to a request's task.
@@ -67,7 +155,19 @@ impl Local {
         let format = ChatFormat::from_model(engine.model())?;
         let scheduler = Scheduler::start(Arc::clone(&engine), cfg);
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-        Ok(Local { engine, format, scheduler, model_id, created: unix_now(), seeds: AtomicU64::new(nanos) })
+        let tool_format = ToolFormat::detect(engine.model().chat_template().unwrap_or(""), Some(engine.tokenizer()));
+        let template_tools = format.template.template.capabilities().tools;
+        Ok(Local {
+            engine,
+            format,
+            scheduler,
+            model_id,
+            created: unix_now(),
+            seeds: AtomicU64::new(nanos),
+            tool_format,
+            template_tools,
+            mask: OnceLock::new(),
+        })
     }
 
     pub fn n_vocab(&self) -> usize {
@@ -82,10 +182,42 @@ impl Local {
         self.scheduler.stats()
     }
 
+    /// A fresh seed (requests without one).
+    pub fn next_seed(&self) -> u64 {
+        self.seeds.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+    }
+
+    /// Renders the prompt and builds the constraints of a chat request (CPU
+    /// work: call it off the connection threads).
+    pub fn prepare_chat(&self, call: &ChatCall) -> Result<PreparedChat, ApiError> {
+        let req = &call.request;
+        let use_tools = !req.tools.is_empty() && req.tool_choice != ToolChoice::None;
+        let opts = JsonOptions::default();
+        let grammar = match (&req.tool_choice, &req.response_format) {
+            (ToolChoice::Required | ToolChoice::Function(_), _) if use_tools => Some(
+                ToolCallConstraint::build(self.tool_format, &req.tools, &req.tool_choice, self.engine.tokenizer(), call.parallel_tool_calls, opts)
+                    .map_err(|e| tool_error(e, &req.tools))?,
+            ),
+            (_, ResponseFormat::JsonObject) => Some(Grammar::json_object(opts)),
+            (_, ResponseFormat::JsonSchema { schema, .. }) => Some(Grammar::json_schema(schema, opts).map_err(schema_error)?),
+            _ => None,
+        };
+        let prompt = self.chat_prompt(req, use_tools)?;
+        let processors: Vec<Box<dyn LogitsProcessor>> = match grammar {
+            Some(g) => {
+                let g = Arc::new(g);
+                let mask = self.mask.get_or_init(|| Arc::new(TokenMask::new(self.engine.tokenizer())));
+                (0..req.params.n).map(|_| Box::new(GrammarProcessor(Matcher::new(Arc::clone(mask), Arc::clone(&g)))) as Box<dyn LogitsProcessor>).collect()
+            }
+            None => Vec::new(),
+        };
+        Ok(PreparedChat { prompt, processors, tools: use_tools.then_some(self.tool_format) })
+    }
+
     /// Renders the conversation with the model's template and tokenizes it
     /// like llama-server.
-    pub fn chat_prompt(&self, req: &ChatRequest) -> Result<Vec<u32>, ApiError> {
-        let messages: Vec<Value> = req
+    pub fn chat_prompt(&self, req: &ChatRequest, with_tools: bool) -> Result<Vec<u32>, ApiError> {
+        let mut messages: Vec<Value> = req
             .messages
             .iter()
             .map(|m| {
@@ -115,7 +247,23 @@ impl Local {
                 v
             })
             .collect();
+        let mut tools = None;
+        if with_tools {
+            if self.template_tools {
+                tools = Some(tools_json(&req.tools));
+            } else {
+                let text = describe_tools(&req.tools, self.tool_format);
+                match messages.first_mut() {
+                    Some(first) if first["role"] == "system" => {
+                        let old = first["content"].as_str().unwrap_or("").to_string();
+                        first["content"] = json!(format!("{old}\n\n{text}"));
+                    }
+                    _ => messages.insert(0, json!({"role": "system", "content": text})),
+                }
+            }
+        }
         let mut r = RenderRequest::new(messages);
+        r.tools = tools;
         r.add_generation_prompt = true;
         self.format
             .prompt_tokens(self.engine.model(), r)
@@ -141,10 +289,7 @@ impl Local {
         s
     }
 
-    fn sampler(&self, p: &GenerationParams, local: &LocalOptions) -> SamplerConfig {
-        // Without a seed every request draws a fresh one; with one, the
-        // same request gives the same output.
-        let seed = p.seed.unwrap_or_else(|| self.seeds.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
+    fn sampler(&self, p: &GenerationParams, local: &LocalOptions, seed: u64) -> SamplerConfig {
         let mut top_k = local.top_k.unwrap_or(DEFAULT_TOP_K);
         let mut top_p = p.top_p;
         if top_p <= 0.0 {
@@ -166,7 +311,9 @@ impl Local {
     }
 
     /// Submits a generation. `max_param` names the length parameter for
-    /// errors; `prompt_param` the prompt.
+    /// errors; `prompt_param` the prompt. Without a seed in `p`, `seed` is
+    /// used (the caller draws it, so the same one can seed tool-call ids).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         &self,
         prompt: Vec<u32>,
@@ -174,6 +321,9 @@ impl Local {
         local: &LocalOptions,
         max_param: &str,
         prompt_param: &str,
+        processors: Vec<Box<dyn LogitsProcessor>>,
+        render_special: bool,
+        seed: u64,
     ) -> Result<Started, ApiError> {
         let n_ctx = self.n_ctx();
         if prompt.is_empty() {
@@ -198,12 +348,13 @@ impl Local {
             prompt,
             n: p.n as usize,
             max_tokens,
-            sampler: self.sampler(p, local),
+            sampler: self.sampler(p, local, seed),
             stop: p.stop.clone(),
             logprobs: p.logprobs.then_some(p.top_logprobs as usize),
             logit_bias: local.logit_bias.clone(),
             ignore_eos: local.ignore_eos,
-            processors: Vec::new(),
+            render_special,
+            processors,
             sink: Arc::new(ChannelSink(tx)),
         };
         self.scheduler.submit(job).map_err(|e| from_submit(e, max_param))?;
@@ -232,24 +383,63 @@ pub struct Meta {
     pub logprobs: bool,
     /// Legacy `echo`: the prompt text, prefixed to each choice.
     pub echo: Option<String>,
+    /// Detect tool calls in the output, in this format.
+    pub tools: Option<ToolFormat>,
+    /// Seeds the tool-call ids (choice `i` uses `seed + i`).
+    pub seed: u64,
+}
+
+/// Splits a choice's text into content and tool calls.
+struct ChoiceOutput {
+    detector: Option<ToolCallDetector>,
+    rng: ChaCha8Rng,
+}
+
+impl ChoiceOutput {
+    fn new(meta: &Meta, choice: usize) -> ChoiceOutput {
+        ChoiceOutput { detector: meta.tools.map(ToolCallDetector::new), rng: ChaCha8Rng::seed_from_u64(meta.seed.wrapping_add(choice as u64)) }
+    }
+
+    fn push(&mut self, text: String) -> Vec<DetectorEvent> {
+        match &mut self.detector {
+            Some(d) => d.push(&text, &mut self.rng),
+            None if text.is_empty() => Vec::new(),
+            None => vec![DetectorEvent::Content(text)],
+        }
+    }
+
+    fn finish(&mut self) -> Vec<DetectorEvent> {
+        match &mut self.detector {
+            Some(d) => d.finish(&mut self.rng),
+            None => Vec::new(),
+        }
+    }
 }
 
 /// One finished choice.
 #[derive(Default)]
 pub struct ChoiceOut {
     pub text: String,
+    pub calls: Vec<ToolCall>,
     pub logprobs: Vec<TokenLogprob>,
     pub finish: Option<Finish>,
     pub completion_tokens: usize,
     pub cached_tokens: usize,
 }
 
-fn finish_reason(f: Option<Finish>) -> Value {
+/// `tool_calls` when the output held calls and ended naturally; a cut-off
+/// output is `length` even if complete calls came before the cut.
+fn finish_reason(f: Option<Finish>, called: bool) -> Value {
     match f {
         Some(Finish::Length) => json!("length"),
+        _ if called => json!("tool_calls"),
         Some(Finish::Eos | Finish::Stop { .. } | Finish::Constraint) => json!("stop"),
         None => Value::Null,
     }
+}
+
+fn tool_call_json(c: &ToolCall) -> Value {
+    json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}})
 }
 
 /// OpenAI reports impossible tokens as -9999 rather than -inf (JSON has no
@@ -312,8 +502,17 @@ fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
 /// Waits for every choice (non-streaming).
 pub async fn collect(mut rx: UnboundedReceiver<Event>, meta: &Meta) -> Result<Vec<ChoiceOut>, ApiError> {
     let mut out: Vec<ChoiceOut> = (0..meta.n).map(|_| ChoiceOut::default()).collect();
+    let mut outputs: Vec<ChoiceOutput> = (0..meta.n).map(|i| ChoiceOutput::new(meta, i)).collect();
     let mut remaining = meta.n;
     let mut first = true;
+    let absorb = |c: &mut ChoiceOut, events: Vec<DetectorEvent>| {
+        for e in events {
+            match e {
+                DetectorEvent::Content(t) => c.text.push_str(&t),
+                DetectorEvent::ToolCall(call) => c.calls.push(call),
+            }
+        }
+    };
     while remaining > 0 {
         match rx.recv().await {
             Some(Event::Delta { choice, text, logprobs }) => {
@@ -321,15 +520,16 @@ pub async fn collect(mut rx: UnboundedReceiver<Event>, meta: &Meta) -> Result<Ve
                     first = false;
                     meta.metrics.ttft(meta.route, meta.t0.elapsed());
                 }
-                if let Some(c) = out.get_mut(choice) {
-                    c.text.push_str(&text);
+                if let (Some(c), Some(o)) = (out.get_mut(choice), outputs.get_mut(choice)) {
+                    absorb(c, o.push(text));
                     c.logprobs.extend(logprobs);
                 }
             }
             Some(Event::Done { choice, finish, stats }) => {
-                if let Some(c) = out.get_mut(choice) {
+                if let (Some(c), Some(o)) = (out.get_mut(choice), outputs.get_mut(choice)) {
                     if c.finish.is_none() {
                         remaining -= 1;
+                        absorb(c, o.finish());
                     }
                     c.finish = Some(finish);
                     c.completion_tokens = stats.completion_tokens;
@@ -354,12 +554,22 @@ pub fn response_json(meta: &Meta, choices: &[ChoiceOut]) -> Value {
         .iter()
         .enumerate()
         .map(|(i, c)| match meta.api {
-            Api::Chat => json!({
-                "index": i,
-                "message": {"role": "assistant", "content": c.text, "refusal": null},
-                "logprobs": if meta.logprobs { chat_logprobs(&c.logprobs) } else { Value::Null },
-                "finish_reason": finish_reason(c.finish),
-            }),
+            Api::Chat => {
+                let mut message = json!({"role": "assistant", "content": c.text, "refusal": null});
+                if !c.calls.is_empty() {
+                    // OpenAI sends null content beside tool calls when there is no text.
+                    if c.text.trim().is_empty() {
+                        message["content"] = Value::Null;
+                    }
+                    message["tool_calls"] = Value::Array(c.calls.iter().map(tool_call_json).collect());
+                }
+                json!({
+                    "index": i,
+                    "message": message,
+                    "logprobs": if meta.logprobs { chat_logprobs(&c.logprobs) } else { Value::Null },
+                    "finish_reason": finish_reason(c.finish, !c.calls.is_empty()),
+                })
+            }
             Api::Completion => {
                 let echo = meta.echo.as_deref().unwrap_or("");
                 let mut offset = echo.len();
@@ -367,7 +577,7 @@ pub fn response_json(meta: &Meta, choices: &[ChoiceOut]) -> Value {
                     "index": i,
                     "text": format!("{echo}{}", c.text),
                     "logprobs": if meta.logprobs { completion_logprobs(&c.logprobs, &mut offset) } else { Value::Null },
-                    "finish_reason": finish_reason(c.finish),
+                    "finish_reason": finish_reason(c.finish, false),
                 })
             }
         })
@@ -393,6 +603,9 @@ pub struct SseBody {
     include_usage: bool,
     remaining: usize,
     finished: Vec<bool>,
+    outputs: Vec<ChoiceOutput>,
+    /// Tool calls sent so far, per choice.
+    calls: Vec<usize>,
     completion_tokens: usize,
     cached_tokens: usize,
     offsets: Vec<usize>,
@@ -419,6 +632,8 @@ impl SseBody {
             include_usage,
             remaining: n,
             finished: vec![false; n],
+            outputs: (0..n).map(|i| ChoiceOutput::new(&meta, i)).collect(),
+            calls: vec![0; n],
             completion_tokens: 0,
             cached_tokens: 0,
             offsets: vec![echo_len; n],
@@ -458,6 +673,33 @@ impl SseBody {
         self.out.push_back(sse(&v));
     }
 
+    /// Chunks for what a choice's output processor released; logprobs go
+    /// with the first content chunk (or alone, with empty content).
+    fn push_chat(&mut self, choice: usize, events: Vec<DetectorEvent>, logprobs: &[TokenLogprob]) {
+        let mut lp = if self.meta.logprobs && !logprobs.is_empty() { Some(chat_logprobs(logprobs)) } else { None };
+        for e in events {
+            match e {
+                DetectorEvent::Content(t) => {
+                    let c = json!({"index": choice, "delta": {"content": t}, "logprobs": lp.take().unwrap_or(Value::Null), "finish_reason": null});
+                    self.push_chunk(c);
+                }
+                DetectorEvent::ToolCall(call) => {
+                    let k = self.calls.get(choice).copied().unwrap_or(0);
+                    if let Some(n) = self.calls.get_mut(choice) {
+                        *n += 1;
+                    }
+                    let mut tc = tool_call_json(&call);
+                    tc["index"] = json!(k);
+                    let c = json!({"index": choice, "delta": {"tool_calls": [tc]}, "logprobs": null, "finish_reason": null});
+                    self.push_chunk(c);
+                }
+            }
+        }
+        if let Some(lp) = lp {
+            self.push_chunk(json!({"index": choice, "delta": {"content": ""}, "logprobs": lp, "finish_reason": null}));
+        }
+    }
+
     fn on_event(&mut self, ev: Event) {
         match ev {
             Event::Delta { choice, text, logprobs } => {
@@ -466,12 +708,14 @@ impl SseBody {
                     self.meta.metrics.ttft(self.meta.route, self.meta.t0.elapsed());
                 }
                 let c = match self.meta.api {
-                    Api::Chat => json!({
-                        "index": choice,
-                        "delta": {"content": text},
-                        "logprobs": if self.meta.logprobs { chat_logprobs(&logprobs) } else { Value::Null },
-                        "finish_reason": null,
-                    }),
+                    Api::Chat => {
+                        let events = match self.outputs.get_mut(choice) {
+                            Some(o) => o.push(text),
+                            None => return,
+                        };
+                        self.push_chat(choice, events, &logprobs);
+                        return;
+                    }
                     Api::Completion => {
                         let lps = match self.offsets.get_mut(choice) {
                             Some(off) if self.meta.logprobs => completion_logprobs(&logprobs, off),
@@ -493,8 +737,13 @@ impl SseBody {
                     self.cached_tokens = stats.cached_tokens;
                 }
                 let c = match self.meta.api {
-                    Api::Chat => json!({"index": choice, "delta": {}, "logprobs": null, "finish_reason": finish_reason(Some(finish))}),
-                    Api::Completion => json!({"index": choice, "text": "", "logprobs": null, "finish_reason": finish_reason(Some(finish))}),
+                    Api::Chat => {
+                        let events = self.outputs.get_mut(choice).map(|o| o.finish()).unwrap_or_default();
+                        self.push_chat(choice, events, &[]);
+                        let called = self.calls.get(choice).is_some_and(|&n| n > 0);
+                        json!({"index": choice, "delta": {}, "logprobs": null, "finish_reason": finish_reason(Some(finish), called)})
+                    }
+                    Api::Completion => json!({"index": choice, "text": "", "logprobs": null, "finish_reason": finish_reason(Some(finish), false)}),
                 };
                 self.push_chunk(c);
                 if self.remaining == 0 {

@@ -338,23 +338,15 @@ fn new_id(state: &State, prefix: &str) -> String {
 }
 
 async fn chat(state: &Arc<State>, b: &Local, call: wire::ChatCall, t0: Instant) -> Result<Response<Body>, ApiError> {
+    // Rendering and tokenizing up to a body-limit of text, and compiling a
+    // schema, is CPU work: keep it off the connection threads.
+    let (local, call) = (shared_backend(state)?, Arc::new(call));
+    let c = Arc::clone(&call);
+    let prepared = blocking(move || local.prepare_chat(&c)).await??;
     let req = &call.request;
-    // Constrained decoding and tool calling need hearth-grammar, which this
-    // build does not have yet: refuse rather than ignore.
-    if !req.tools.is_empty() {
-        return Err(ApiError::unsupported("tools", "'tools' is not supported yet (constrained decoding is not available in this build)"));
-    }
-    if req.response_format != hearth_api::ResponseFormat::Text {
-        return Err(ApiError::unsupported(
-            "response_format",
-            "'response_format' json_object/json_schema is not supported yet (constrained decoding is not available in this build)",
-        ));
-    }
-    // Rendering and tokenizing up to a body-limit of text is CPU work: keep
-    // it off the connection threads.
-    let (local, request) = (shared_backend(state)?, req.clone());
-    let prompt = blocking(move || local.chat_prompt(&request)).await??;
-    let started = b.start(prompt, &req.params, &call.local, call.max_param, "messages")?;
+    let seed = req.params.seed.unwrap_or_else(|| b.next_seed());
+    let render_special = prepared.tools.is_some();
+    let started = b.start(prepared.prompt, &req.params, &call.local, call.max_param, "messages", prepared.processors, render_special, seed)?;
     let meta = Meta {
         api: Api::Chat,
         id: new_id(state, "chatcmpl"),
@@ -367,6 +359,8 @@ async fn chat(state: &Arc<State>, b: &Local, call: wire::ChatCall, t0: Instant) 
         n: started.n,
         logprobs: req.params.logprobs,
         echo: None,
+        tools: prepared.tools,
+        seed,
     };
     finish(started.rx, meta, req.stream, req.include_usage).await
 }
@@ -381,7 +375,8 @@ async fn completion(state: &Arc<State>, b: &Local, call: wire::CompletionCall, t
         (local.completion_prompt(&p), echo)
     })
     .await?;
-    let started = b.start(prompt, &call.params, &call.local, "max_tokens", "prompt")?;
+    let seed = call.params.seed.unwrap_or_else(|| b.next_seed());
+    let started = b.start(prompt, &call.params, &call.local, "max_tokens", "prompt", Vec::new(), false, seed)?;
     let meta = Meta {
         api: Api::Completion,
         id: new_id(state, "cmpl"),
@@ -394,6 +389,8 @@ async fn completion(state: &Arc<State>, b: &Local, call: wire::CompletionCall, t
         n: started.n,
         logprobs: call.params.logprobs,
         echo,
+        tools: None,
+        seed,
     };
     finish(started.rx, meta, call.stream, call.include_usage).await
 }

@@ -19,10 +19,15 @@
 //! out slow headers (slowloris) and slow bodies, caps connections, and
 //! fetches no URLs.
 //!
+//! `response_format` (`json_object`, `json_schema`) and `tools` /
+//! `tool_choice` use hearth-grammar: token masks as per-choice logits
+//! processors in the scheduler, tool calls detected in the output
+//! ([`backend`]).
+//!
 //! Deliberately absent: TLS (put a reverse proxy in front), HTTP/2, CORS
-//! headers (browsers on other origins cannot read responses), `tools` and
-//! `response_format` JSON modes (400 until constrained decoding lands),
-//! several prompts per legacy completions request.
+//! headers (browsers on other origins cannot read responses), several
+//! prompts per legacy completions request, streaming of partial tool-call
+//! arguments.
 
 pub mod backend;
 pub mod embed;

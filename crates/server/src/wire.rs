@@ -8,9 +8,8 @@
 //! Ranges follow OpenAI's API reference (temperature 0–2, top_p 0–1,
 //! penalties −2–2, top_logprobs 0–20, at most 4 stop sequences, logit_bias
 //! −100–100, legacy completions logprobs 0–5). Fields that would change the
-//! answer but are not implemented (`tools`, `response_format` json modes,
-//! `audio`, `suffix`, ...) are refused with a 400 naming them, never
-//! silently ignored. Deliberately absent: image/audio/file content parts
+//! answer but are not implemented (`audio`, `suffix`, `functions`, ...) are
+//! refused with a 400 naming them, never silently ignored. Deliberately absent: image/audio/file content parts
 //! (refused: this server fetches no URLs), several prompts in one legacy
 //! completions request.
 
@@ -54,6 +53,8 @@ pub struct ChatCall {
     /// `max_completion_tokens` or `max_tokens`, whichever the client used
     /// (error messages name it).
     pub max_param: &'static str,
+    /// OpenAI `parallel_tool_calls` (default true).
+    pub parallel_tool_calls: bool,
 }
 
 /// A legacy completions prompt.
@@ -354,7 +355,7 @@ pub fn chat(body: &Value, n_vocab: usize) -> Result<ChatCall, ApiError> {
     let messages = messages(o)?;
     let tools = tools(o)?;
     let tool_choice = tool_choice(o, &tools)?;
-    o.bool("parallel_tool_calls")?;
+    let parallel_tool_calls = o.bool("parallel_tool_calls")?.unwrap_or(true);
     let response_format = response_format(o)?;
     o.refuse("functions", "use 'tools'")?;
     o.refuse("function_call", "use 'tool_choice'")?;
@@ -382,7 +383,7 @@ pub fn chat(body: &Value, n_vocab: usize) -> Result<ChatCall, ApiError> {
     request.response_format = response_format;
     request.stream = c.stream;
     request.include_usage = c.include_usage;
-    Ok(ChatCall { request, local: c.local, model_given: c.model.is_some(), max_param })
+    Ok(ChatCall { request, local: c.local, model_given: c.model.is_some(), max_param, parallel_tool_calls })
 }
 
 fn messages(o: Obj<'_>) -> Result<Vec<Message>, ApiError> {

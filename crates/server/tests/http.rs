@@ -247,18 +247,150 @@ fn invalid_requests_are_400_naming_the_parameter() {
     assert_error(&r, 400, Some("suffix"));
 }
 
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 10}, "celsius": {"type": "boolean"}}, "required": ["city", "celsius"]}
+    }})
+}
+
+fn time_tool() -> Value {
+    json!({"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string", "enum": ["UTC", "CET"]}}, "required": ["zone"]}}})
+}
+
 #[test]
-fn tools_and_json_modes_are_refused_until_constrained_decoding_lands() {
+fn json_object_output_parses() {
     let srv = TestServer::default();
-    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
-    let r = srv.post("/v1/chat/completions", &chat("x", json!({"tools": tools})));
-    assert_eq!(assert_error(&r, 400, Some("tools"))["error"]["code"], "unsupported_parameter");
-    let r = srv.post("/v1/chat/completions", &chat("x", json!({"response_format": {"type": "json_object"}})));
-    assert_error(&r, 400, Some("response_format"));
-    // Plain text format is fine.
+    for seed in 1..=3 {
+        let b = chat("Give me JSON", json!({"seed": seed, "max_tokens": 400, "response_format": {"type": "json_object"}}));
+        let v = srv.post("/v1/chat/completions", &b).json();
+        let c = &v["choices"][0];
+        assert_eq!(c["finish_reason"], "stop", "{v}");
+        let text = c["message"]["content"].as_str().unwrap();
+        let parsed: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        assert!(parsed.is_object(), "{text}");
+    }
+}
+
+#[test]
+fn json_schema_output_validates() {
+    let srv = TestServer::start(cfg(2, 8));
+    let schema = json!({"type": "object", "properties": {
+        "ok": {"type": "boolean"},
+        "n": {"type": "integer", "minimum": 0, "maximum": 100},
+        "tag": {"type": "string", "enum": ["red", "green", "blue"]},
+        "note": {"type": "string", "maxLength": 12}
+    }, "required": ["ok", "n", "tag", "note"]});
+    let rf = json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": true}});
+    let mut b = chat("Fill the form", json!({"seed": 5, "n": 2, "max_tokens": 500, "response_format": rf}));
+    let v = srv.post("/v1/chat/completions", &b).json();
+    for c in v["choices"].as_array().unwrap() {
+        assert_eq!(c["finish_reason"], "stop", "{v}");
+        let x: Value = serde_json::from_str(c["message"]["content"].as_str().unwrap()).unwrap();
+        assert!(x["ok"].is_boolean(), "{x}");
+        assert!((0..=100).contains(&x["n"].as_i64().unwrap()), "{x}");
+        assert!(["red", "green", "blue"].contains(&x["tag"].as_str().unwrap()), "{x}");
+        assert!(x["note"].as_str().unwrap().chars().count() <= 12, "{x}");
+        assert_eq!(x.as_object().unwrap().len(), 4, "{x}");
+    }
+    // Streamed, the concatenated deltas are the same document.
+    b["n"] = json!(1);
+    let whole = srv.post("/v1/chat/completions", &b).json()["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    b["stream"] = json!(true);
+    let streamed: String = srv
+        .post("/v1/chat/completions", &b)
+        .events()
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok()?["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(streamed, whole);
+}
+
+#[test]
+fn unenforceable_schemas_are_400() {
+    let srv = TestServer::default();
+    let rf = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "not": {"required": ["a"]}}}});
+    let r = srv.post("/v1/chat/completions", &chat("x", json!({"response_format": rf})));
+    assert!(assert_error(&r, 400, Some("response_format.json_schema.schema"))["error"]["message"].as_str().unwrap().contains("not"));
+    let bad_tool = json!({"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "integer", "multipleOf": 3}}}}});
+    let r = srv.post("/v1/chat/completions", &chat("x", json!({"tools": [weather_tool(), bad_tool], "tool_choice": "required"})));
+    assert_error(&r, 400, Some("tools[1].function.parameters"));
+}
+
+#[test]
+fn forced_tool_calls() {
+    let srv = TestServer::default();
+    let named = json!({"type": "function", "function": {"name": "get_weather"}});
+    let b = chat("Weather in Oslo?", json!({"seed": 3, "max_tokens": 400, "tools": [weather_tool(), time_tool()], "tool_choice": named}));
+    let v = srv.post("/v1/chat/completions", &b).json();
+    let c = &v["choices"][0];
+    assert_eq!(c["finish_reason"], "tool_calls", "{v}");
+    let calls = c["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{v}");
+    let call = &calls[0];
+    assert!(call["id"].as_str().unwrap().starts_with("call_"));
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "get_weather");
+    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(args["city"].as_str().unwrap().chars().count() <= 10, "{args}");
+    assert!(args["celsius"].is_boolean(), "{args}");
+    // `required` with parallel calls off: one call of either tool.
+    let b = chat("Anything", json!({"seed": 4, "max_tokens": 400, "tools": [weather_tool(), time_tool()], "tool_choice": "required", "parallel_tool_calls": false}));
+    let v = srv.post("/v1/chat/completions", &b).json();
+    let calls = v["choices"][0]["message"]["tool_calls"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(calls.len(), 1);
+    assert!(["get_weather", "get_time"].contains(&calls[0]["function"]["name"].as_str().unwrap()));
+    // The same request with the same seed gives the same call id and arguments.
+    let again = srv.post("/v1/chat/completions", &b).json();
+    assert_eq!(again["choices"][0]["message"]["tool_calls"], v["choices"][0]["message"]["tool_calls"]);
+}
+
+#[test]
+fn streamed_tool_calls_arrive_whole_with_an_index() {
+    let srv = TestServer::default();
+    let named = json!({"type": "function", "function": {"name": "get_time"}});
+    let b = chat("What time is it?", json!({"seed": 2, "max_tokens": 400, "stream": true, "tools": [time_tool()], "tool_choice": named}));
+    let chunks: Vec<Value> = srv.post("/v1/chat/completions", &b).events().iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+    let calls: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array()).flatten().collect();
+    assert_eq!(calls.len(), 1, "{chunks:?}");
+    assert_eq!(calls[0]["index"], 0);
+    assert_eq!(calls[0]["function"]["name"], "get_time");
+    let args: Value = serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(["UTC", "CET"].contains(&args["zone"].as_str().unwrap()));
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
+    // No tool-call markup leaks into content.
+    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert!(!content.contains("<tool_call>"), "{content:?}");
+}
+
+#[test]
+fn tool_choice_auto_and_none_generate_freely() {
+    let srv = TestServer::default();
+    for choice in ["auto", "none"] {
+        let b = chat("Hello", json!({"temperature": 0, "max_tokens": 8, "ignore_eos": true, "tools": [weather_tool()], "tool_choice": choice}));
+        let v = srv.post("/v1/chat/completions", &b).json();
+        let c = &v["choices"][0];
+        // The random model writes no call: plain content.
+        assert_eq!(c["finish_reason"], "length", "{choice}: {v}");
+        assert!(c["message"]["content"].is_string());
+        assert!(c["message"].get("tool_calls").is_none());
+    }
+    // `auto` describes the tools to the model (this template renders none
+    // itself), `none` does not.
+    let auto = srv.post("/v1/chat/completions", &chat("Hello", json!({"max_tokens": 1, "tools": [weather_tool()]}))).json();
+    let none = srv.post("/v1/chat/completions", &chat("Hello", json!({"max_tokens": 1, "tools": [weather_tool()], "tool_choice": "none"}))).json();
+    let plain = srv.post("/v1/chat/completions", &chat("Hello", json!({"max_tokens": 1}))).json();
+    assert!(auto["usage"]["prompt_tokens"].as_u64() > plain["usage"]["prompt_tokens"].as_u64());
+    assert_eq!(none["usage"]["prompt_tokens"], plain["usage"]["prompt_tokens"]);
+}
+
+#[test]
+fn tool_history_renders() {
+    let srv = TestServer::default();
     let r = srv.post("/v1/chat/completions", &chat("x", json!({"response_format": {"type": "text"}, "max_tokens": 1})));
     assert_eq!(r.status, 200);
-    // Tool history (no tools offered) renders through the template.
     let history = json!({"max_tokens": 2, "messages": [
         {"role": "user", "content": "weather?"},
         {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{\"city\":\"Oslo\"}"}}]},

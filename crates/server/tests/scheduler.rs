@@ -38,7 +38,7 @@ fn prompt(text: &str) -> Vec<u32> {
 }
 
 fn job(prompt: Vec<u32>, max_tokens: usize, sampler: SamplerConfig, sink: Arc<Sink>) -> Job {
-    Job { prompt, n: 1, max_tokens, sampler, stop: Vec::new(), logprobs: None, logit_bias: Vec::new(), ignore_eos: true, processors: Vec::new(), sink }
+    Job { prompt, n: 1, max_tokens, sampler, stop: Vec::new(), logprobs: None, logit_bias: Vec::new(), ignore_eos: true, render_special: false, processors: Vec::new(), sink }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -434,4 +434,21 @@ fn a_failing_processor_ends_its_request_with_an_error() {
     let (sk, rx) = sink();
     assert_eq!(run(&s, job(prompt(PROMPTS[1]), 2, greedy(), sk), &rx).finish[0], Some(Finish::Length));
     assert_eq!(s.stats().active_slots, 0);
+}
+
+#[test]
+fn control_tokens_render_only_when_asked() {
+    let s = sched(1, 8);
+    let tok = common::engine();
+    let im_start = tok.tokenizer().token_id("<|im_start|>").unwrap();
+    assert!(tok.tokenizer().is_control(im_start) && !tok.tokenizer().is_eog(im_start));
+    for (special, want) in [(false, ""), (true, "<|im_start|><|im_start|>")] {
+        let (sk, rx) = sink();
+        let mut j = job(prompt(PROMPTS[0]), 2, greedy(), sk);
+        j.logit_bias = vec![(im_start, 100.0)];
+        j.render_special = special;
+        let o = run(&s, j, &rx);
+        assert_eq!(o.text[0], want);
+        assert_eq!(o.stats[0].completion_tokens, 2);
+    }
 }
