@@ -4,7 +4,7 @@ The server is the release binary (HEARTH_BIN) serving a random-weight model
 with the real Qwen2 vocabulary (HEARTH_TEST_MODEL), both prepared by
 scripts/e2e.sh. Random weights give gibberish: these tests check the
 protocol (shapes, usage, determinism, errors, auth, limits, concurrency,
-disconnects), not the text.
+disconnects, grammar-constrained JSON and tool calls), not the text.
 """
 
 import concurrent.futures
@@ -288,6 +288,7 @@ def test_tools(client):
         seed=3,
         tools=[WEATHER],
         tool_choice="required",
+        parallel_tool_calls=False,
         stream=True,
     )
     chunks = list(stream)
