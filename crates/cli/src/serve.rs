@@ -55,7 +55,11 @@ pub struct ServeArgs {
 }
 
 pub fn main(a: ServeArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     rt.block_on(async move {
         let scheduler = SchedulerConfig {
             n_slots: a.parallel.max(1),
@@ -67,7 +71,10 @@ pub fn main(a: ServeArgs) -> Result<()> {
         let cfg = ServerConfig {
             host: a.host.clone(),
             port: a.port,
-            api_key: a.api_key.or_else(|| std::env::var("HEARTH_API_KEY").ok()).map(Secret::new),
+            api_key: a
+                .api_key
+                .or_else(|| std::env::var("HEARTH_API_KEY").ok())
+                .map(Secret::new),
             allow_hosts: a.allow_host,
             body_limit: a.body_limit,
             header_timeout: Duration::from_secs(a.header_timeout.max(1)),
@@ -79,10 +86,19 @@ pub fn main(a: ServeArgs) -> Result<()> {
         let server = Server::bind(cfg).await?;
         // Scripts read this line to find the port.
         eprintln!("hearth serve: listening on http://{}", server.local_addr());
-        let source = ModelSource::Path { path: a.model.clone(), engine: EngineConfig { threads: a.threads, ..Default::default() } };
+        let source = ModelSource::Path {
+            path: a.model.clone(),
+            engine: EngineConfig {
+                threads: a.threads,
+                ..Default::default()
+            },
+        };
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        server.run(source, shutdown).await.with_context(|| format!("serving {}", a.model.display()))
+        server
+            .run(source, shutdown)
+            .await
+            .with_context(|| format!("serving {}", a.model.display()))
     })
 }

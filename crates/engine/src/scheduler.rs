@@ -54,7 +54,13 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { n_slots: 4, n_ctx: 4096, queue_capacity: 64, prefill_chunk: 128, prefill_batch: 512 }
+        SchedulerConfig {
+            n_slots: 4,
+            n_ctx: 4096,
+            queue_capacity: 64,
+            prefill_chunk: 128,
+            prefill_batch: 512,
+        }
     }
 }
 
@@ -106,9 +112,17 @@ pub enum Finish {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// New text (possibly empty when only logprobs were released).
-    Delta { choice: usize, text: String, logprobs: Vec<TokenLogprob> },
+    Delta {
+        choice: usize,
+        text: String,
+        logprobs: Vec<TokenLogprob>,
+    },
     /// The choice finished; no more events for it.
-    Done { choice: usize, finish: Finish, stats: ChoiceStats },
+    Done {
+        choice: usize,
+        finish: Finish,
+        stats: ChoiceStats,
+    },
     /// The request failed; no more events for any of its choices.
     Error { message: String },
 }
@@ -156,7 +170,11 @@ pub enum SubmitError {
     #[error("n = {n} choices need {n} slots, but the server has {slots}")]
     TooManyChoices { n: usize, slots: usize },
     #[error("the prompt has {prompt} tokens and {requested} more were requested, but the context holds {n_ctx}")]
-    ContextOverflow { prompt: usize, requested: usize, n_ctx: usize },
+    ContextOverflow {
+        prompt: usize,
+        requested: usize,
+        n_ctx: usize,
+    },
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("token id {id} is outside the vocabulary ({n_vocab})")]
@@ -211,7 +229,9 @@ impl Scheduler {
     /// Starts the engine thread.
     pub fn start(engine: Arc<Engine>, mut cfg: SchedulerConfig) -> Scheduler {
         cfg.n_slots = cfg.n_slots.max(1);
-        cfg.n_ctx = cfg.n_ctx.clamp(1, engine.model().config().n_ctx_train.max(1));
+        cfg.n_ctx = cfg
+            .n_ctx
+            .clamp(1, engine.model().config().n_ctx_train.max(1));
         cfg.prefill_chunk = cfg.prefill_chunk.max(1);
         cfg.prefill_batch = cfg.prefill_batch.max(cfg.prefill_chunk);
         let shared = Arc::new(Shared {
@@ -226,7 +246,12 @@ impl Scheduler {
             .name("hearth-engine".into())
             .spawn(move || run(&engine, &c, &s))
             .expect("spawning the engine thread");
-        Scheduler { shared, cfg, n_vocab, thread: Some(thread) }
+        Scheduler {
+            shared,
+            cfg,
+            n_vocab,
+            thread: Some(thread),
+        }
     }
 
     pub fn config(&self) -> &SchedulerConfig {
@@ -245,19 +270,40 @@ impl Scheduler {
             return Err(SubmitError::EmptyPrompt);
         }
         if job.n == 0 || job.max_tokens == 0 {
-            return Err(SubmitError::Invalid("n and max_tokens must be at least 1".into()));
+            return Err(SubmitError::Invalid(
+                "n and max_tokens must be at least 1".into(),
+            ));
         }
         if job.n > self.cfg.n_slots {
-            return Err(SubmitError::TooManyChoices { n: job.n, slots: self.cfg.n_slots });
+            return Err(SubmitError::TooManyChoices {
+                n: job.n,
+                slots: self.cfg.n_slots,
+            });
         }
         if !job.processors.is_empty() && job.processors.len() != job.n {
-            return Err(SubmitError::Invalid(format!("{} logits processors for {} choices", job.processors.len(), job.n)));
+            return Err(SubmitError::Invalid(format!(
+                "{} logits processors for {} choices",
+                job.processors.len(),
+                job.n
+            )));
         }
-        if let Some(&id) = job.prompt.iter().chain(job.logit_bias.iter().map(|(t, _)| t)).find(|&&t| t as usize >= self.n_vocab) {
-            return Err(SubmitError::TokenOutOfRange { id, n_vocab: self.n_vocab });
+        if let Some(&id) = job
+            .prompt
+            .iter()
+            .chain(job.logit_bias.iter().map(|(t, _)| t))
+            .find(|&&t| t as usize >= self.n_vocab)
+        {
+            return Err(SubmitError::TokenOutOfRange {
+                id,
+                n_vocab: self.n_vocab,
+            });
         }
         if job.prompt.len().saturating_add(job.max_tokens) > self.cfg.n_ctx {
-            return Err(SubmitError::ContextOverflow { prompt: job.prompt.len(), requested: job.max_tokens, n_ctx: self.cfg.n_ctx });
+            return Err(SubmitError::ContextOverflow {
+                prompt: job.prompt.len(),
+                requested: job.max_tokens,
+                n_ctx: self.cfg.n_ctx,
+            });
         }
         job.sampler.validate().map_err(SubmitError::Invalid)?;
         if self.shared.stop.load(Ordering::Acquire) {
@@ -265,10 +311,15 @@ impl Scheduler {
         }
         let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= self.cfg.queue_capacity {
-            return Err(SubmitError::QueueFull { capacity: self.cfg.queue_capacity });
+            return Err(SubmitError::QueueFull {
+                capacity: self.cfg.queue_capacity,
+            });
         }
         q.push_back(job);
-        self.shared.counters.queued.store(q.len(), Ordering::Relaxed);
+        self.shared
+            .counters
+            .queued
+            .store(q.len(), Ordering::Relaxed);
         drop(q);
         self.shared.wake.notify_one();
         Ok(())
@@ -303,11 +354,17 @@ impl Drop for Scheduler {
 enum Phase {
     Idle,
     /// Reading the prompt from position `next`.
-    Prefill { next: usize },
+    Prefill {
+        next: usize,
+    },
     /// Waiting for slot `primary` to read the shared prompt.
-    Follow { primary: usize },
+    Follow {
+        primary: usize,
+    },
     /// The sampled token to evaluate next.
-    Decode { token: u32 },
+    Decode {
+        token: u32,
+    },
 }
 
 /// A log-probability entry waiting for its text to be released.
@@ -390,13 +447,17 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
                 let busy = slots.iter().any(|s| s.active.is_some());
                 if shared.stop.load(Ordering::Acquire) {
                     for job in q.drain(..) {
-                        job.sink.send(Event::Error { message: "the server is shutting down".into() });
+                        job.sink.send(Event::Error {
+                            message: "the server is shutting down".into(),
+                        });
                     }
                     shared.counters.queued.store(0, Ordering::Relaxed);
                     drop(q);
                     for s in slots.iter_mut() {
                         if let Some(a) = s.active.take() {
-                            a.sink.send(Event::Error { message: "the server is shutting down".into() });
+                            a.sink.send(Event::Error {
+                                message: "the server is shutting down".into(),
+                            });
                         }
                     }
                     return;
@@ -431,13 +492,23 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
         }
 
         // Plan the step: every decoding slot, then prompt chunks oldest first.
-        let decoding = slots.iter().any(|s| matches!(s.phase, Phase::Decode { .. }));
-        let mut budget = if decoding { cfg.prefill_chunk } else { cfg.prefill_batch };
+        let decoding = slots
+            .iter()
+            .any(|s| matches!(s.phase, Phase::Decode { .. }));
+        let mut budget = if decoding {
+            cfg.prefill_chunk
+        } else {
+            cfg.prefill_batch
+        };
         order.clear();
         for (i, s) in slots.iter().enumerate() {
             plans[i] = None;
             if let (Phase::Decode { .. }, Some(_)) = (s.phase, &s.active) {
-                plans[i] = Some(Plan { start: 0, end: 1, want: Logits::Last });
+                plans[i] = Some(Plan {
+                    start: 0,
+                    end: 1,
+                    want: Logits::Last,
+                });
             } else if let (Phase::Prefill { .. }, Some(_)) = (s.phase, &s.active) {
                 order.push(i);
             }
@@ -447,11 +518,21 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
             if budget == 0 {
                 break;
             }
-            let (Phase::Prefill { next }, Some(a)) = (slots[i].phase, &slots[i].active) else { continue };
+            let (Phase::Prefill { next }, Some(a)) = (slots[i].phase, &slots[i].active) else {
+                continue;
+            };
             let end = (next + budget).min(a.prompt.len());
             budget -= end - next;
-            let want = if end == a.prompt.len() { Logits::Last } else { Logits::None };
-            plans[i] = Some(Plan { start: next, end, want });
+            let want = if end == a.prompt.len() {
+                Logits::Last
+            } else {
+                Logits::None
+            };
+            plans[i] = Some(Plan {
+                start: next,
+                end,
+                want,
+            });
         }
         if plans.iter().all(Option::is_none) {
             continue;
@@ -462,7 +543,14 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
             let mut seqs: Vec<SeqInput<'_>> = Vec::with_capacity(slots.len());
             for (s, plan) in slots.iter_mut().zip(&plans) {
                 let Some(p) = plan else { continue };
-                let Slot { session, logits, phase, token, active, .. } = s;
+                let Slot {
+                    session,
+                    logits,
+                    phase,
+                    token,
+                    active,
+                    ..
+                } = s;
                 let tokens: &[u32] = match (phase, active.as_ref()) {
                     (Phase::Decode { token: t }, _) => {
                         token[0] = *t;
@@ -471,7 +559,12 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
                     (_, Some(a)) => &a.prompt[p.start..p.end],
                     _ => continue,
                 };
-                seqs.push(SeqInput { tokens, cache: &mut session.cache, logits: p.want, out: logits });
+                seqs.push(SeqInput {
+                    tokens,
+                    cache: &mut session.cache,
+                    logits: p.want,
+                    out: logits,
+                });
             }
             engine.forward_batch(&mut seqs)
         };
@@ -482,7 +575,9 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
             for (s, plan) in slots.iter_mut().zip(&plans) {
                 if plan.is_some() {
                     if let Some(a) = &s.active {
-                        a.sink.send(Event::Error { message: message.clone() });
+                        a.sink.send(Event::Error {
+                            message: message.clone(),
+                        });
                     }
                     // The cache may be half-written: forget it.
                     s.session.truncate(0);
@@ -500,8 +595,13 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
                 Phase::Decode { token } => s.session.tokens.push(token),
                 Phase::Prefill { .. } => {
                     if let Some(a) = &s.active {
-                        s.session.tokens.extend_from_slice(&a.prompt[p.start..p.end]);
-                        shared.counters.evaluated.fetch_add((p.end - p.start) as u64, Ordering::Relaxed);
+                        s.session
+                            .tokens
+                            .extend_from_slice(&a.prompt[p.start..p.end]);
+                        shared
+                            .counters
+                            .evaluated
+                            .fetch_add((p.end - p.start) as u64, Ordering::Relaxed);
                     }
                     s.phase = Phase::Prefill { next: p.end };
                 }
@@ -511,7 +611,11 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
                 continue;
             }
             // The prompt is read: hand the cache and logits to followers.
-            let followers = s.active.as_mut().map(|a| std::mem::take(&mut a.followers)).unwrap_or_default();
+            let followers = s
+                .active
+                .as_mut()
+                .map(|a| std::mem::take(&mut a.followers))
+                .unwrap_or_default();
             if !followers.is_empty() {
                 let cache = slots[i].session.cache.clone();
                 let tokens = slots[i].session.tokens.clone();
@@ -544,19 +648,39 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
 /// Places `job` in free slots: the primary is the one sharing the longest
 /// prefix with the prompt (least recently used on ties), the followers are
 /// the least recently used of the rest.
-fn admit<'t>(slots: &mut [Slot<'t>], mut job: Job, tok: &'t hearth_tokenizer::Tokenizer, tick: u64, seq: u64, c: &Counters) {
+fn admit<'t>(
+    slots: &mut [Slot<'t>],
+    mut job: Job,
+    tok: &'t hearth_tokenizer::Tokenizer,
+    tick: u64,
+    seq: u64,
+    c: &Counters,
+) {
     let prompt: Arc<[u32]> = Arc::from(std::mem::take(&mut job.prompt));
-    let common = |s: &Slot<'_>| s.session.tokens.iter().zip(prompt.iter()).take_while(|(a, b)| a == b).count();
+    let common = |s: &Slot<'_>| {
+        s.session
+            .tokens
+            .iter()
+            .zip(prompt.iter())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
     let Some(primary) = slots
         .iter()
         .enumerate()
         .filter(|(_, s)| s.active.is_none())
-        .max_by(|(_, a), (_, b)| common(a).cmp(&common(b)).then(b.last_used.cmp(&a.last_used)))
+        .max_by(|(_, a), (_, b)| {
+            common(a)
+                .cmp(&common(b))
+                .then(b.last_used.cmp(&a.last_used))
+        })
         .map(|(i, _)| i)
     else {
         return;
     };
-    let mut free: Vec<usize> = (0..slots.len()).filter(|&i| i != primary && slots[i].active.is_none()).collect();
+    let mut free: Vec<usize> = (0..slots.len())
+        .filter(|&i| i != primary && slots[i].active.is_none())
+        .collect();
     free.sort_by_key(|&i| slots[i].last_used);
     let followers: Vec<usize> = free.into_iter().take(job.n - 1).collect();
     // Keep at least the last prompt token to evaluate: its logits are needed.
@@ -590,14 +714,19 @@ fn admit<'t>(slots: &mut [Slot<'t>], mut job: Job, tok: &'t hearth_tokenizer::To
             logprobs: job.logprobs,
             logit_bias: Arc::clone(&logit_bias),
             sampler,
-            decoder: StreamDecoder::new(tok, job.render_special).with_stop_strings(job.stop.iter().cloned()),
+            decoder: StreamDecoder::new(tok, job.render_special)
+                .with_stop_strings(job.stop.iter().cloned()),
             processor: processors.next(),
             generated: 0,
             cached: keep,
             pushed: 0,
             released: 0,
             pending: VecDeque::new(),
-            followers: if choice == 0 { followers.clone() } else { Vec::new() },
+            followers: if choice == 0 {
+                followers.clone()
+            } else {
+                Vec::new()
+            },
             seq,
         });
     }
@@ -633,7 +762,9 @@ fn sample_and_emit(s: &mut Slot<'_>, tok: &hearth_tokenizer::Tokenizer, tick: u6
     let id = a.sampler.sample(logits);
     if let Some(p) = a.processor.as_mut() {
         if let Err(message) = p.accept(id) {
-            a.sink.send(Event::Error { message: format!("constrained decoding failed: {message}") });
+            a.sink.send(Event::Error {
+                message: format!("constrained decoding failed: {message}"),
+            });
             release(s, tick, c);
             return;
         }
@@ -649,7 +780,11 @@ fn sample_and_emit(s: &mut Slot<'_>, tok: &hearth_tokenizer::Tokenizer, tick: u6
         let start = a.pushed;
         a.pushed += tok.token_to_piece(id, a.render_special).len();
         if let Some(k) = a.logprobs {
-            a.pending.push_back(PendingLogprob { start, end: a.pushed, lp: logprob_entry(&s.raw, id, k, tok) });
+            a.pending.push_back(PendingLogprob {
+                start,
+                end: a.pushed,
+                lp: logprob_entry(&s.raw, id, k, tok),
+            });
         }
         let chunk = a.decoder.push(id);
         text = chunk.text;
@@ -680,16 +815,28 @@ fn sample_and_emit(s: &mut Slot<'_>, tok: &hearth_tokenizer::Tokenizer, tick: u6
     }
     let mut alive = true;
     if !text.is_empty() || !released.is_empty() {
-        alive = a.sink.send(Event::Delta { choice: a.choice, text, logprobs: released });
+        alive = a.sink.send(Event::Delta {
+            choice: a.choice,
+            text,
+            logprobs: released,
+        });
     }
     match finish {
         Some(f) => {
             // Free the slot first, so counters are current when the client
             // sees the end.
-            let stats = ChoiceStats { prompt_tokens: a.prompt.len(), cached_tokens: a.cached, completion_tokens: a.generated };
+            let stats = ChoiceStats {
+                prompt_tokens: a.prompt.len(),
+                cached_tokens: a.cached,
+                completion_tokens: a.generated,
+            };
             let (sink, choice) = (Arc::clone(&a.sink), a.choice);
             release(s, tick, c);
-            sink.send(Event::Done { choice, finish: f, stats });
+            sink.send(Event::Done {
+                choice,
+                finish: f,
+                stats,
+            });
         }
         None if !alive => release(s, tick, c),
         None => s.phase = Phase::Decode { token: id },
@@ -698,9 +845,19 @@ fn sample_and_emit(s: &mut Slot<'_>, tok: &hearth_tokenizer::Tokenizer, tick: u6
 
 /// The chosen token's log-probability and the `k` most likely tokens, from
 /// raw logits.
-fn logprob_entry(raw: &[f32], id: u32, k: usize, tok: &hearth_tokenizer::Tokenizer) -> TokenLogprob {
+fn logprob_entry(
+    raw: &[f32],
+    id: u32,
+    k: usize,
+    tok: &hearth_tokenizer::Tokenizer,
+) -> TokenLogprob {
     let max = raw.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = (raw.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln() + max) as f32;
+    let lse = (raw
+        .iter()
+        .map(|&l| (l as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+        + max) as f32;
     // Top k by a bounded insertion list (k <= 20): one pass, no sort of the
     // vocabulary; ties keep the lower id first.
     let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
@@ -718,6 +875,9 @@ fn logprob_entry(raw: &[f32], id: u32, k: usize, tok: &hearth_tokenizer::Tokeniz
         id,
         bytes: tok.token_to_piece(id, true).into_owned(),
         logprob: raw.get(id as usize).map_or(f32::NEG_INFINITY, |&l| l - lse),
-        top: top.into_iter().map(|(i, l)| (i, tok.token_to_piece(i, true).into_owned(), l - lse)).collect(),
+        top: top
+            .into_iter()
+            .map(|(i, l)| (i, tok.token_to_piece(i, true).into_owned(), l - lse))
+            .collect(),
     }
 }

@@ -26,27 +26,50 @@ fn main() {
     };
     let threads = args.get(2).and_then(|t| t.parse().ok()).unwrap_or(0);
     let tokens: usize = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(48);
-    let engine = match Engine::load(path.as_ref(), EngineConfig { threads, ..Default::default() }) {
+    let engine = match Engine::load(
+        path.as_ref(),
+        EngineConfig {
+            threads,
+            ..Default::default()
+        },
+    ) {
         Ok(e) => Arc::new(e),
         Err(e) => {
             eprintln!("{e}");
             std::process::exit(1);
         }
     };
-    let sched = Scheduler::start(Arc::clone(&engine), SchedulerConfig { n_slots: 8, n_ctx: 1024, ..SchedulerConfig::default() });
-    println!("{:>6} {:>8} {:>12} {:>8} {:>8}", "batch", "tokens", "tok/s", "x vs 1", "steps");
+    let sched = Scheduler::start(
+        Arc::clone(&engine),
+        SchedulerConfig {
+            n_slots: 8,
+            n_ctx: 1024,
+            ..SchedulerConfig::default()
+        },
+    );
+    println!(
+        "{:>6} {:>8} {:>12} {:>8} {:>8}",
+        "batch", "tokens", "tok/s", "x vs 1", "steps"
+    );
     let mut base = 0.0;
     for b in [1usize, 2, 4, 8] {
         let (tx, rx) = channel();
         let steps0 = sched.stats().steps;
         let t0 = Instant::now();
         for i in 0..b {
-            let prompt = engine.tokenize(&format!("Request {i}: a prompt of a few words."), true, true);
+            let prompt = engine.tokenize(
+                &format!("Request {i}: a prompt of a few words."),
+                true,
+                true,
+            );
             let job = Job {
                 prompt,
                 n: 1,
                 max_tokens: tokens,
-                sampler: SamplerConfig { seed: i as u64, ..SamplerConfig::default() },
+                sampler: SamplerConfig {
+                    seed: i as u64,
+                    ..SamplerConfig::default()
+                },
                 stop: Vec::new(),
                 logprobs: None,
                 logit_bias: Vec::new(),
@@ -80,6 +103,10 @@ fn main() {
         if b == 1 {
             base = tps;
         }
-        println!("{b:>6} {generated:>8} {tps:>12.1} {:>8.2} {:>8}", tps / base, sched.stats().steps - steps0);
+        println!(
+            "{b:>6} {generated:>8} {tps:>12.1} {:>8.2} {:>8}",
+            tps / base,
+            sched.stats().steps - steps0
+        );
     }
 }

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let vocab = args.get(2).map(PathBuf::from).unwrap_or_else(qwen2_vocab_path);
+    let vocab = args
+        .get(2)
+        .map(PathBuf::from)
+        .unwrap_or_else(qwen2_vocab_path);
     match write_test_model(&vocab, out.as_ref(), &spec) {
         Ok(n) => {
             eprintln!("wrote {out} ({} MB, {})", n >> 20, spec.name);

@@ -20,9 +20,15 @@ use bytes::Bytes;
 use hearth_api::{ChatRequest, GenerationParams, ResponseFormat, Role, Tool, ToolCall, ToolChoice};
 use hearth_chat::RenderRequest;
 use hearth_engine::chat::ChatFormat;
-use hearth_engine::scheduler::{Event, EventSink, Finish, Job, LogitsProcessor, Scheduler, SchedulerConfig, SchedulerStats, TokenLogprob};
+use hearth_engine::scheduler::{
+    Event, EventSink, Finish, Job, LogitsProcessor, Scheduler, SchedulerConfig, SchedulerStats,
+    TokenLogprob,
+};
 use hearth_engine::{Engine, EngineError, SamplerConfig};
-use hearth_grammar::{DetectorEvent, Grammar, JsonOptions, Matcher, SchemaError, TokenMask, ToolCallConstraint, ToolCallDetector, ToolError, ToolFormat};
+use hearth_grammar::{
+    DetectorEvent, Grammar, JsonOptions, Matcher, SchemaError, TokenMask, ToolCallConstraint,
+    ToolCallDetector, ToolError, ToolFormat,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -85,18 +91,28 @@ pub struct PreparedChat {
 }
 
 fn schema_error(e: SchemaError) -> ApiError {
-    ApiError::invalid_value("response_format.json_schema.schema", format!("this JSON Schema cannot be enforced: {e}"))
+    ApiError::invalid_value(
+        "response_format.json_schema.schema",
+        format!("this JSON Schema cannot be enforced: {e}"),
+    )
 }
 
 fn tool_error(e: ToolError, tools: &[Tool]) -> ApiError {
     match e {
         ToolError::Schema { name, source } => {
             let i = tools.iter().position(|t| t.name == name).unwrap_or(0);
-            ApiError::invalid_value(&format!("tools[{i}].function.parameters"), format!("tool '{name}': this JSON Schema cannot be enforced: {source}"))
+            ApiError::invalid_value(
+                &format!("tools[{i}].function.parameters"),
+                format!("tool '{name}': this JSON Schema cannot be enforced: {source}"),
+            )
         }
-        ToolError::UnknownFunction(_) => ApiError::invalid_value("tool_choice.function.name", e.to_string()),
+        ToolError::UnknownFunction(_) => {
+            ApiError::invalid_value("tool_choice.function.name", e.to_string())
+        }
         ToolError::BadName(_) => ApiError::invalid_value("tools", e.to_string()),
-        ToolError::NoTools | ToolError::NotConstrained => ApiError::invalid_value("tool_choice", e.to_string()),
+        ToolError::NoTools | ToolError::NotConstrained => {
+            ApiError::invalid_value("tool_choice", e.to_string())
+        }
     }
 }
 
@@ -147,15 +163,28 @@ pub struct Started {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Local {
-    pub fn new(engine: Arc<Engine>, cfg: SchedulerConfig, model_id: String) -> Result<Local, EngineError> {
+    pub fn new(
+        engine: Arc<Engine>,
+        cfg: SchedulerConfig,
+        model_id: String,
+    ) -> Result<Local, EngineError> {
         let format = ChatFormat::from_model(engine.model())?;
         let scheduler = Scheduler::start(Arc::clone(&engine), cfg);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-        let tool_format = ToolFormat::detect(engine.model().chat_template().unwrap_or(""), Some(engine.tokenizer()));
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let tool_format = ToolFormat::detect(
+            engine.model().chat_template().unwrap_or(""),
+            Some(engine.tokenizer()),
+        );
         let template_tools = format.template.template.capabilities().tools;
         Ok(Local {
             engine,
@@ -184,7 +213,8 @@ impl Local {
 
     /// A fresh seed (requests without one).
     pub fn next_seed(&self) -> u64 {
-        self.seeds.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+        self.seeds
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
     }
 
     /// Renders the prompt and builds the constraints of a chat request (CPU
@@ -195,23 +225,45 @@ impl Local {
         let opts = JsonOptions::default();
         let grammar = match (&req.tool_choice, &req.response_format) {
             (ToolChoice::Required | ToolChoice::Function(_), _) if use_tools => Some(
-                ToolCallConstraint::build(self.tool_format, &req.tools, &req.tool_choice, self.engine.tokenizer(), call.parallel_tool_calls, opts)
-                    .map_err(|e| tool_error(e, &req.tools))?,
+                ToolCallConstraint::build(
+                    self.tool_format,
+                    &req.tools,
+                    &req.tool_choice,
+                    self.engine.tokenizer(),
+                    call.parallel_tool_calls,
+                    opts,
+                )
+                .map_err(|e| tool_error(e, &req.tools))?,
             ),
             (_, ResponseFormat::JsonObject) => Some(Grammar::json_object(opts)),
-            (_, ResponseFormat::JsonSchema { schema, .. }) => Some(Grammar::json_schema(schema, opts).map_err(schema_error)?),
+            (_, ResponseFormat::JsonSchema { schema, .. }) => {
+                Some(Grammar::json_schema(schema, opts).map_err(schema_error)?)
+            }
             _ => None,
         };
         let prompt = self.chat_prompt(req, use_tools)?;
         let processors: Vec<Box<dyn LogitsProcessor>> = match grammar {
             Some(g) => {
                 let g = Arc::new(g);
-                let mask = self.mask.get_or_init(|| Arc::new(TokenMask::new(self.engine.tokenizer())));
-                (0..req.params.n).map(|_| Box::new(GrammarProcessor(Matcher::new(Arc::clone(mask), Arc::clone(&g)))) as Box<dyn LogitsProcessor>).collect()
+                let mask = self
+                    .mask
+                    .get_or_init(|| Arc::new(TokenMask::new(self.engine.tokenizer())));
+                (0..req.params.n)
+                    .map(|_| {
+                        Box::new(GrammarProcessor(Matcher::new(
+                            Arc::clone(mask),
+                            Arc::clone(&g),
+                        ))) as Box<dyn LogitsProcessor>
+                    })
+                    .collect()
             }
             None => Vec::new(),
         };
-        Ok(PreparedChat { prompt, processors, tools: use_tools.then_some(self.tool_format) })
+        Ok(PreparedChat {
+            prompt,
+            processors,
+            tools: use_tools.then_some(self.tool_format),
+        })
     }
 
     /// Renders the conversation with the model's template and tokenizes it
@@ -267,7 +319,12 @@ impl Local {
         r.add_generation_prompt = true;
         self.format
             .prompt_tokens(self.engine.model(), r)
-            .map_err(|e| ApiError::invalid_value("messages", format!("the chat template cannot render these messages: {e}")))
+            .map_err(|e| {
+                ApiError::invalid_value(
+                    "messages",
+                    format!("the chat template cannot render these messages: {e}"),
+                )
+            })
     }
 
     /// Raw-text prompts are tokenized as llama-server does (BOS as the
@@ -333,14 +390,32 @@ impl Local {
             Some(m) => m as usize,
             None if prompt.len() < n_ctx => n_ctx - prompt.len(),
             // No room for even one token: the prompt alone is too long.
-            None => return Err(ApiError::context_overflow(prompt.len(), 1, n_ctx, prompt_param)),
+            None => {
+                return Err(ApiError::context_overflow(
+                    prompt.len(),
+                    1,
+                    n_ctx,
+                    prompt_param,
+                ))
+            }
         };
         if prompt.len().saturating_add(max_tokens) > n_ctx {
-            return Err(ApiError::context_overflow(prompt.len(), max_tokens, n_ctx, max_param));
+            return Err(ApiError::context_overflow(
+                prompt.len(),
+                max_tokens,
+                n_ctx,
+                max_param,
+            ));
         }
         let slots = self.scheduler.config().n_slots;
         if p.n as usize > slots {
-            return Err(ApiError::invalid_value("n", format!("'n' is {} but this server runs {slots} parallel slots (--parallel)", p.n)));
+            return Err(ApiError::invalid_value(
+                "n",
+                format!(
+                    "'n' is {} but this server runs {slots} parallel slots (--parallel)",
+                    p.n
+                ),
+            ));
         }
         let (tx, rx) = unbounded_channel();
         let prompt_tokens = prompt.len();
@@ -357,8 +432,14 @@ impl Local {
             processors,
             sink: Arc::new(ChannelSink(tx)),
         };
-        self.scheduler.submit(job).map_err(|e| from_submit(e, max_param))?;
-        Ok(Started { rx, prompt_tokens, n: p.n as usize })
+        self.scheduler
+            .submit(job)
+            .map_err(|e| from_submit(e, max_param))?;
+        Ok(Started {
+            rx,
+            prompt_tokens,
+            n: p.n as usize,
+        })
     }
 }
 
@@ -397,7 +478,10 @@ struct ChoiceOutput {
 
 impl ChoiceOutput {
     fn new(meta: &Meta, choice: usize) -> ChoiceOutput {
-        ChoiceOutput { detector: meta.tools.map(ToolCallDetector::new), rng: ChaCha8Rng::seed_from_u64(meta.seed.wrapping_add(choice as u64)) }
+        ChoiceOutput {
+            detector: meta.tools.map(ToolCallDetector::new),
+            rng: ChaCha8Rng::seed_from_u64(meta.seed.wrapping_add(choice as u64)),
+        }
     }
 
     fn push(&mut self, text: String) -> Vec<DetectorEvent> {
@@ -484,7 +568,11 @@ fn completion_logprobs(list: &[TokenLogprob], offset: &mut usize) -> Value {
         *offset += s.len();
         tokens.push(s);
         token_logprobs.push(lp(t.logprob));
-        let m: serde_json::Map<String, Value> = t.top.iter().map(|(_, b, l)| (lossy(b), json!(lp(*l)))).collect();
+        let m: serde_json::Map<String, Value> = t
+            .top
+            .iter()
+            .map(|(_, b, l)| (lossy(b), json!(lp(*l))))
+            .collect();
         top.push(Value::Object(m));
     }
     json!({"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets})
@@ -500,7 +588,10 @@ fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
 }
 
 /// Waits for every choice (non-streaming).
-pub async fn collect(mut rx: UnboundedReceiver<Event>, meta: &Meta) -> Result<Vec<ChoiceOut>, ApiError> {
+pub async fn collect(
+    mut rx: UnboundedReceiver<Event>,
+    meta: &Meta,
+) -> Result<Vec<ChoiceOut>, ApiError> {
     let mut out: Vec<ChoiceOut> = (0..meta.n).map(|_| ChoiceOut::default()).collect();
     let mut outputs: Vec<ChoiceOutput> = (0..meta.n).map(|i| ChoiceOutput::new(meta, i)).collect();
     let mut remaining = meta.n;
@@ -515,7 +606,11 @@ pub async fn collect(mut rx: UnboundedReceiver<Event>, meta: &Meta) -> Result<Ve
     };
     while remaining > 0 {
         match rx.recv().await {
-            Some(Event::Delta { choice, text, logprobs }) => {
+            Some(Event::Delta {
+                choice,
+                text,
+                logprobs,
+            }) => {
                 if first && !text.is_empty() {
                     first = false;
                     meta.metrics.ttft(meta.route, meta.t0.elapsed());
@@ -525,7 +620,11 @@ pub async fn collect(mut rx: UnboundedReceiver<Event>, meta: &Meta) -> Result<Ve
                     c.logprobs.extend(logprobs);
                 }
             }
-            Some(Event::Done { choice, finish, stats }) => {
+            Some(Event::Done {
+                choice,
+                finish,
+                stats,
+            }) => {
                 if let (Some(c), Some(o)) = (out.get_mut(choice), outputs.get_mut(choice)) {
                     if c.finish.is_none() {
                         remaining -= 1;
@@ -541,7 +640,11 @@ pub async fn collect(mut rx: UnboundedReceiver<Event>, meta: &Meta) -> Result<Ve
         }
     }
     let completion: usize = out.iter().map(|c| c.completion_tokens).sum();
-    meta.metrics.tokens(meta.prompt_tokens, completion, out.first().map_or(0, |c| c.cached_tokens));
+    meta.metrics.tokens(
+        meta.prompt_tokens,
+        completion,
+        out.first().map_or(0, |c| c.cached_tokens),
+    );
     meta.metrics.latency(meta.route, meta.t0.elapsed());
     Ok(out)
 }
@@ -650,7 +753,9 @@ impl SseBody {
                 }
                 Api::Completion => {
                     if let Some(e) = s.meta.echo.clone() {
-                        s.push_chunk(json!({"index": i, "text": e, "logprobs": null, "finish_reason": null}));
+                        s.push_chunk(
+                            json!({"index": i, "text": e, "logprobs": null, "finish_reason": null}),
+                        );
                     }
                 }
             }
@@ -676,7 +781,11 @@ impl SseBody {
     /// Chunks for what a choice's output processor released; logprobs go
     /// with the first content chunk (or alone, with empty content).
     fn push_chat(&mut self, choice: usize, events: Vec<DetectorEvent>, logprobs: &[TokenLogprob]) {
-        let mut lp = if self.meta.logprobs && !logprobs.is_empty() { Some(chat_logprobs(logprobs)) } else { None };
+        let mut lp = if self.meta.logprobs && !logprobs.is_empty() {
+            Some(chat_logprobs(logprobs))
+        } else {
+            None
+        };
         for e in events {
             match e {
                 DetectorEvent::Content(t) => {
@@ -702,10 +811,16 @@ impl SseBody {
 
     fn on_event(&mut self, ev: Event) {
         match ev {
-            Event::Delta { choice, text, logprobs } => {
+            Event::Delta {
+                choice,
+                text,
+                logprobs,
+            } => {
                 if self.first && !text.is_empty() {
                     self.first = false;
-                    self.meta.metrics.ttft(self.meta.route, self.meta.t0.elapsed());
+                    self.meta
+                        .metrics
+                        .ttft(self.meta.route, self.meta.t0.elapsed());
                 }
                 let c = match self.meta.api {
                     Api::Chat => {
@@ -726,7 +841,11 @@ impl SseBody {
                 };
                 self.push_chunk(c);
             }
-            Event::Done { choice, finish, stats } => {
+            Event::Done {
+                choice,
+                finish,
+                stats,
+            } => {
                 if self.finished.get(choice).copied().unwrap_or(true) {
                     return;
                 }
@@ -738,12 +857,18 @@ impl SseBody {
                 }
                 let c = match self.meta.api {
                     Api::Chat => {
-                        let events = self.outputs.get_mut(choice).map(|o| o.finish()).unwrap_or_default();
+                        let events = self
+                            .outputs
+                            .get_mut(choice)
+                            .map(|o| o.finish())
+                            .unwrap_or_default();
                         self.push_chat(choice, events, &[]);
                         let called = self.calls.get(choice).is_some_and(|&n| n > 0);
                         json!({"index": choice, "delta": {}, "logprobs": null, "finish_reason": finish_reason(Some(finish), called)})
                     }
-                    Api::Completion => json!({"index": choice, "text": "", "logprobs": null, "finish_reason": finish_reason(Some(finish), false)}),
+                    Api::Completion => {
+                        json!({"index": choice, "text": "", "logprobs": null, "finish_reason": finish_reason(Some(finish), false)})
+                    }
                 };
                 self.push_chunk(c);
                 if self.remaining == 0 {
@@ -756,7 +881,8 @@ impl SseBody {
 
     fn end_ok(&mut self) {
         let m = &self.meta;
-        m.metrics.tokens(m.prompt_tokens, self.completion_tokens, self.cached_tokens);
+        m.metrics
+            .tokens(m.prompt_tokens, self.completion_tokens, self.cached_tokens);
         m.metrics.latency(m.route, m.t0.elapsed());
         if self.include_usage {
             let v = json!({
@@ -777,7 +903,8 @@ impl SseBody {
     /// A failure after the stream started: an error event (OpenAI's SDKs
     /// raise it), and the stream ends without `[DONE]`.
     fn end_err(&mut self, message: String) {
-        self.out.push_back(sse(&ApiError::internal(message).to_json()));
+        self.out
+            .push_back(sse(&ApiError::internal(message).to_json()));
         self.ended = true;
     }
 }
@@ -794,7 +921,10 @@ impl http_body::Body for SseBody {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         loop {
             if let Some(b) = this.out.pop_front() {

@@ -28,7 +28,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let b = [c[0], c.get(1).copied().unwrap_or(0), c.get(2).copied().unwrap_or(0)];
+        let b = [
+            c[0],
+            c.get(1).copied().unwrap_or(0),
+            c.get(2).copied().unwrap_or(0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= c.len() {
@@ -44,7 +48,13 @@ pub fn base64(data: &[u8]) -> String {
 pub async fn respond(embedder: Arc<dyn Embedder>, call: EmbeddingCall) -> Result<Value, ApiError> {
     if let Some(d) = call.dimensions {
         if d != embedder.dimensions() {
-            return Err(ApiError::unsupported("dimensions", format!("this model's embeddings have {} dimensions; truncation is not supported", embedder.dimensions())));
+            return Err(ApiError::unsupported(
+                "dimensions",
+                format!(
+                    "this model's embeddings have {} dimensions; truncation is not supported",
+                    embedder.dimensions()
+                ),
+            ));
         }
     }
     let e = Arc::clone(&embedder);
@@ -58,7 +68,9 @@ pub async fn respond(embedder: Arc<dyn Embedder>, call: EmbeddingCall) -> Result
         .enumerate()
         .map(|(i, v)| {
             let emb = if call.base64 {
-                json!(base64(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()))
+                json!(base64(
+                    &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()
+                ))
             } else {
                 json!(v)
             };
@@ -79,7 +91,15 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
     }

@@ -23,8 +23,20 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), kind, param: None, code: Some(code), retry_after: None }
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: Some(code),
+            retry_after: None,
+        }
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> ApiError {
@@ -34,33 +46,65 @@ impl ApiError {
 
     /// 400: a parameter has the wrong JSON type.
     pub fn invalid_type(param: &str, expected: &str) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_type", format!("'{param}' must be {expected}"))
-            .with_param(param)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_type",
+            format!("'{param}' must be {expected}"),
+        )
+        .with_param(param)
     }
 
     /// 400: a parameter is out of range or malformed.
     pub fn invalid_value(param: &str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_value", message).with_param(param)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_value",
+            message,
+        )
+        .with_param(param)
     }
 
     /// 400: a required parameter is absent.
     pub fn missing(param: &str) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", "missing_required_parameter", format!("missing required parameter '{param}'"))
-            .with_param(param)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "missing_required_parameter",
+            format!("missing required parameter '{param}'"),
+        )
+        .with_param(param)
     }
 
     /// 400: a valid parameter this server does not implement.
     pub fn unsupported(param: &str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", "unsupported_parameter", message).with_param(param)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "unsupported_parameter",
+            message,
+        )
+        .with_param(param)
     }
 
     /// 400: the body is not JSON (or not an object).
     pub fn bad_json(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_json", message)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_json",
+            message,
+        )
     }
 
     /// 400: prompt + max_tokens do not fit the context.
-    pub fn context_overflow(prompt: usize, requested: usize, n_ctx: usize, param: &str) -> ApiError {
+    pub fn context_overflow(
+        prompt: usize,
+        requested: usize,
+        n_ctx: usize,
+        param: &str,
+    ) -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -73,7 +117,12 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", "invalid_api_key", "missing or incorrect API key; send 'Authorization: Bearer <key>'")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            "missing or incorrect API key; send 'Authorization: Bearer <key>'",
+        )
     }
 
     pub fn host_not_allowed(host: &str) -> ApiError {
@@ -86,44 +135,90 @@ impl ApiError {
     }
 
     pub fn not_found(path: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "unknown_url", format!("unknown URL: {path}"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "unknown_url",
+            format!("unknown URL: {path}"),
+        )
     }
 
     pub fn model_not_found(id: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found", format!("the model '{id}' does not exist")).with_param("model")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            format!("the model '{id}' does not exist"),
+        )
+        .with_param("model")
     }
 
     pub fn method_not_allowed(method: &str, path: &str) -> ApiError {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", format!("{method} is not allowed on {path}"))
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}"),
+        )
     }
 
     pub fn too_large(limit: usize) -> ApiError {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "request_too_large", format!("the request body exceeds {limit} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "request_too_large",
+            format!("the request body exceeds {limit} bytes"),
+        )
     }
 
     pub fn body_timeout() -> ApiError {
-        ApiError::new(StatusCode::REQUEST_TIMEOUT, "invalid_request_error", "request_timeout", "the request body was not received in time")
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            "the request body was not received in time",
+        )
     }
 
     pub fn loading() -> ApiError {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "model_loading", "the model is loading");
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "model_loading",
+            "the model is loading",
+        );
         e.retry_after = Some(1);
         e
     }
 
     pub fn overloaded(message: impl Into<String>) -> ApiError {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "server_overloaded", message);
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "server_overloaded",
+            message,
+        );
         e.retry_after = Some(1);
         e
     }
 
     /// 501: a route whose backend is not configured (embeddings without an embedder).
     pub fn not_configured(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_IMPLEMENTED, "invalid_request_error", "not_configured", message)
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "invalid_request_error",
+            "not_configured",
+            message,
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message)
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            message,
+        )
     }
 
     /// The JSON body.
@@ -136,12 +231,21 @@ impl ApiError {
         let mut r = Response::new(crate::http::Body::full(Full::new(Bytes::from(body))));
         *r.status_mut() = self.status;
         let h = r.headers_mut();
-        h.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
         if let Some(s) = self.retry_after {
-            h.insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(s));
+            h.insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(s),
+            );
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            h.insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+            h.insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer"),
+            );
         }
         r
     }
@@ -153,7 +257,11 @@ pub fn from_submit(e: SubmitError, max_param: &str) -> ApiError {
     match e {
         SubmitError::QueueFull { .. } => ApiError::overloaded(e.to_string()),
         SubmitError::TooManyChoices { .. } => ApiError::invalid_value("n", e.to_string()),
-        SubmitError::ContextOverflow { prompt, requested, n_ctx } => ApiError::context_overflow(prompt, requested, n_ctx, max_param),
+        SubmitError::ContextOverflow {
+            prompt,
+            requested,
+            n_ctx,
+        } => ApiError::context_overflow(prompt, requested, n_ctx, max_param),
         SubmitError::EmptyPrompt => ApiError::invalid_value("prompt", "the prompt is empty"),
         SubmitError::TokenOutOfRange { .. } => ApiError::invalid_value("prompt", e.to_string()),
         // Sampler messages start with the parameter's name ("top_p = 2 is out of range").

@@ -12,7 +12,9 @@ use crate::State;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -39,7 +41,10 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             Body::Full(f) => Pin::new(f).poll_frame(cx),
             Body::Sse(s) => Pin::new(s.as_mut()).poll_frame(cx),
@@ -76,7 +81,10 @@ enum Route {
 
 impl Route {
     fn parse(path: &str) -> Route {
-        let p = path.strip_prefix("/v1").filter(|r| r.starts_with('/')).unwrap_or(path);
+        let p = path
+            .strip_prefix("/v1")
+            .filter(|r| r.starts_with('/'))
+            .unwrap_or(path);
         match p {
             "/chat/completions" => Route::Chat,
             "/completions" => Route::Completions,
@@ -115,7 +123,10 @@ impl Route {
 }
 
 /// The hyper service function.
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let route = Route::parse(req.uri().path());
     let label = route.label();
     let resp = match respond(&state, route, req).await {
@@ -163,7 +174,12 @@ fn check_access(state: &State, route: &Route, req: &Request<Incoming>) -> Result
     match host {
         Some(h) if host_allowed(state, &h) => {}
         Some(h) => return Err(ApiError::host_not_allowed(&host_name(&h))),
-        None => return Err(ApiError::invalid_value("Host", "the request has no Host header")),
+        None => {
+            return Err(ApiError::invalid_value(
+                "Host",
+                "the request has no Host header",
+            ))
+        }
     }
     if *route == Route::Health {
         return Ok(());
@@ -173,7 +189,13 @@ fn check_access(state: &State, route: &Route, req: &Request<Incoming>) -> Result
             .headers()
             .get(AUTHORIZATION)
             .map(|v| v.as_bytes())
-            .and_then(|v| if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") { Some(&v[7..]) } else { None })
+            .and_then(|v| {
+                if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
+                    Some(&v[7..])
+                } else {
+                    None
+                }
+            })
             .unwrap_or(b"");
         if !key.ct_eq(given) {
             return Err(ApiError::unauthorized());
@@ -189,7 +211,11 @@ const DRAIN_FACTOR: u64 = 8;
 
 async fn read_body(state: &State, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = state.body_limit;
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let mut body = req.into_body();
     if declared.is_some_and(|len| len > limit as u64) {
         if declared.is_some_and(|len| len <= DRAIN_FACTOR * limit as u64) {
@@ -200,7 +226,8 @@ async fn read_body(state: &State, req: Request<Incoming>) -> Result<Bytes, ApiEr
     let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
     let read = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ApiError::bad_json(format!("reading the request body: {e}")))?;
+            let frame =
+                frame.map_err(|e| ApiError::bad_json(format!("reading the request body: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > limit {
                     return Err(ApiError::too_large(limit));
@@ -243,29 +270,52 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = Response::new(Body::Full(Full::new(Bytes::from(body))));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 fn backend(state: &State) -> Result<&Local, ApiError> {
-    state.local.get().map(|b| b.as_ref()).ok_or_else(ApiError::loading)
+    state
+        .local
+        .get()
+        .map(|b| b.as_ref())
+        .ok_or_else(ApiError::loading)
 }
 
 fn shared_backend(state: &State) -> Result<Arc<Local>, ApiError> {
     state.local.get().cloned().ok_or_else(ApiError::loading)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("prompt preparation failed: {e}")))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("prompt preparation failed: {e}")))
 }
 
-async fn respond(state: &Arc<State>, route: Route, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn respond(
+    state: &Arc<State>,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let t0 = Instant::now();
     check_access(state, &route, &req)?;
-    let Some(method) = route.method() else { return Err(ApiError::not_found(req.uri().path())) };
+    let Some(method) = route.method() else {
+        return Err(ApiError::not_found(req.uri().path()));
+    };
     if req.method() != method {
-        let mut r = ApiError::method_not_allowed(req.method().as_str(), req.uri().path()).into_response();
-        r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static(if method == Method::POST { "POST" } else { "GET" }));
+        let mut r =
+            ApiError::method_not_allowed(req.method().as_str(), req.uri().path()).into_response();
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            HeaderValue::from_static(if method == Method::POST {
+                "POST"
+            } else {
+                "GET"
+            }),
+        );
         return Ok(r);
     }
     match route {
@@ -277,12 +327,21 @@ async fn respond(state: &Arc<State>, route: Route, req: Request<Incoming>) -> Re
             let g = match state.local.get() {
                 Some(b) => {
                     let s = b.stats();
-                    Gauges { loaded: true, queue_depth: s.queued, active_slots: s.active_slots, slots: s.n_slots, steps: s.steps }
+                    Gauges {
+                        loaded: true,
+                        queue_depth: s.queued,
+                        active_slots: s.active_slots,
+                        slots: s.n_slots,
+                        steps: s.steps,
+                    }
                 }
                 None => Gauges::default(),
             };
             let mut r = Response::new(Body::Full(Full::new(Bytes::from(state.metrics.render(g)))));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
             Ok(r)
         }
         Route::Models => {
@@ -291,7 +350,10 @@ async fn respond(state: &Arc<State>, route: Route, req: Request<Incoming>) -> Re
             if let Some(e) = &state.embedder {
                 data.push(model_json(e.model_id(), b.created));
             }
-            Ok(json_response(StatusCode::OK, &json!({"object": "list", "data": data})))
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"object": "list", "data": data}),
+            ))
         }
         Route::Model(id) => {
             let b = backend(state)?;
@@ -317,12 +379,16 @@ async fn respond(state: &Arc<State>, route: Route, req: Request<Incoming>) -> Re
         }
         Route::Embeddings => {
             let Some(embedder) = state.embedder.clone() else {
-                return Err(ApiError::not_configured("this server has no embedding model configured; /v1/embeddings is unavailable"));
+                return Err(ApiError::not_configured(
+                    "this server has no embedding model configured; /v1/embeddings is unavailable",
+                ));
             };
             let body = read_body(state, req).await?;
             let v = wire::parse_body(&body)?;
             let call = wire::embedding(&v)?;
-            crate::embed::respond(embedder, call).await.map(|v| json_response(StatusCode::OK, &v))
+            crate::embed::respond(embedder, call)
+                .await
+                .map(|v| json_response(StatusCode::OK, &v))
         }
         Route::Unknown => Err(ApiError::not_found(req.uri().path())),
     }
@@ -337,7 +403,12 @@ fn new_id(state: &State, prefix: &str) -> String {
     format!("{prefix}-{:08x}{n:08x}", state.boot)
 }
 
-async fn chat(state: &Arc<State>, b: &Local, call: wire::ChatCall, t0: Instant) -> Result<Response<Body>, ApiError> {
+async fn chat(
+    state: &Arc<State>,
+    b: &Local,
+    call: wire::ChatCall,
+    t0: Instant,
+) -> Result<Response<Body>, ApiError> {
     // Rendering and tokenizing up to a body-limit of text, and compiling a
     // schema, is CPU work: keep it off the connection threads.
     let (local, call) = (shared_backend(state)?, Arc::new(call));
@@ -346,7 +417,16 @@ async fn chat(state: &Arc<State>, b: &Local, call: wire::ChatCall, t0: Instant) 
     let req = &call.request;
     let seed = req.params.seed.unwrap_or_else(|| b.next_seed());
     let render_special = prepared.tools.is_some();
-    let started = b.start(prepared.prompt, &req.params, &call.local, call.max_param, "messages", prepared.processors, render_special, seed)?;
+    let started = b.start(
+        prepared.prompt,
+        &req.params,
+        &call.local,
+        call.max_param,
+        "messages",
+        prepared.processors,
+        render_special,
+        seed,
+    )?;
     let meta = Meta {
         api: Api::Chat,
         id: new_id(state, "chatcmpl"),
@@ -365,7 +445,12 @@ async fn chat(state: &Arc<State>, b: &Local, call: wire::ChatCall, t0: Instant) 
     finish(started.rx, meta, req.stream, req.include_usage).await
 }
 
-async fn completion(state: &Arc<State>, b: &Local, call: wire::CompletionCall, t0: Instant) -> Result<Response<Body>, ApiError> {
+async fn completion(
+    state: &Arc<State>,
+    b: &Local,
+    call: wire::CompletionCall,
+    t0: Instant,
+) -> Result<Response<Body>, ApiError> {
     let (local, p, echo) = (shared_backend(state)?, call.prompt.clone(), call.echo);
     let (prompt, echo) = blocking(move || {
         let echo = echo.then(|| match &p {
@@ -376,7 +461,16 @@ async fn completion(state: &Arc<State>, b: &Local, call: wire::CompletionCall, t
     })
     .await?;
     let seed = call.params.seed.unwrap_or_else(|| b.next_seed());
-    let started = b.start(prompt, &call.params, &call.local, "max_tokens", "prompt", Vec::new(), false, seed)?;
+    let started = b.start(
+        prompt,
+        &call.params,
+        &call.local,
+        "max_tokens",
+        "prompt",
+        Vec::new(),
+        false,
+        seed,
+    )?;
     let meta = Meta {
         api: Api::Completion,
         id: new_id(state, "cmpl"),
@@ -410,7 +504,10 @@ async fn finish(
         return Ok(r);
     }
     let choices = collect(rx, &meta).await?;
-    Ok(json_response(StatusCode::OK, &response_json(&meta, &choices)))
+    Ok(json_response(
+        StatusCode::OK,
+        &response_json(&meta, &choices),
+    ))
 }
 
 #[cfg(test)]

@@ -116,9 +116,15 @@ pub enum ServerError {
     )]
     InsecureBind { host: String, addr: IpAddr },
     #[error("cannot resolve {host}: {source}")]
-    Resolve { host: String, source: std::io::Error },
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("an API key must not be empty")]
     EmptyKey,
     #[error("loading the model: {0}")]
@@ -129,10 +135,22 @@ pub enum ServerError {
 
 type LoadFn = Box<dyn FnOnce() -> Result<Arc<Engine>, EngineError> + Send>;
 
-fn spawn_loader(state: Arc<State>, sched: SchedulerConfig, id: Option<String>, load: LoadFn) -> tokio::task::JoinHandle<Result<(), ServerError>> {
+fn spawn_loader(
+    state: Arc<State>,
+    sched: SchedulerConfig,
+    id: Option<String>,
+    load: LoadFn,
+) -> tokio::task::JoinHandle<Result<(), ServerError>> {
     tokio::task::spawn_blocking(move || {
         let engine = load()?;
-        let id = id.unwrap_or_else(|| engine.model().path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "hearth".into()));
+        let id = id.unwrap_or_else(|| {
+            engine
+                .model()
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "hearth".into())
+        });
         let local = Local::new(engine, sched, id)?;
         let _ = state.local.set(Arc::new(local));
         tracing::info!("model loaded");
@@ -167,20 +185,56 @@ impl Server {
         if cfg.api_key.as_ref().is_some_and(|k| k.expose().is_empty()) {
             return Err(ServerError::EmptyKey);
         }
-        let target = format!("{}:{}", cfg.host.trim_start_matches('[').trim_end_matches(']'), cfg.port);
-        let target = if cfg.host.contains(':') { format!("[{}]:{}", cfg.host.trim_start_matches('[').trim_end_matches(']'), cfg.port) } else { target };
-        let addrs: Vec<SocketAddr> =
-            tokio::net::lookup_host(&target).await.map_err(|source| ServerError::Resolve { host: cfg.host.clone(), source })?.collect();
-        let Some(addr) = addrs.iter().find(|a| a.ip().is_loopback()).or(addrs.first()).copied() else {
-            return Err(ServerError::Resolve { host: cfg.host.clone(), source: std::io::Error::other("no addresses") });
+        let target = format!(
+            "{}:{}",
+            cfg.host.trim_start_matches('[').trim_end_matches(']'),
+            cfg.port
+        );
+        let target = if cfg.host.contains(':') {
+            format!(
+                "[{}]:{}",
+                cfg.host.trim_start_matches('[').trim_end_matches(']'),
+                cfg.port
+            )
+        } else {
+            target
+        };
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&target)
+            .await
+            .map_err(|source| ServerError::Resolve {
+                host: cfg.host.clone(),
+                source,
+            })?
+            .collect();
+        let Some(addr) = addrs
+            .iter()
+            .find(|a| a.ip().is_loopback())
+            .or(addrs.first())
+            .copied()
+        else {
+            return Err(ServerError::Resolve {
+                host: cfg.host.clone(),
+                source: std::io::Error::other("no addresses"),
+            });
         };
         if !addr.ip().is_loopback() && cfg.api_key.is_none() {
-            return Err(ServerError::InsecureBind { host: cfg.host.clone(), addr: addr.ip() });
+            return Err(ServerError::InsecureBind {
+                host: cfg.host.clone(),
+                addr: addr.ip(),
+            });
         }
-        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr: addr.to_string(), source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
         let mut allowed: Vec<String> = cfg.allow_hosts.iter().map(|h| http::host_name(h)).collect();
         allowed.push(http::host_name(&cfg.host));
-        let boot = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
+        let boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0);
         let state = Arc::new(State {
             local: OnceLock::new(),
             metrics: Arc::new(metrics::Metrics::default()),
@@ -193,20 +247,36 @@ impl Server {
             ids: AtomicU64::new(0),
             boot,
         });
-        Ok(Server { listener, state, cfg })
+        Ok(Server {
+            listener,
+            state,
+            cfg,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         // A bound listener always has an address.
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     /// Serves until `shutdown` completes (or the model fails to load).
-    pub async fn run(self, source: ModelSource, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { listener, state, cfg } = self;
+    pub async fn run(
+        self,
+        source: ModelSource,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        let Server {
+            listener,
+            state,
+            cfg,
+        } = self;
         let model_id = |path: Option<&std::path::Path>| {
             cfg.model_alias.clone().unwrap_or_else(|| {
-                path.and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "hearth".into())
+                path.and_then(|p| p.file_stem())
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "hearth".into())
             })
         };
         let sched = cfg.scheduler.clone();
@@ -218,9 +288,19 @@ impl Server {
             }
             ModelSource::Path { path, engine } => {
                 let id = model_id(Some(&path));
-                Some(spawn_loader(Arc::clone(&state), sched, Some(id), Box::new(move || Ok(Arc::new(Engine::load(&path, engine)?)))))
+                Some(spawn_loader(
+                    Arc::clone(&state),
+                    sched,
+                    Some(id),
+                    Box::new(move || Ok(Arc::new(Engine::load(&path, engine)?))),
+                ))
             }
-            ModelSource::Loader(load) => Some(spawn_loader(Arc::clone(&state), sched, cfg.model_alias.clone(), load)),
+            ModelSource::Loader(load) => Some(spawn_loader(
+                Arc::clone(&state),
+                sched,
+                cfg.model_alias.clone(),
+                load,
+            )),
         };
         let conns = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
         tokio::pin!(shutdown);

@@ -12,7 +12,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Histogram bucket bounds in seconds.
-const BUCKETS: [f64; 12] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+const BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -37,8 +39,16 @@ impl Histogram {
         for (c, b) in self.counts.iter().zip(&BUCKETS) {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
         let _ = writeln!(out, "{name}_count{braces} {}", self.count);
     }
@@ -73,9 +83,12 @@ impl Metrics {
     }
 
     pub fn tokens(&self, prompt: usize, completion: usize, cached: usize) {
-        self.prompt_tokens.fetch_add(prompt as u64, Ordering::Relaxed);
-        self.completion_tokens.fetch_add(completion as u64, Ordering::Relaxed);
-        self.cached_tokens.fetch_add(cached as u64, Ordering::Relaxed);
+        self.prompt_tokens
+            .fetch_add(prompt as u64, Ordering::Relaxed);
+        self.completion_tokens
+            .fetch_add(completion as u64, Ordering::Relaxed);
+        self.cached_tokens
+            .fetch_add(cached as u64, Ordering::Relaxed);
     }
 
     pub fn disconnect(&self) {
@@ -83,40 +96,107 @@ impl Metrics {
     }
 
     pub fn ttft(&self, route: &'static str, d: Duration) {
-        self.ttft.lock().unwrap_or_else(|e| e.into_inner()).entry(route).or_default().observe(d.as_secs_f64());
+        self.ttft
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(route)
+            .or_default()
+            .observe(d.as_secs_f64());
     }
 
     pub fn latency(&self, route: &'static str, d: Duration) {
-        self.latency.lock().unwrap_or_else(|e| e.into_inner()).entry(route).or_default().observe(d.as_secs_f64());
+        self.latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(route)
+            .or_default()
+            .observe(d.as_secs_f64());
     }
 
     pub fn render(&self, g: Gauges) -> String {
         let mut out = String::new();
         out.push_str("# HELP hearth_requests_total HTTP requests by route and status.\n# TYPE hearth_requests_total counter\n");
-        for ((route, status), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "hearth_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        for ((route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "hearth_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
         }
         for (name, help, v) in [
-            ("hearth_prompt_tokens_total", "Prompt tokens of finished requests.", &self.prompt_tokens),
-            ("hearth_completion_tokens_total", "Completion tokens of finished requests.", &self.completion_tokens),
-            ("hearth_prompt_cached_tokens_total", "Prompt tokens served from a slot's KV cache.", &self.cached_tokens),
-            ("hearth_client_disconnects_total", "Streams whose client went away before the end.", &self.disconnects),
+            (
+                "hearth_prompt_tokens_total",
+                "Prompt tokens of finished requests.",
+                &self.prompt_tokens,
+            ),
+            (
+                "hearth_completion_tokens_total",
+                "Completion tokens of finished requests.",
+                &self.completion_tokens,
+            ),
+            (
+                "hearth_prompt_cached_tokens_total",
+                "Prompt tokens served from a slot's KV cache.",
+                &self.cached_tokens,
+            ),
+            (
+                "hearth_client_disconnects_total",
+                "Streams whose client went away before the end.",
+                &self.disconnects,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         out.push_str("# HELP hearth_time_to_first_token_seconds Time from request to first generated text.\n# TYPE hearth_time_to_first_token_seconds histogram\n");
         for (route, h) in self.ttft.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            h.render(&mut out, "hearth_time_to_first_token_seconds", &format!("route=\"{route}\""));
+            h.render(
+                &mut out,
+                "hearth_time_to_first_token_seconds",
+                &format!("route=\"{route}\""),
+            );
         }
         out.push_str("# HELP hearth_request_duration_seconds Time from request to the end of the answer.\n# TYPE hearth_request_duration_seconds histogram\n");
-        for (route, h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            h.render(&mut out, "hearth_request_duration_seconds", &format!("route=\"{route}\""));
+        for (route, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            h.render(
+                &mut out,
+                "hearth_request_duration_seconds",
+                &format!("route=\"{route}\""),
+            );
         }
         for (name, help, v) in [
-            ("hearth_model_loaded", "1 once the model is loaded.", g.loaded as u64),
-            ("hearth_queue_depth", "Requests waiting for a slot.", g.queue_depth as u64),
-            ("hearth_active_slots", "Slots generating or reading a prompt.", g.active_slots as u64),
-            ("hearth_slots", "Configured slots (--parallel).", g.slots as u64),
+            (
+                "hearth_model_loaded",
+                "1 once the model is loaded.",
+                g.loaded as u64,
+            ),
+            (
+                "hearth_queue_depth",
+                "Requests waiting for a slot.",
+                g.queue_depth as u64,
+            ),
+            (
+                "hearth_active_slots",
+                "Slots generating or reading a prompt.",
+                g.active_slots as u64,
+            ),
+            (
+                "hearth_slots",
+                "Configured slots (--parallel).",
+                g.slots as u64,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
@@ -137,8 +217,12 @@ mod tests {
         let text = m.render(Gauges::default());
         assert!(text.contains("hearth_time_to_first_token_seconds_bucket{route=\"/v1/chat/completions\",le=\"0.025\"} 0"));
         assert!(text.contains("hearth_time_to_first_token_seconds_bucket{route=\"/v1/chat/completions\",le=\"0.05\"} 1"));
-        assert!(text.contains("hearth_time_to_first_token_seconds_bucket{route=\"/v1/chat/completions\",le=\"5\"} 2"));
-        assert!(text.contains("hearth_time_to_first_token_seconds_count{route=\"/v1/chat/completions\"} 2"));
+        assert!(text.contains(
+            "hearth_time_to_first_token_seconds_bucket{route=\"/v1/chat/completions\",le=\"5\"} 2"
+        ));
+        assert!(text.contains(
+            "hearth_time_to_first_token_seconds_count{route=\"/v1/chat/completions\"} 2"
+        ));
     }
 
     #[test]
@@ -148,9 +232,14 @@ mod tests {
         m.request("/v1/models", 200);
         m.request("/v1/chat/completions", 400);
         m.tokens(10, 5, 3);
-        let text = m.render(Gauges { queue_depth: 2, ..Default::default() });
+        let text = m.render(Gauges {
+            queue_depth: 2,
+            ..Default::default()
+        });
         assert!(text.contains("hearth_requests_total{route=\"/v1/models\",status=\"200\"} 2"));
-        assert!(text.contains("hearth_requests_total{route=\"/v1/chat/completions\",status=\"400\"} 1"));
+        assert!(
+            text.contains("hearth_requests_total{route=\"/v1/chat/completions\",status=\"400\"} 1")
+        );
         assert!(text.contains("hearth_prompt_tokens_total 10"));
         assert!(text.contains("hearth_prompt_cached_tokens_total 3"));
         assert!(text.contains("hearth_queue_depth 2"));

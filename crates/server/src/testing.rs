@@ -111,21 +111,39 @@ enum Fill {
 
 /// Writes a random `qwen2` model with the vocabulary and template of the
 /// vocab-only GGUF at `vocab`. Returns the file size.
-pub fn write_test_model(vocab: &Path, out: &Path, spec: &TestModelSpec) -> Result<u64, TestModelError> {
-    let vf = GgufFile::open(vocab).map_err(|e| TestModelError::Vocab { path: vocab.to_path_buf(), message: e.to_string() })?;
+pub fn write_test_model(
+    vocab: &Path,
+    out: &Path,
+    spec: &TestModelSpec,
+) -> Result<u64, TestModelError> {
+    let vf = GgufFile::open(vocab).map_err(|e| TestModelError::Vocab {
+        path: vocab.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let n_vocab = vf
         .get_array("tokenizer.ggml.tokens")
         .ok()
         .flatten()
         .map(|a| a.len())
-        .ok_or_else(|| TestModelError::Vocab { path: vocab.to_path_buf(), message: "no tokenizer.ggml.tokens".into() })?;
+        .ok_or_else(|| TestModelError::Vocab {
+            path: vocab.to_path_buf(),
+            message: "no tokenizer.ggml.tokens".into(),
+        })?;
     let hd = spec.n_embd / spec.n_head.max(1);
     let block = spec.weight_type.block_size();
-    if spec.n_head == 0 || spec.n_embd % spec.n_head != 0 || spec.n_head % spec.n_head_kv.max(1) != 0 {
-        return Err(TestModelError::Spec("n_embd must split into n_head heads, n_head into n_head_kv groups".into()));
+    if spec.n_head == 0
+        || spec.n_embd % spec.n_head != 0
+        || spec.n_head % spec.n_head_kv.max(1) != 0
+    {
+        return Err(TestModelError::Spec(
+            "n_embd must split into n_head heads, n_head into n_head_kv groups".into(),
+        ));
     }
     if spec.n_embd % block != 0 || spec.n_ff % block != 0 {
-        return Err(TestModelError::Spec(format!("n_embd and n_ff must be multiples of the {} block size {block}", spec.weight_type)));
+        return Err(TestModelError::Spec(format!(
+            "n_embd and n_ff must be multiples of the {} block size {block}",
+            spec.weight_type
+        )));
     }
     let mut w = GgufWriter::new();
     for (k, v) in vf.metadata() {
@@ -144,12 +162,25 @@ pub fn write_test_model(vocab: &Path, out: &Path, spec: &TestModelSpec) -> Resul
     w.set_meta("qwen2.attention.head_count", u32m(spec.n_head))?;
     w.set_meta("qwen2.attention.head_count_kv", u32m(spec.n_head_kv))?;
     w.set_meta("qwen2.rope.freq_base", MetaValue::F32(1_000_000.0))?;
-    w.set_meta("qwen2.attention.layer_norm_rms_epsilon", MetaValue::F32(1e-6))?;
+    w.set_meta(
+        "qwen2.attention.layer_norm_rms_epsilon",
+        MetaValue::F32(1e-6),
+    )?;
 
-    let (e, q, kv, ff) = (spec.n_embd as u64, (spec.n_head * hd) as u64, (spec.n_head_kv * hd) as u64, spec.n_ff as u64);
+    let (e, q, kv, ff) = (
+        spec.n_embd as u64,
+        (spec.n_head * hd) as u64,
+        (spec.n_head_kv * hd) as u64,
+        spec.n_ff as u64,
+    );
     let wt = spec.weight_type;
     let mut fills: Vec<Fill> = Vec::new();
-    let mut add = |w: &mut GgufWriter, name: String, dims: &[u64], ty: GgmlType, fill: Fill| -> Result<(), GgufWriteError> {
+    let mut add = |w: &mut GgufWriter,
+                   name: String,
+                   dims: &[u64],
+                   ty: GgmlType,
+                   fill: Fill|
+     -> Result<(), GgufWriteError> {
         w.add_tensor(name, dims, ty)?;
         fills.push(fill);
         Ok(())
@@ -157,20 +188,62 @@ pub fn write_test_model(vocab: &Path, out: &Path, spec: &TestModelSpec) -> Resul
     // Embedding scale: logits are dot products of n_embd unit-RMS values, so
     // std 2/sqrt(n_embd) gives logits of std ~2 — peaked enough for a stable
     // argmax, flat enough that seeded sampling varies.
-    add(&mut w, "token_embd.weight".into(), &[e, n_vocab as u64], wt, Fill::Normal(2.0 / (e as f32).sqrt()))?;
-    add(&mut w, "output_norm.weight".into(), &[e], GgmlType::F32, Fill::Ones)?;
+    add(
+        &mut w,
+        "token_embd.weight".into(),
+        &[e, n_vocab as u64],
+        wt,
+        Fill::Normal(2.0 / (e as f32).sqrt()),
+    )?;
+    add(
+        &mut w,
+        "output_norm.weight".into(),
+        &[e],
+        GgmlType::F32,
+        Fill::Ones,
+    )?;
     let proj = |fan_in: u64| Fill::Normal(1.0 / (fan_in as f32).sqrt());
     for i in 0..spec.n_layer {
         let n = |s: &str| format!("blk.{i}.{s}");
-        add(&mut w, n("attn_norm.weight"), &[e], GgmlType::F32, Fill::Ones)?;
+        add(
+            &mut w,
+            n("attn_norm.weight"),
+            &[e],
+            GgmlType::F32,
+            Fill::Ones,
+        )?;
         add(&mut w, n("attn_q.weight"), &[e, q], wt, proj(e))?;
         add(&mut w, n("attn_k.weight"), &[e, kv], wt, proj(e))?;
         add(&mut w, n("attn_v.weight"), &[e, kv], wt, proj(e))?;
-        add(&mut w, n("attn_q.bias"), &[q], GgmlType::F32, Fill::Normal(0.1))?;
-        add(&mut w, n("attn_k.bias"), &[kv], GgmlType::F32, Fill::Normal(0.1))?;
-        add(&mut w, n("attn_v.bias"), &[kv], GgmlType::F32, Fill::Normal(0.1))?;
+        add(
+            &mut w,
+            n("attn_q.bias"),
+            &[q],
+            GgmlType::F32,
+            Fill::Normal(0.1),
+        )?;
+        add(
+            &mut w,
+            n("attn_k.bias"),
+            &[kv],
+            GgmlType::F32,
+            Fill::Normal(0.1),
+        )?;
+        add(
+            &mut w,
+            n("attn_v.bias"),
+            &[kv],
+            GgmlType::F32,
+            Fill::Normal(0.1),
+        )?;
         add(&mut w, n("attn_output.weight"), &[q, e], wt, proj(q))?;
-        add(&mut w, n("ffn_norm.weight"), &[e], GgmlType::F32, Fill::Ones)?;
+        add(
+            &mut w,
+            n("ffn_norm.weight"),
+            &[e],
+            GgmlType::F32,
+            Fill::Ones,
+        )?;
         add(&mut w, n("ffn_gate.weight"), &[e, ff], wt, proj(e))?;
         add(&mut w, n("ffn_up.weight"), &[e, ff], wt, proj(e))?;
         add(&mut w, n("ffn_down.weight"), &[ff, e], wt, proj(ff))?;

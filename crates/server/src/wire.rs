@@ -14,7 +14,9 @@
 //! completions request.
 
 use crate::error::ApiError;
-use hearth_api::{ChatRequest, GenerationParams, Message, ResponseFormat, Role, Tool, ToolCall, ToolChoice};
+use hearth_api::{
+    ChatRequest, GenerationParams, Message, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
+};
 use serde_json::{Map, Value};
 
 /// Longest stop string accepted (bytes): the stream decoder holds back up
@@ -130,7 +132,8 @@ impl<'a> Obj<'a> {
     }
 
     fn req_str(&self, key: &str) -> Result<&'a str, ApiError> {
-        self.str(key)?.ok_or_else(|| ApiError::missing(&self.param(key)))
+        self.str(key)?
+            .ok_or_else(|| ApiError::missing(&self.param(key)))
     }
 
     fn bool(&self, key: &str) -> Result<Option<bool>, ApiError> {
@@ -146,9 +149,18 @@ impl<'a> Obj<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Number(n)) => {
-                let v = n.as_f64().filter(|v| v.is_finite()).ok_or_else(|| ApiError::invalid_type(&self.param(key), "a number"))?;
+                let v = n
+                    .as_f64()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| ApiError::invalid_type(&self.param(key), "a number"))?;
                 if !(lo..=hi).contains(&v) {
-                    return Err(ApiError::invalid_value(&self.param(key), format!("'{}' must be between {lo} and {hi}, got {v}", self.param(key))));
+                    return Err(ApiError::invalid_value(
+                        &self.param(key),
+                        format!(
+                            "'{}' must be between {lo} and {hi}, got {v}",
+                            self.param(key)
+                        ),
+                    ));
                 }
                 Ok(Some(v))
             }
@@ -161,9 +173,16 @@ impl<'a> Obj<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => {
-                let i = as_int(v).ok_or_else(|| ApiError::invalid_type(&self.param(key), "an integer"))?;
+                let i = as_int(v)
+                    .ok_or_else(|| ApiError::invalid_type(&self.param(key), "an integer"))?;
                 if !(lo..=hi).contains(&i) {
-                    return Err(ApiError::invalid_value(&self.param(key), format!("'{}' must be between {lo} and {hi}, got {i}", self.param(key))));
+                    return Err(ApiError::invalid_value(
+                        &self.param(key),
+                        format!(
+                            "'{}' must be between {lo} and {hi}, got {i}",
+                            self.param(key)
+                        ),
+                    ));
                 }
                 Ok(Some(i))
             }
@@ -189,7 +208,10 @@ impl<'a> Obj<'a> {
     /// Refuses a field that would change the answer but is not implemented.
     fn refuse(&self, key: &str, why: &str) -> Result<(), ApiError> {
         if self.has(key) {
-            return Err(ApiError::unsupported(&self.param(key), format!("'{}' is not supported: {why}", self.param(key))));
+            return Err(ApiError::unsupported(
+                &self.param(key),
+                format!("'{}' is not supported: {why}", self.param(key)),
+            ));
         }
         Ok(())
     }
@@ -206,9 +228,13 @@ fn as_int(v: &Value) -> Option<i64> {
 
 /// Parses the body as a JSON object.
 pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_json(format!("the request body is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_json(format!("the request body is not valid JSON: {e}")))?;
     if !v.is_object() {
-        return Err(ApiError::bad_json(format!("the request body must be a JSON object, not {}", json_type(&v))));
+        return Err(ApiError::bad_json(format!(
+            "the request body must be a JSON object, not {}",
+            json_type(&v)
+        )));
     }
     Ok(v)
 }
@@ -216,7 +242,10 @@ pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
 fn root(v: &Value) -> Result<Obj<'_>, ApiError> {
     match v {
         Value::Object(map) => Ok(Obj { map, path: "" }),
-        other => Err(ApiError::bad_json(format!("the request body must be a JSON object, not {}", json_type(other)))),
+        other => Err(ApiError::bad_json(format!(
+            "the request body must be a JSON object, not {}",
+            json_type(other)
+        ))),
     }
 }
 
@@ -232,7 +261,10 @@ struct Common {
 fn common(o: Obj<'_>, n_vocab: usize) -> Result<Common, ApiError> {
     let model = o.str("model")?.map(str::to_string);
     if model.as_deref() == Some("") {
-        return Err(ApiError::invalid_value("model", "'model' must not be empty"));
+        return Err(ApiError::invalid_value(
+            "model",
+            "'model' must not be empty",
+        ));
     }
     let mut p = GenerationParams::default();
     if let Some(t) = o.num("temperature", 0.0, 2.0)? {
@@ -264,24 +296,44 @@ fn common(o: Obj<'_>, n_vocab: usize) -> Result<Common, ApiError> {
     let mut include_usage = false;
     if let Some(so) = o.object("stream_options")? {
         if !stream {
-            return Err(ApiError::invalid_value("stream_options", "'stream_options' is only allowed when 'stream' is true"));
+            return Err(ApiError::invalid_value(
+                "stream_options",
+                "'stream_options' is only allowed when 'stream' is true",
+            ));
         }
-        let so = Obj { map: so, path: "stream_options" };
+        let so = Obj {
+            map: so,
+            path: "stream_options",
+        };
         include_usage = so.bool("include_usage")?.unwrap_or(false);
     }
     o.str("user")?; // accepted and ignored
     let mut local = LocalOptions::default();
     if let Some(m) = o.object("logit_bias")? {
         if m.len() > MAX_LOGIT_BIAS {
-            return Err(ApiError::invalid_value("logit_bias", format!("'logit_bias' has {} entries; at most {MAX_LOGIT_BIAS} are allowed", m.len())));
+            return Err(ApiError::invalid_value(
+                "logit_bias",
+                format!(
+                    "'logit_bias' has {} entries; at most {MAX_LOGIT_BIAS} are allowed",
+                    m.len()
+                ),
+            ));
         }
-        let lb = Obj { map: m, path: "logit_bias" };
+        let lb = Obj {
+            map: m,
+            path: "logit_bias",
+        };
         for k in m.keys() {
             let id: u32 = k
                 .parse()
                 .ok()
                 .filter(|&id: &u32| (id as usize) < n_vocab)
-                .ok_or_else(|| ApiError::invalid_value("logit_bias", format!("'logit_bias' key '{k}' is not a token id below {n_vocab}")))?;
+                .ok_or_else(|| {
+                    ApiError::invalid_value(
+                        "logit_bias",
+                        format!("'logit_bias' key '{k}' is not a token id below {n_vocab}"),
+                    )
+                })?;
             let b = lb.num(k, -100.0, 100.0)?.unwrap_or(0.0);
             local.logit_bias.push((id, b as f32));
         }
@@ -295,12 +347,21 @@ fn common(o: Obj<'_>, n_vocab: usize) -> Result<Common, ApiError> {
     }
     if let Some(v) = o.num("repeat_penalty", 0.0, 10.0)? {
         if v == 0.0 {
-            return Err(ApiError::invalid_value("repeat_penalty", "'repeat_penalty' must be greater than 0"));
+            return Err(ApiError::invalid_value(
+                "repeat_penalty",
+                "'repeat_penalty' must be greater than 0",
+            ));
         }
         local.repeat_penalty = Some(v as f32);
     }
     local.ignore_eos = o.bool("ignore_eos")?.unwrap_or(false);
-    Ok(Common { model, params: p, stream, include_usage, local })
+    Ok(Common {
+        model,
+        params: p,
+        stream,
+        include_usage,
+        local,
+    })
 }
 
 fn stops(o: Obj<'_>) -> Result<Vec<String>, ApiError> {
@@ -309,17 +370,38 @@ fn stops(o: Obj<'_>) -> Result<Vec<String>, ApiError> {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => {
             if a.len() > MAX_STOPS {
-                return Err(ApiError::invalid_value("stop", format!("'stop' has {} sequences; at most {MAX_STOPS} are allowed", a.len())));
+                return Err(ApiError::invalid_value(
+                    "stop",
+                    format!(
+                        "'stop' has {} sequences; at most {MAX_STOPS} are allowed",
+                        a.len()
+                    ),
+                ));
             }
             a.iter()
                 .enumerate()
-                .map(|(i, v)| v.as_str().map(str::to_string).ok_or_else(|| ApiError::invalid_type(&format!("stop[{i}]"), "a string")))
+                .map(|(i, v)| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| ApiError::invalid_type(&format!("stop[{i}]"), "a string"))
+                })
                 .collect::<Result<_, _>>()?
         }
-        Some(_) => return Err(ApiError::invalid_type("stop", "a string or an array of strings")),
+        Some(_) => {
+            return Err(ApiError::invalid_type(
+                "stop",
+                "a string or an array of strings",
+            ))
+        }
     };
     if let Some(s) = list.iter().find(|s| s.len() > MAX_STOP_BYTES) {
-        return Err(ApiError::invalid_value("stop", format!("a stop sequence is {} bytes long; at most {MAX_STOP_BYTES} are allowed", s.len())));
+        return Err(ApiError::invalid_value(
+            "stop",
+            format!(
+                "a stop sequence is {} bytes long; at most {MAX_STOP_BYTES} are allowed",
+                s.len()
+            ),
+        ));
     }
     Ok(list.into_iter().filter(|s| !s.is_empty()).collect())
 }
@@ -348,7 +430,10 @@ pub fn chat(body: &Value, n_vocab: usize) -> Result<ChatCall, ApiError> {
     }
     if let Some(k) = o.int("top_logprobs", 0, 20)? {
         if !params.logprobs {
-            return Err(ApiError::invalid_value("top_logprobs", "'top_logprobs' requires 'logprobs' to be true"));
+            return Err(ApiError::invalid_value(
+                "top_logprobs",
+                "'top_logprobs' requires 'logprobs' to be true",
+            ));
         }
         params.top_logprobs = k as u32;
     }
@@ -360,13 +445,26 @@ pub fn chat(body: &Value, n_vocab: usize) -> Result<ChatCall, ApiError> {
     o.refuse("functions", "use 'tools'")?;
     o.refuse("function_call", "use 'tool_choice'")?;
     o.refuse("audio", "this server produces text only")?;
-    o.refuse("web_search_options", "this server makes no network requests")?;
+    o.refuse(
+        "web_search_options",
+        "this server makes no network requests",
+    )?;
     if let Some(m) = o.array("modalities")? {
         for (i, v) in m.iter().enumerate() {
             match v.as_str() {
                 Some("text") => {}
-                Some(other) => return Err(ApiError::unsupported(&format!("modalities[{i}]"), format!("modality '{other}' is not supported; only 'text'"))),
-                None => return Err(ApiError::invalid_type(&format!("modalities[{i}]"), "a string")),
+                Some(other) => {
+                    return Err(ApiError::unsupported(
+                        &format!("modalities[{i}]"),
+                        format!("modality '{other}' is not supported; only 'text'"),
+                    ))
+                }
+                None => {
+                    return Err(ApiError::invalid_type(
+                        &format!("modalities[{i}]"),
+                        "a string",
+                    ))
+                }
             }
         }
     }
@@ -383,18 +481,31 @@ pub fn chat(body: &Value, n_vocab: usize) -> Result<ChatCall, ApiError> {
     request.response_format = response_format;
     request.stream = c.stream;
     request.include_usage = c.include_usage;
-    Ok(ChatCall { request, local: c.local, model_given: c.model.is_some(), max_param, parallel_tool_calls })
+    Ok(ChatCall {
+        request,
+        local: c.local,
+        model_given: c.model.is_some(),
+        max_param,
+        parallel_tool_calls,
+    })
 }
 
 fn messages(o: Obj<'_>) -> Result<Vec<Message>, ApiError> {
-    let list = o.array("messages")?.ok_or_else(|| ApiError::missing("messages"))?;
+    let list = o
+        .array("messages")?
+        .ok_or_else(|| ApiError::missing("messages"))?;
     if list.is_empty() {
-        return Err(ApiError::invalid_value("messages", "'messages' must contain at least one message"));
+        return Err(ApiError::invalid_value(
+            "messages",
+            "'messages' must contain at least one message",
+        ));
     }
     let mut out = Vec::with_capacity(list.len());
     for (i, m) in list.iter().enumerate() {
         let path = format!("messages[{i}]");
-        let Value::Object(map) = m else { return Err(ApiError::invalid_type(&path, "an object")) };
+        let Value::Object(map) = m else {
+            return Err(ApiError::invalid_type(&path, "an object"));
+        };
         let mo = Obj { map, path: &path };
         let role = match mo.req_str("role")? {
             "system" => Role::System,
@@ -402,15 +513,24 @@ fn messages(o: Obj<'_>) -> Result<Vec<Message>, ApiError> {
             "user" => Role::User,
             "assistant" => Role::Assistant,
             "tool" => Role::Tool,
-            "function" => return Err(ApiError::unsupported(&mo.param("role"), "the 'function' role is not supported; use 'tool'")),
-            other => {
-                return Err(ApiError::invalid_value(
+            "function" => {
+                return Err(ApiError::unsupported(
                     &mo.param("role"),
-                    format!("unknown role '{other}'; expected system, developer, user, assistant or tool"),
+                    "the 'function' role is not supported; use 'tool'",
                 ))
             }
+            other => return Err(ApiError::invalid_value(
+                &mo.param("role"),
+                format!(
+                    "unknown role '{other}'; expected system, developer, user, assistant or tool"
+                ),
+            )),
         };
-        let tool_calls = if role == Role::Assistant { tool_calls(mo)? } else { Vec::new() };
+        let tool_calls = if role == Role::Assistant {
+            tool_calls(mo)?
+        } else {
+            Vec::new()
+        };
         let content = match mo.get("content") {
             None if role == Role::Assistant && !tool_calls.is_empty() => String::new(),
             None => return Err(ApiError::missing(&mo.param("content"))),
@@ -436,7 +556,9 @@ fn content(v: &Value, param: &str, role: Role) -> Result<String, ApiError> {
             let mut text = String::new();
             for (i, p) in parts.iter().enumerate() {
                 let pp = format!("{param}[{i}]");
-                let Value::Object(map) = p else { return Err(ApiError::invalid_type(&pp, "an object")) };
+                let Value::Object(map) = p else {
+                    return Err(ApiError::invalid_type(&pp, "an object"));
+                };
                 let po = Obj { map, path: &pp };
                 match po.req_str("type")? {
                     "text" => {
@@ -459,124 +581,243 @@ fn content(v: &Value, param: &str, role: Role) -> Result<String, ApiError> {
             }
             Ok(text)
         }
-        _ => Err(ApiError::invalid_type(param, "a string or an array of content parts")),
+        _ => Err(ApiError::invalid_type(
+            param,
+            "a string or an array of content parts",
+        )),
     }
 }
 
 fn tool_calls(mo: Obj<'_>) -> Result<Vec<ToolCall>, ApiError> {
-    let Some(list) = mo.array("tool_calls")? else { return Ok(Vec::new()) };
+    let Some(list) = mo.array("tool_calls")? else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::with_capacity(list.len());
     for (j, tc) in list.iter().enumerate() {
         let path = mo.param(&format!("tool_calls[{j}]"));
-        let Value::Object(map) = tc else { return Err(ApiError::invalid_type(&path, "an object")) };
+        let Value::Object(map) = tc else {
+            return Err(ApiError::invalid_type(&path, "an object"));
+        };
         let t = Obj { map, path: &path };
         let id = t.req_str("id")?.to_string();
         match t.str("type")? {
             None | Some("function") => {}
-            Some(other) => return Err(ApiError::invalid_value(&t.param("type"), format!("unknown tool call type '{other}'; expected 'function'"))),
+            Some(other) => {
+                return Err(ApiError::invalid_value(
+                    &t.param("type"),
+                    format!("unknown tool call type '{other}'; expected 'function'"),
+                ))
+            }
         }
         let fpath = t.param("function");
-        let f = t.object("function")?.ok_or_else(|| ApiError::missing(&fpath))?;
-        let f = Obj { map: f, path: &fpath };
-        out.push(ToolCall { id, name: f.req_str("name")?.to_string(), arguments: f.req_str("arguments")?.to_string() });
+        let f = t
+            .object("function")?
+            .ok_or_else(|| ApiError::missing(&fpath))?;
+        let f = Obj {
+            map: f,
+            path: &fpath,
+        };
+        out.push(ToolCall {
+            id,
+            name: f.req_str("name")?.to_string(),
+            arguments: f.req_str("arguments")?.to_string(),
+        });
     }
     Ok(out)
 }
 
 /// OpenAI function names: `^[a-zA-Z0-9_-]{1,64}$`.
 fn check_name(name: &str, param: &str) -> Result<(), ApiError> {
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err(ApiError::invalid_value(param, format!("'{param}' must be 1 to 64 characters of a-z, A-Z, 0-9, '_' or '-'")));
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ApiError::invalid_value(
+            param,
+            format!("'{param}' must be 1 to 64 characters of a-z, A-Z, 0-9, '_' or '-'"),
+        ));
     }
     Ok(())
 }
 
 fn tools(o: Obj<'_>) -> Result<Vec<Tool>, ApiError> {
-    let Some(list) = o.array("tools")? else { return Ok(Vec::new()) };
+    let Some(list) = o.array("tools")? else {
+        return Ok(Vec::new());
+    };
     if list.len() > MAX_TOOLS {
-        return Err(ApiError::invalid_value("tools", format!("'tools' has {} entries; at most {MAX_TOOLS} are allowed", list.len())));
+        return Err(ApiError::invalid_value(
+            "tools",
+            format!(
+                "'tools' has {} entries; at most {MAX_TOOLS} are allowed",
+                list.len()
+            ),
+        ));
     }
     let mut out = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
         let path = format!("tools[{i}]");
-        let Value::Object(map) = t else { return Err(ApiError::invalid_type(&path, "an object")) };
+        let Value::Object(map) = t else {
+            return Err(ApiError::invalid_type(&path, "an object"));
+        };
         let to = Obj { map, path: &path };
         match to.req_str("type")? {
             "function" => {}
-            other => return Err(ApiError::invalid_value(&to.param("type"), format!("unknown tool type '{other}'; expected 'function'"))),
+            other => {
+                return Err(ApiError::invalid_value(
+                    &to.param("type"),
+                    format!("unknown tool type '{other}'; expected 'function'"),
+                ))
+            }
         }
         let fpath = to.param("function");
-        let f = to.object("function")?.ok_or_else(|| ApiError::missing(&fpath))?;
-        let fo = Obj { map: f, path: &fpath };
+        let f = to
+            .object("function")?
+            .ok_or_else(|| ApiError::missing(&fpath))?;
+        let fo = Obj {
+            map: f,
+            path: &fpath,
+        };
         let name = fo.req_str("name")?;
         check_name(name, &fo.param("name"))?;
         let parameters = match fo.get("parameters") {
             None => serde_json::json!({"type": "object", "properties": {}}),
             Some(p @ Value::Object(_)) => p.clone(),
-            Some(_) => return Err(ApiError::invalid_type(&fo.param("parameters"), "a JSON Schema object")),
+            Some(_) => {
+                return Err(ApiError::invalid_type(
+                    &fo.param("parameters"),
+                    "a JSON Schema object",
+                ))
+            }
         };
         fo.bool("strict")?;
         if out.iter().any(|t: &Tool| t.name == name) {
-            return Err(ApiError::invalid_value(&fo.param("name"), format!("duplicate tool name '{name}'")));
+            return Err(ApiError::invalid_value(
+                &fo.param("name"),
+                format!("duplicate tool name '{name}'"),
+            ));
         }
-        out.push(Tool { name: name.to_string(), description: fo.str("description")?.map(str::to_string), parameters });
+        out.push(Tool {
+            name: name.to_string(),
+            description: fo.str("description")?.map(str::to_string),
+            parameters,
+        });
     }
     Ok(out)
 }
 
 fn tool_choice(o: Obj<'_>, tools: &[Tool]) -> Result<ToolChoice, ApiError> {
-    let choice = match o.get("tool_choice") {
-        None => return Ok(if tools.is_empty() { ToolChoice::None } else { ToolChoice::Auto }),
-        Some(Value::String(s)) => match s.as_str() {
-            "none" => ToolChoice::None,
-            "auto" => ToolChoice::Auto,
-            "required" => ToolChoice::Required,
-            other => return Err(ApiError::invalid_value("tool_choice", format!("unknown tool_choice '{other}'; expected none, auto, required or an object"))),
-        },
-        Some(Value::Object(map)) => {
-            let c = Obj { map, path: "tool_choice" };
-            match c.req_str("type")? {
-                "function" => {}
-                other => return Err(ApiError::invalid_value("tool_choice.type", format!("unknown tool_choice type '{other}'"))),
+    let choice =
+        match o.get("tool_choice") {
+            None => {
+                return Ok(if tools.is_empty() {
+                    ToolChoice::None
+                } else {
+                    ToolChoice::Auto
+                })
             }
-            let f = c.object("function")?.ok_or_else(|| ApiError::missing("tool_choice.function"))?;
-            let name = Obj { map: f, path: "tool_choice.function" }.req_str("name")?;
-            if !tools.iter().any(|t| t.name == name) {
-                return Err(ApiError::invalid_value("tool_choice.function.name", format!("tool_choice names '{name}', which is not among 'tools'")));
+            Some(Value::String(s)) => match s.as_str() {
+                "none" => ToolChoice::None,
+                "auto" => ToolChoice::Auto,
+                "required" => ToolChoice::Required,
+                other => return Err(ApiError::invalid_value(
+                    "tool_choice",
+                    format!(
+                        "unknown tool_choice '{other}'; expected none, auto, required or an object"
+                    ),
+                )),
+            },
+            Some(Value::Object(map)) => {
+                let c = Obj {
+                    map,
+                    path: "tool_choice",
+                };
+                match c.req_str("type")? {
+                    "function" => {}
+                    other => {
+                        return Err(ApiError::invalid_value(
+                            "tool_choice.type",
+                            format!("unknown tool_choice type '{other}'"),
+                        ))
+                    }
+                }
+                let f = c
+                    .object("function")?
+                    .ok_or_else(|| ApiError::missing("tool_choice.function"))?;
+                let name = Obj {
+                    map: f,
+                    path: "tool_choice.function",
+                }
+                .req_str("name")?;
+                if !tools.iter().any(|t| t.name == name) {
+                    return Err(ApiError::invalid_value(
+                        "tool_choice.function.name",
+                        format!("tool_choice names '{name}', which is not among 'tools'"),
+                    ));
+                }
+                ToolChoice::Function(name.to_string())
             }
-            ToolChoice::Function(name.to_string())
-        }
-        Some(_) => return Err(ApiError::invalid_type("tool_choice", "a string or an object")),
-    };
+            Some(_) => {
+                return Err(ApiError::invalid_type(
+                    "tool_choice",
+                    "a string or an object",
+                ))
+            }
+        };
     if tools.is_empty() && choice != ToolChoice::None {
-        return Err(ApiError::invalid_value("tool_choice", "'tool_choice' is only allowed when 'tools' are specified"));
+        return Err(ApiError::invalid_value(
+            "tool_choice",
+            "'tool_choice' is only allowed when 'tools' are specified",
+        ));
     }
     Ok(choice)
 }
 
 fn response_format(o: Obj<'_>) -> Result<ResponseFormat, ApiError> {
-    let Some(rf) = o.object("response_format")? else { return Ok(ResponseFormat::Text) };
-    let r = Obj { map: rf, path: "response_format" };
+    let Some(rf) = o.object("response_format")? else {
+        return Ok(ResponseFormat::Text);
+    };
+    let r = Obj {
+        map: rf,
+        path: "response_format",
+    };
     match r.req_str("type")? {
         "text" => Ok(ResponseFormat::Text),
         "json_object" => Ok(ResponseFormat::JsonObject),
         "json_schema" => {
-            let js = r.object("json_schema")?.ok_or_else(|| ApiError::missing("response_format.json_schema"))?;
-            let j = Obj { map: js, path: "response_format.json_schema" };
+            let js = r
+                .object("json_schema")?
+                .ok_or_else(|| ApiError::missing("response_format.json_schema"))?;
+            let j = Obj {
+                map: js,
+                path: "response_format.json_schema",
+            };
             let name = j.req_str("name")?;
             check_name(name, "response_format.json_schema.name")?;
             j.str("description")?;
             let schema = match j.get("schema") {
                 None => serde_json::json!({}),
                 Some(s @ Value::Object(_)) => s.clone(),
-                Some(_) => return Err(ApiError::invalid_type("response_format.json_schema.schema", "a JSON Schema object")),
+                Some(_) => {
+                    return Err(ApiError::invalid_type(
+                        "response_format.json_schema.schema",
+                        "a JSON Schema object",
+                    ))
+                }
             };
             let strict = j.bool("strict")?.unwrap_or(false);
-            Ok(ResponseFormat::JsonSchema { name: name.to_string(), schema, strict })
+            Ok(ResponseFormat::JsonSchema {
+                name: name.to_string(),
+                schema,
+                strict,
+            })
         }
         other => Err(ApiError::invalid_value(
             "response_format.type",
-            format!("unknown response_format type '{other}'; expected text, json_object or json_schema"),
+            format!(
+                "unknown response_format type '{other}'; expected text, json_object or json_schema"
+            ),
         )),
     }
 }
@@ -587,26 +828,43 @@ pub fn completion(body: &Value, n_vocab: usize) -> Result<CompletionCall, ApiErr
     let c = common(o, n_vocab)?;
     let mut params = c.params;
     // The legacy API's default is 16 tokens.
-    params.max_tokens = Some(o.int("max_tokens", 1, u32::MAX as i64)?.map_or(16, |v| v as u32));
+    params.max_tokens = Some(
+        o.int("max_tokens", 1, u32::MAX as i64)?
+            .map_or(16, |v| v as u32),
+    );
     if let Some(k) = o.int("logprobs", 0, 5)? {
         params.logprobs = true;
         params.top_logprobs = k as u32;
     }
     let echo = o.bool("echo")?.unwrap_or(false);
     if echo && params.logprobs {
-        return Err(ApiError::unsupported("echo", "'echo' together with 'logprobs' (prompt logprobs) is not supported"));
+        return Err(ApiError::unsupported(
+            "echo",
+            "'echo' together with 'logprobs' (prompt logprobs) is not supported",
+        ));
     }
     o.refuse("suffix", "insertion (fill-in-the-middle) is not supported")?;
     if let Some(b) = o.int("best_of", 1, 128)? {
         if b != params.n as i64 {
-            return Err(ApiError::unsupported("best_of", "'best_of' must equal 'n' (server-side ranking is not supported)"));
+            return Err(ApiError::unsupported(
+                "best_of",
+                "'best_of' must equal 'n' (server-side ranking is not supported)",
+            ));
         }
     }
     let prompt = match o.get("prompt") {
         None => return Err(ApiError::missing("prompt")),
         Some(v) => prompt(v, n_vocab)?,
     };
-    Ok(CompletionCall { model: c.model, prompt, params, echo, stream: c.stream, include_usage: c.include_usage, local: c.local })
+    Ok(CompletionCall {
+        model: c.model,
+        prompt,
+        params,
+        echo,
+        stream: c.stream,
+        include_usage: c.include_usage,
+        local: c.local,
+    })
 }
 
 fn token_list(a: &[Value], param: &str, n_vocab: usize) -> Result<Vec<u32>, ApiError> {
@@ -616,7 +874,12 @@ fn token_list(a: &[Value], param: &str, n_vocab: usize) -> Result<Vec<u32>, ApiE
             as_int(v)
                 .filter(|&t| t >= 0 && (t as u64) < n_vocab as u64)
                 .map(|t| t as u32)
-                .ok_or_else(|| ApiError::invalid_value(&format!("{param}[{i}]"), format!("token ids must be integers below {n_vocab}")))
+                .ok_or_else(|| {
+                    ApiError::invalid_value(
+                        &format!("{param}[{i}]"),
+                        format!("token ids must be integers below {n_vocab}"),
+                    )
+                })
         })
         .collect()
 }
@@ -625,16 +888,27 @@ fn prompt(v: &Value, n_vocab: usize) -> Result<Prompt, ApiError> {
     let one = || ApiError::unsupported("prompt", "only one prompt per request is supported");
     match v {
         Value::String(s) => Ok(Prompt::Text(s.clone())),
-        Value::Array(a) if a.is_empty() => Err(ApiError::invalid_value("prompt", "'prompt' must not be empty")),
+        Value::Array(a) if a.is_empty() => Err(ApiError::invalid_value(
+            "prompt",
+            "'prompt' must not be empty",
+        )),
         Value::Array(a) => match &a[0] {
             Value::String(s) if a.len() == 1 => Ok(Prompt::Text(s.clone())),
             Value::String(_) => Err(one()),
             Value::Number(_) => Ok(Prompt::Tokens(token_list(a, "prompt", n_vocab)?)),
-            Value::Array(inner) if a.len() == 1 => Ok(Prompt::Tokens(token_list(inner, "prompt[0]", n_vocab)?)),
+            Value::Array(inner) if a.len() == 1 => {
+                Ok(Prompt::Tokens(token_list(inner, "prompt[0]", n_vocab)?))
+            }
             Value::Array(_) => Err(one()),
-            _ => Err(ApiError::invalid_type("prompt", "a string, an array of strings or an array of token ids")),
+            _ => Err(ApiError::invalid_type(
+                "prompt",
+                "a string, an array of strings or an array of token ids",
+            )),
         },
-        _ => Err(ApiError::invalid_type("prompt", "a string, an array of strings or an array of token ids")),
+        _ => Err(ApiError::invalid_type(
+            "prompt",
+            "a string, an array of strings or an array of token ids",
+        )),
     }
 }
 
@@ -650,26 +924,50 @@ pub fn embedding(body: &Value) -> Result<EmbeddingCall, ApiError> {
             .enumerate()
             .map(|(i, v)| match v {
                 Value::String(s) => Ok(s.clone()),
-                Value::Number(_) | Value::Array(_) => {
-                    Err(ApiError::unsupported(&format!("input[{i}]"), "token-id inputs are not supported for embeddings; send text"))
-                }
+                Value::Number(_) | Value::Array(_) => Err(ApiError::unsupported(
+                    &format!("input[{i}]"),
+                    "token-id inputs are not supported for embeddings; send text",
+                )),
                 _ => Err(ApiError::invalid_type(&format!("input[{i}]"), "a string")),
             })
             .collect::<Result<_, _>>()?,
-        Some(Value::Array(_)) => return Err(ApiError::invalid_value("input", "'input' must not be empty")),
-        Some(_) => return Err(ApiError::invalid_type("input", "a string or an array of strings")),
+        Some(Value::Array(_)) => {
+            return Err(ApiError::invalid_value(
+                "input",
+                "'input' must not be empty",
+            ))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_type(
+                "input",
+                "a string or an array of strings",
+            ))
+        }
     };
     if input.len() > 2048 {
-        return Err(ApiError::invalid_value("input", "'input' has more than 2048 entries"));
+        return Err(ApiError::invalid_value(
+            "input",
+            "'input' has more than 2048 entries",
+        ));
     }
     let base64 = match o.str("encoding_format")? {
         None | Some("float") => false,
         Some("base64") => true,
-        Some(other) => return Err(ApiError::invalid_value("encoding_format", format!("unknown encoding_format '{other}'; expected float or base64"))),
+        Some(other) => {
+            return Err(ApiError::invalid_value(
+                "encoding_format",
+                format!("unknown encoding_format '{other}'; expected float or base64"),
+            ))
+        }
     };
     let dimensions = o.int("dimensions", 1, 1 << 16)?.map(|d| d as usize);
     o.str("user")?;
-    Ok(EmbeddingCall { model, input, base64, dimensions })
+    Ok(EmbeddingCall {
+        model,
+        input,
+        base64,
+        dimensions,
+    })
 }
 
 #[cfg(test)]
@@ -721,7 +1019,11 @@ mod tests {
             ("stop", json!(3), "stop"),
             ("stop", json!(["a", 3]), "stop[1]"),
             ("messages", json!({}), "messages"),
-            ("messages", json!([{"role": "user", "content": 5}]), "messages[0].content"),
+            (
+                "messages",
+                json!([{"role": "user", "content": 5}]),
+                "messages[0].content",
+            ),
             ("messages", json!([{"role": "user"}]), "messages[0].content"),
             ("messages", json!([{"content": "x"}]), "messages[0].role"),
             ("user", json!(7), "user"),
@@ -775,8 +1077,18 @@ mod tests {
         assert_eq!(c.request.params.stop, vec!["END"]);
         let c = chat(&with("stop", json!(["a", "", "b"])), 1000).unwrap();
         assert_eq!(c.request.params.stop, vec!["a", "b"]);
-        assert_eq!(chat_err(with("stop", json!(["a", "b", "c", "d", "e"]))).param.as_deref(), Some("stop"));
-        assert_eq!(chat_err(with("stop", json!("x".repeat(MAX_STOP_BYTES + 1)))).param.as_deref(), Some("stop"));
+        assert_eq!(
+            chat_err(with("stop", json!(["a", "b", "c", "d", "e"])))
+                .param
+                .as_deref(),
+            Some("stop")
+        );
+        assert_eq!(
+            chat_err(with("stop", json!("x".repeat(MAX_STOP_BYTES + 1))))
+                .param
+                .as_deref(),
+            Some("stop")
+        );
     }
 
     #[test]
@@ -787,7 +1099,10 @@ mod tests {
         assert_eq!(c.request.params.max_tokens, Some(5));
         assert_eq!(c.max_param, "max_completion_tokens");
         let c = chat(&with("max_tokens", json!(7)), 1000).unwrap();
-        assert_eq!((c.request.params.max_tokens, c.max_param), (Some(7), "max_tokens"));
+        assert_eq!(
+            (c.request.params.max_tokens, c.max_param),
+            (Some(7), "max_tokens")
+        );
     }
 
     #[test]
@@ -799,17 +1114,26 @@ mod tests {
         let c = chat(&b, 1000).unwrap();
         assert!(c.request.stream && c.request.include_usage);
         b["stream_options"] = json!({"include_usage": "yes"});
-        assert_eq!(chat_err(b).param.as_deref(), Some("stream_options.include_usage"));
+        assert_eq!(
+            chat_err(b).param.as_deref(),
+            Some("stream_options.include_usage")
+        );
     }
 
     #[test]
     fn content_parts() {
         let c = chat(&with("messages", json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}])), 1000).unwrap();
         assert_eq!(c.request.messages[0].content, "a\nb");
-        let e = chat_err(with("messages", json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}])));
+        let e = chat_err(with(
+            "messages",
+            json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]),
+        ));
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0].type"));
         assert_eq!(e.code, Some("unsupported_parameter"));
-        let e = chat_err(with("messages", json!([{"role": "user", "content": [{"type": "text"}]}])));
+        let e = chat_err(with(
+            "messages",
+            json!([{"role": "user", "content": [{"type": "text"}]}]),
+        ));
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0].text"));
     }
 
@@ -830,13 +1154,26 @@ mod tests {
         .unwrap();
         let m = &c.request.messages;
         assert_eq!(m[0].role, Role::Developer);
-        assert_eq!(m[2].tool_calls, vec![ToolCall { id: "c1".into(), name: "w".into(), arguments: "{}".into() }]);
+        assert_eq!(
+            m[2].tool_calls,
+            vec![ToolCall {
+                id: "c1".into(),
+                name: "w".into(),
+                arguments: "{}".into()
+            }]
+        );
         assert_eq!(m[3].tool_call_id.as_deref(), Some("c1"));
         let e = chat_err(with("messages", json!([{"role": "tool", "content": "x"}])));
         assert_eq!(e.param.as_deref(), Some("messages[0].tool_call_id"));
-        let e = chat_err(with("messages", json!([{"role": "wizard", "content": "x"}])));
+        let e = chat_err(with(
+            "messages",
+            json!([{"role": "wizard", "content": "x"}]),
+        ));
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
-        assert_eq!(chat_err(with("messages", json!([]))).param.as_deref(), Some("messages"));
+        assert_eq!(
+            chat_err(with("messages", json!([]))).param.as_deref(),
+            Some("messages")
+        );
     }
 
     #[test]
@@ -847,13 +1184,27 @@ mod tests {
         assert_eq!(c.request.tool_choice, ToolChoice::Auto);
         let mut b = with("tools", json!([tool.clone()]));
         b["tool_choice"] = json!({"type": "function", "function": {"name": "nope"}});
-        assert_eq!(chat_err(b).param.as_deref(), Some("tool_choice.function.name"));
-        assert_eq!(chat_err(with("tool_choice", json!("required"))).param.as_deref(), Some("tool_choice"));
+        assert_eq!(
+            chat_err(b).param.as_deref(),
+            Some("tool_choice.function.name")
+        );
+        assert_eq!(
+            chat_err(with("tool_choice", json!("required")))
+                .param
+                .as_deref(),
+            Some("tool_choice")
+        );
         let bad = json!([{"type": "function", "function": {"name": "has space"}}]);
-        assert_eq!(chat_err(with("tools", bad)).param.as_deref(), Some("tools[0].function.name"));
+        assert_eq!(
+            chat_err(with("tools", bad)).param.as_deref(),
+            Some("tools[0].function.name")
+        );
         let rf = json!({"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}, "strict": true}});
         let c = chat(&with("response_format", rf), 1000).unwrap();
-        assert!(matches!(c.request.response_format, ResponseFormat::JsonSchema { strict: true, .. }));
+        assert!(matches!(
+            c.request.response_format,
+            ResponseFormat::JsonSchema { strict: true, .. }
+        ));
         let e = chat_err(with("response_format", json!({"type": "json_schema"})));
         assert_eq!(e.param.as_deref(), Some("response_format.json_schema"));
         let e = chat_err(with("response_format", json!({"type": "yaml"})));
@@ -867,7 +1218,12 @@ mod tests {
             assert_eq!(e.param.as_deref(), Some(k));
             assert_eq!(e.code, Some("unsupported_parameter"));
         }
-        assert_eq!(chat_err(with("modalities", json!(["text", "audio"]))).param.as_deref(), Some("modalities[1]"));
+        assert_eq!(
+            chat_err(with("modalities", json!(["text", "audio"])))
+                .param
+                .as_deref(),
+            Some("modalities[1]")
+        );
         assert!(chat(&with("modalities", json!(["text"])), 1000).is_ok());
     }
 
@@ -875,16 +1231,52 @@ mod tests {
     fn logit_bias() {
         let c = chat(&with("logit_bias", json!({"5": -100, "2": 3.5})), 1000).unwrap();
         assert_eq!(c.local.logit_bias, vec![(2, 3.5), (5, -100.0)]);
-        assert_eq!(chat_err(with("logit_bias", json!({"5000": 1}))).param.as_deref(), Some("logit_bias"));
-        assert_eq!(chat_err(with("logit_bias", json!({"x": 1}))).param.as_deref(), Some("logit_bias"));
-        assert_eq!(chat_err(with("logit_bias", json!({"5": 101}))).param.as_deref(), Some("logit_bias.5"));
+        assert_eq!(
+            chat_err(with("logit_bias", json!({"5000": 1})))
+                .param
+                .as_deref(),
+            Some("logit_bias")
+        );
+        assert_eq!(
+            chat_err(with("logit_bias", json!({"x": 1})))
+                .param
+                .as_deref(),
+            Some("logit_bias")
+        );
+        assert_eq!(
+            chat_err(with("logit_bias", json!({"5": 101})))
+                .param
+                .as_deref(),
+            Some("logit_bias.5")
+        );
     }
 
     #[test]
     fn seeds_signed_and_unsigned() {
-        assert_eq!(chat(&with("seed", json!(-1)), 1000).unwrap().request.params.seed, Some(u64::MAX));
-        assert_eq!(chat(&with("seed", json!(u64::MAX)), 1000).unwrap().request.params.seed, Some(u64::MAX));
-        assert_eq!(chat(&with("seed", json!(42)), 1000).unwrap().request.params.seed, Some(42));
+        assert_eq!(
+            chat(&with("seed", json!(-1)), 1000)
+                .unwrap()
+                .request
+                .params
+                .seed,
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            chat(&with("seed", json!(u64::MAX)), 1000)
+                .unwrap()
+                .request
+                .params
+                .seed,
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            chat(&with("seed", json!(42)), 1000)
+                .unwrap()
+                .request
+                .params
+                .seed,
+            Some(42)
+        );
     }
 
     #[test]
@@ -908,7 +1300,11 @@ mod tests {
             (json!({"prompt": "x", "echo": true, "logprobs": 1}), "echo"),
             (json!({"prompt": 5}), "prompt"),
         ] {
-            assert_eq!(completion(&body, 1000).unwrap_err().param.as_deref(), Some(param), "{body}");
+            assert_eq!(
+                completion(&body, 1000).unwrap_err().param.as_deref(),
+                Some(param),
+                "{body}"
+            );
         }
     }
 
@@ -916,9 +1312,24 @@ mod tests {
     fn embedding_inputs() {
         let e = embedding(&json!({"input": ["a", "b"], "model": "x"})).unwrap();
         assert_eq!(e.input, vec!["a", "b"]);
-        assert_eq!(embedding(&json!({"input": [[1, 2]]})).unwrap_err().param.as_deref(), Some("input[0]"));
-        assert_eq!(embedding(&json!({"input": "a", "encoding_format": "hex"})).unwrap_err().param.as_deref(), Some("encoding_format"));
-        assert_eq!(embedding(&json!({})).unwrap_err().param.as_deref(), Some("input"));
+        assert_eq!(
+            embedding(&json!({"input": [[1, 2]]}))
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("input[0]")
+        );
+        assert_eq!(
+            embedding(&json!({"input": "a", "encoding_format": "hex"}))
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("encoding_format")
+        );
+        assert_eq!(
+            embedding(&json!({})).unwrap_err().param.as_deref(),
+            Some("input")
+        );
     }
 
     #[test]

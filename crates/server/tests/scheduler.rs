@@ -3,7 +3,10 @@
 
 mod common;
 
-use hearth_engine::scheduler::{ChoiceStats, Event, EventSink, Finish, Job, LogitsProcessor, Scheduler, SchedulerConfig, SubmitError, TokenLogprob};
+use hearth_engine::scheduler::{
+    ChoiceStats, Event, EventSink, Finish, Job, LogitsProcessor, Scheduler, SchedulerConfig,
+    SubmitError, TokenLogprob,
+};
 use hearth_engine::SamplerConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -26,11 +29,26 @@ impl EventSink for Sink {
 
 fn sink() -> (Arc<Sink>, Receiver<Event>) {
     let (tx, rx) = channel();
-    (Arc::new(Sink { tx: Mutex::new(tx), closed: AtomicBool::new(false) }), rx)
+    (
+        Arc::new(Sink {
+            tx: Mutex::new(tx),
+            closed: AtomicBool::new(false),
+        }),
+        rx,
+    )
 }
 
 fn sched(n_slots: usize, queue: usize) -> Scheduler {
-    Scheduler::start(common::engine(), SchedulerConfig { n_slots, n_ctx: 1024, queue_capacity: queue, prefill_chunk: 16, prefill_batch: 64 })
+    Scheduler::start(
+        common::engine(),
+        SchedulerConfig {
+            n_slots,
+            n_ctx: 1024,
+            queue_capacity: queue,
+            prefill_chunk: 16,
+            prefill_batch: 64,
+        },
+    )
 }
 
 fn prompt(text: &str) -> Vec<u32> {
@@ -38,7 +56,19 @@ fn prompt(text: &str) -> Vec<u32> {
 }
 
 fn job(prompt: Vec<u32>, max_tokens: usize, sampler: SamplerConfig, sink: Arc<Sink>) -> Job {
-    Job { prompt, n: 1, max_tokens, sampler, stop: Vec::new(), logprobs: None, logit_bias: Vec::new(), ignore_eos: true, render_special: false, processors: Vec::new(), sink }
+    Job {
+        prompt,
+        n: 1,
+        max_tokens,
+        sampler,
+        stop: Vec::new(),
+        logprobs: None,
+        logit_bias: Vec::new(),
+        ignore_eos: true,
+        render_special: false,
+        processors: Vec::new(),
+        sink,
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -51,15 +81,28 @@ struct Outcome {
 
 /// Collects events until every choice is done.
 fn collect(rx: &Receiver<Event>, n: usize) -> Outcome {
-    let mut o = Outcome { text: vec![String::new(); n], logprobs: vec![Vec::new(); n], finish: vec![None; n], stats: vec![ChoiceStats::default(); n] };
+    let mut o = Outcome {
+        text: vec![String::new(); n],
+        logprobs: vec![Vec::new(); n],
+        finish: vec![None; n],
+        stats: vec![ChoiceStats::default(); n],
+    };
     let mut left = n;
     while left > 0 {
         match rx.recv_timeout(Duration::from_secs(300)).expect("an event") {
-            Event::Delta { choice, text, logprobs } => {
+            Event::Delta {
+                choice,
+                text,
+                logprobs,
+            } => {
                 o.text[choice].push_str(&text);
                 o.logprobs[choice].extend(logprobs);
             }
-            Event::Done { choice, finish, stats } => {
+            Event::Done {
+                choice,
+                finish,
+                stats,
+            } => {
                 assert!(o.finish[choice].is_none(), "choice {choice} finished twice");
                 o.finish[choice] = Some(finish);
                 o.stats[choice] = stats;
@@ -132,7 +175,8 @@ fn long_prompts_are_read_in_chunks_beside_generating_slots() {
 
     let s = sched(2, 8);
     let (sk1, rx1) = sink();
-    s.submit(job(prompt(PROMPTS[1]), 40, greedy(), sk1)).unwrap();
+    s.submit(job(prompt(PROMPTS[1]), 40, greedy(), sk1))
+        .unwrap();
     // Wait until the short one is generating, then add the long prompt.
     let head = match rx1.recv_timeout(Duration::from_secs(60)).unwrap() {
         Event::Delta { text, .. } => text,
@@ -146,9 +190,16 @@ fn long_prompts_are_read_in_chunks_beside_generating_slots() {
     let got_long = collect(&rx2, 1);
     assert_eq!(got_long.text, want_long.text);
     // 16 prompt tokens per step while the other slot decodes.
-    assert!(s.stats().steps - steps_before >= (n_long / 16) as u64, "prompt read in too few steps");
+    assert!(
+        s.stats().steps - steps_before >= (n_long / 16) as u64,
+        "prompt read in too few steps"
+    );
     let rest = collect(&rx1, 1);
-    assert_eq!(format!("{head}{}", rest.text[0]), want_short.text[0], "the generating slot was not disturbed");
+    assert_eq!(
+        format!("{head}{}", rest.text[0]),
+        want_short.text[0],
+        "the generating slot was not disturbed"
+    );
 }
 
 #[test]
@@ -167,7 +218,12 @@ fn prefix_reuse_picks_the_slot_with_the_longest_common_prefix() {
     a2.extend(prompt(" and oceans"));
     let (sk, rx) = sink();
     let o = run(&s, job(a2, 4, greedy(), sk), &rx);
-    assert!(o.stats[0].cached_tokens >= a.len() - 1, "cached {} of {}", o.stats[0].cached_tokens, a.len());
+    assert!(
+        o.stats[0].cached_tokens >= a.len() - 1,
+        "cached {} of {}",
+        o.stats[0].cached_tokens,
+        a.len()
+    );
     // The same prompt again: everything but the last token is cached.
     let (sk, rx) = sink();
     let again = run(&s, job(b.clone(), 4, greedy(), sk), &rx);
@@ -181,13 +237,30 @@ fn n_choices_read_the_prompt_once() {
     let p = prompt(PROMPTS[2]);
     let before = s.stats().prompt_tokens_evaluated;
     let (sk, rx) = sink();
-    let mut j = job(p.clone(), 12, SamplerConfig { temperature: 1.0, seed: 9, ..SamplerConfig::default() }, sk);
+    let mut j = job(
+        p.clone(),
+        12,
+        SamplerConfig {
+            temperature: 1.0,
+            seed: 9,
+            ..SamplerConfig::default()
+        },
+        sk,
+    );
     j.n = 3;
     let o = run(&s, j, &rx);
-    assert_eq!(s.stats().prompt_tokens_evaluated - before, p.len() as u64, "the prompt was evaluated once");
+    assert_eq!(
+        s.stats().prompt_tokens_evaluated - before,
+        p.len() as u64,
+        "the prompt was evaluated once"
+    );
     assert!(o.finish.iter().all(|f| *f == Some(Finish::Length)));
     // Each choice has its own seed (seed + index): they differ.
-    assert!(o.text[0] != o.text[1] || o.text[1] != o.text[2], "{:?}", o.text);
+    assert!(
+        o.text[0] != o.text[1] || o.text[1] != o.text[2],
+        "{:?}",
+        o.text
+    );
     // Greedy choices are identical.
     let (sk, rx) = sink();
     let mut j = job(p, 12, greedy(), sk);
@@ -199,7 +272,14 @@ fn n_choices_read_the_prompt_once() {
 #[test]
 fn seeded_sampling_is_reproducible() {
     let s = sched(2, 8);
-    let cfg = |seed| SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..SamplerConfig::default() };
+    let cfg = |seed| SamplerConfig {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        seed,
+        ..SamplerConfig::default()
+    };
     let go = |seed| {
         let (sk, rx) = sink();
         run(&s, job(prompt(PROMPTS[0]), 16, cfg(seed), sk), &rx).text[0].clone()
@@ -216,30 +296,59 @@ fn refusals() {
     let p = prompt(PROMPTS[0]);
     assert_eq!(
         s.submit(job(p.clone(), 1024, greedy(), sk.clone())),
-        Err(SubmitError::ContextOverflow { prompt: p.len(), requested: 1024, n_ctx: 1024 })
+        Err(SubmitError::ContextOverflow {
+            prompt: p.len(),
+            requested: 1024,
+            n_ctx: 1024
+        })
     );
     let mut j = job(p.clone(), 4, greedy(), sk.clone());
     j.n = 3;
-    assert_eq!(s.submit(j), Err(SubmitError::TooManyChoices { n: 3, slots: 2 }));
-    assert_eq!(s.submit(job(Vec::new(), 4, greedy(), sk.clone())), Err(SubmitError::EmptyPrompt));
+    assert_eq!(
+        s.submit(j),
+        Err(SubmitError::TooManyChoices { n: 3, slots: 2 })
+    );
+    assert_eq!(
+        s.submit(job(Vec::new(), 4, greedy(), sk.clone())),
+        Err(SubmitError::EmptyPrompt)
+    );
     let n_vocab = common::engine().model().config().n_vocab;
-    assert!(matches!(s.submit(job(vec![n_vocab as u32], 4, greedy(), sk.clone())), Err(SubmitError::TokenOutOfRange { .. })));
-    assert!(matches!(s.submit(job(p.clone(), 0, greedy(), sk.clone())), Err(SubmitError::Invalid(_))));
-    let bad = SamplerConfig { top_p: 0.0, ..SamplerConfig::default() };
-    assert!(matches!(s.submit(job(p, 4, bad, sk)), Err(SubmitError::Invalid(m)) if m.contains("top_p")));
+    assert!(matches!(
+        s.submit(job(vec![n_vocab as u32], 4, greedy(), sk.clone())),
+        Err(SubmitError::TokenOutOfRange { .. })
+    ));
+    assert!(matches!(
+        s.submit(job(p.clone(), 0, greedy(), sk.clone())),
+        Err(SubmitError::Invalid(_))
+    ));
+    let bad = SamplerConfig {
+        top_p: 0.0,
+        ..SamplerConfig::default()
+    };
+    assert!(
+        matches!(s.submit(job(p, 4, bad, sk)), Err(SubmitError::Invalid(m)) if m.contains("top_p"))
+    );
 }
 
 #[test]
 fn a_full_queue_refuses_and_a_closed_sink_frees_its_slot() {
     let s = sched(1, 1);
     let (busy, busy_rx) = sink();
-    s.submit(job(prompt(PROMPTS[0]), 900, greedy(), busy.clone())).unwrap();
+    s.submit(job(prompt(PROMPTS[0]), 900, greedy(), busy.clone()))
+        .unwrap();
     // Wait until it holds the slot.
-    assert!(matches!(busy_rx.recv_timeout(Duration::from_secs(60)).unwrap(), Event::Delta { .. }));
+    assert!(matches!(
+        busy_rx.recv_timeout(Duration::from_secs(60)).unwrap(),
+        Event::Delta { .. }
+    ));
     let (waiting, waiting_rx) = sink();
-    s.submit(job(prompt(PROMPTS[1]), 3, greedy(), waiting)).unwrap();
+    s.submit(job(prompt(PROMPTS[1]), 3, greedy(), waiting))
+        .unwrap();
     let (third, _r) = sink();
-    assert_eq!(s.submit(job(prompt(PROMPTS[2]), 3, greedy(), third)), Err(SubmitError::QueueFull { capacity: 1 }));
+    assert_eq!(
+        s.submit(job(prompt(PROMPTS[2]), 3, greedy(), third)),
+        Err(SubmitError::QueueFull { capacity: 1 })
+    );
     assert_eq!(s.stats().queued, 1);
     // The client of the busy job goes away: its slot is freed and the
     // waiting job runs to completion.
@@ -286,11 +395,19 @@ fn stop_strings_end_the_text_and_drop_their_logprobs() {
     j.logprobs = Some(0);
     j.stop = vec!["never-appears".into(), stop.clone()];
     let o = run(&s, j, &rx);
-    assert_eq!(o.text[0], text[..cut], "the output ends before the stop string");
+    assert_eq!(
+        o.text[0],
+        text[..cut],
+        "the output ends before the stop string"
+    );
     assert_eq!(o.finish[0], Some(Finish::Stop { index: 1 }));
     // Logprobs cover the released text, not the stop string's tokens.
     let lp_text: Vec<u8> = o.logprobs[0].iter().flat_map(|l| l.bytes.clone()).collect();
-    assert!(lp_text.len() >= cut && lp_text.len() < end, "{} released bytes for cut {cut}", lp_text.len());
+    assert!(
+        lp_text.len() >= cut && lp_text.len() < end,
+        "{} released bytes for cut {cut}",
+        lp_text.len()
+    );
     assert!(o.logprobs[0].iter().all(|l| l.top.is_empty()));
     assert!(o.stats[0].completion_tokens <= 8);
 }
@@ -329,13 +446,29 @@ fn logits_processors_mask_and_complete() {
     let allowed = prompt("alpha beta gamma");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (sk, rx) = sink();
-    let mut j = job(prompt(PROMPTS[0]), 50, SamplerConfig { temperature: 1.0, seed: 3, ..SamplerConfig::default() }, sk);
-    j.processors = vec![Box::new(OnlyThese { allowed: allowed.clone(), len: 5, seen: seen.clone() })];
+    let mut j = job(
+        prompt(PROMPTS[0]),
+        50,
+        SamplerConfig {
+            temperature: 1.0,
+            seed: 3,
+            ..SamplerConfig::default()
+        },
+        sk,
+    );
+    j.processors = vec![Box::new(OnlyThese {
+        allowed: allowed.clone(),
+        len: 5,
+        seen: seen.clone(),
+    })];
     let o = run(&s, j, &rx);
     assert_eq!(o.finish[0], Some(Finish::Constraint));
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 5);
-    assert!(seen.iter().all(|t| allowed.contains(t)), "{seen:?} ⊄ {allowed:?}");
+    assert!(
+        seen.iter().all(|t| allowed.contains(t)),
+        "{seen:?} ⊄ {allowed:?}"
+    );
     assert_eq!(o.stats[0].completion_tokens, 5);
 }
 
@@ -394,7 +527,16 @@ fn many_concurrent_jobs_all_finish() {
         .map(|i| {
             let (sk, rx) = sink();
             let p = prompt(&format!("request number {i}: {}", PROMPTS[i % 4]));
-            s.submit(job(p, 3 + i % 5, SamplerConfig { seed: i as u64, ..SamplerConfig::default() }, sk)).unwrap();
+            s.submit(job(
+                p,
+                3 + i % 5,
+                SamplerConfig {
+                    seed: i as u64,
+                    ..SamplerConfig::default()
+                },
+                sk,
+            ))
+            .unwrap();
             (i, rx)
         })
         .collect();
@@ -432,7 +574,10 @@ fn a_failing_processor_ends_its_request_with_an_error() {
     }
     // The slot is free for the next request.
     let (sk, rx) = sink();
-    assert_eq!(run(&s, job(prompt(PROMPTS[1]), 2, greedy(), sk), &rx).finish[0], Some(Finish::Length));
+    assert_eq!(
+        run(&s, job(prompt(PROMPTS[1]), 2, greedy(), sk), &rx).finish[0],
+        Some(Finish::Length)
+    );
     assert_eq!(s.stats().active_slots, 0);
 }
 

@@ -20,15 +20,27 @@ pub fn model_path() -> &'static PathBuf {
         let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hearth-tiny-qwen2.gguf");
         // Deterministic content, written atomically: concurrent test
         // binaries may both write it.
-        write_test_model(&qwen2_vocab_path(), &p, &TestModelSpec::tiny()).expect("writing the test model");
+        write_test_model(&qwen2_vocab_path(), &p, &TestModelSpec::tiny())
+            .expect("writing the test model");
         p
     })
 }
 
 pub fn engine() -> Arc<Engine> {
     static E: OnceLock<Arc<Engine>> = OnceLock::new();
-    E.get_or_init(|| Arc::new(Engine::load(model_path(), EngineConfig { threads: 2, ..Default::default() }).expect("loading the test model")))
-        .clone()
+    E.get_or_init(|| {
+        Arc::new(
+            Engine::load(
+                model_path(),
+                EngineConfig {
+                    threads: 2,
+                    ..Default::default()
+                },
+            )
+            .expect("loading the test model"),
+        )
+    })
+    .clone()
 }
 
 /// A server running on its own runtime thread; dropped → shut down.
@@ -48,7 +60,11 @@ impl TestServer {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let server = Server::bind(cfg).await.expect("bind");
                 addr_tx.send(server.local_addr()).unwrap();
@@ -61,7 +77,11 @@ impl TestServer {
             });
         });
         let addr = addr_rx.recv().expect("server address");
-        TestServer { addr, stop: Some(stop_tx), thread: Some(thread) }
+        TestServer {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
     }
 
     pub fn default() -> TestServer {
@@ -69,7 +89,13 @@ impl TestServer {
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Resp {
-        request(self.addr, "POST", path, &[], Some(body.to_string().as_bytes()))
+        request(
+            self.addr,
+            "POST",
+            path,
+            &[],
+            Some(body.to_string().as_bytes()),
+        )
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -98,11 +124,15 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -111,11 +141,22 @@ impl Resp {
 
     /// The `data:` payloads of an SSE body.
     pub fn events(&self) -> Vec<String> {
-        self.text().split("\n\n").filter_map(|e| e.strip_prefix("data: ")).map(str::to_string).collect()
+        self.text()
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .map(str::to_string)
+            .collect()
     }
 }
 
-fn write_request(s: &mut TcpStream, addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) {
+fn write_request(
+    s: &mut TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) {
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req.push_str(&format!("Host: {addr}\r\n"));
@@ -124,7 +165,10 @@ fn write_request(s: &mut TcpStream, addr: SocketAddr, method: &str, path: &str, 
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some(b) = body {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
     }
     req.push_str("Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).unwrap();
@@ -136,7 +180,11 @@ fn write_request(s: &mut TcpStream, addr: SocketAddr, method: &str, path: &str, 
 fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
     let mut line = String::new();
     r.read_line(&mut line).unwrap();
-    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {line:?}"));
     let mut headers = Vec::new();
     loop {
         line.clear();
@@ -153,7 +201,9 @@ fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
 }
 
 fn is_chunked(headers: &[(String, String)]) -> bool {
-    headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
 }
 
 /// Reads one chunk of a chunked body; None at the end.
@@ -170,7 +220,13 @@ fn read_chunk(r: &mut impl BufRead) -> Option<Vec<u8>> {
 }
 
 /// One request on a fresh connection; reads the whole response.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     write_request(&mut s, addr, method, path, headers, body);
@@ -184,7 +240,11 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
     } else {
         r.read_to_end(&mut body).unwrap();
     }
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A streaming response read event by event.
@@ -199,10 +259,22 @@ impl Stream {
     pub fn open(addr: SocketAddr, path: &str, body: &Value) -> Stream {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-        write_request(&mut s, addr, "POST", path, &[], Some(body.to_string().as_bytes()));
+        write_request(
+            &mut s,
+            addr,
+            "POST",
+            path,
+            &[],
+            Some(body.to_string().as_bytes()),
+        );
         let mut reader = BufReader::new(s);
         let (status, headers) = read_head(&mut reader);
-        Stream { status, headers, reader, pending: String::new() }
+        Stream {
+            status,
+            headers,
+            reader,
+            pending: String::new(),
+        }
     }
 
     /// The next `data:` payload, or None at the end of the body.
@@ -228,7 +300,8 @@ impl Stream {
 
 /// A chat request body.
 pub fn chat(content: &str, extra: Value) -> Value {
-    let mut v = serde_json::json!({"model": "tiny", "messages": [{"role": "user", "content": content}]});
+    let mut v =
+        serde_json::json!({"model": "tiny", "messages": [{"role": "user", "content": content}]});
     if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
         m.extend(e);
     }
