@@ -8,8 +8,11 @@
 //! ids plus a fixed seeded sample of 2000 ids. Plus llama-simple runs with their
 //! exact stdout bytes.
 //!
-//! The reference run used flash attention OFF, an F16 KV cache, 2 threads and one
-//! batch for the whole prompt (see `settings`). llama-simple runs with flash
+//! The reference run used flash attention OFF, an F16 KV cache, 2 threads, one
+//! batch for the whole prompt and the plain (not repacked) weight layout: llama.cpp's
+//! `use_extra_bufts` off (see `settings`). `expected-F32-kvf32.json` is the F32
+//! model with an F32 KV cache: no F16 rounding anywhere, so the tight-tolerance
+//! reference for the forward-pass maths. llama-simple runs with flash
 //! attention on (its default resolves to on for the CPU backend), whose F16
 //! accumulation moves logits by up to a few tenths here; only runs with
 //! `matches_greedy` are byte-for-byte targets for a non-flash-attention engine.
@@ -35,7 +38,8 @@ pub struct Expected {
     /// The ids whose first-step logits are recorded for every prompt (sorted).
     pub sample_ids: Vec<u32>,
     pub prompts: Vec<PromptCase>,
-    pub llama_simple: LlamaSimple,
+    /// Absent for the F32-KV-cache reference (llama-simple cannot select the cache type).
+    pub llama_simple: Option<LlamaSimple>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,17 +53,23 @@ pub struct PromptCase {
     pub stopped_at_eog: bool,
     /// Top-1 minus top-2 logit before each generated token (rounded to 1e-4).
     pub margins: Vec<f64>,
+    /// The second-best id at each greedy step (ties broken by the lower id).
+    pub runner_up_ids: Vec<u32>,
     pub min_margin: f64,
     generated_text_b64: String,
     pub first_logits: FirstLogits,
-    /// How far llama.cpp moves from itself on this prompt (see [`SelfCheck`]).
+    /// How far llama.cpp moves from itself on this prompt when the prompt is evaluated
+    /// one token per micro-batch (see [`SelfCheck`]).
     pub self_check: SelfCheck,
+    /// The same, when llama.cpp's repacked weight layouts (its default on AVX2/AVX-512
+    /// machines, off in the reference) are enabled.
+    pub repack_check: SelfCheck,
 }
 
-/// llama.cpp against itself: the same prompt evaluated one token per micro-batch
-/// (`n_ubatch = 1`: gemv kernels, another float summation order) instead of in one
-/// batch. A floor for any tolerance: an engine cannot be expected to agree with
-/// llama.cpp more closely than llama.cpp agrees with itself.
+/// llama.cpp against itself: the same prompt and model through other kernels (another
+/// float summation order), described by `method`. A floor for any tolerance: an engine
+/// cannot be expected to agree with llama.cpp more closely than llama.cpp agrees with
+/// itself unless it reproduces the reference kernels' arithmetic exactly.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SelfCheck {
     pub method: String,
@@ -127,11 +137,20 @@ impl Expected {
             serde_json::from_str(&text).map_err(|source| TestkitError::Json { path: path.to_path_buf(), source })?;
         for p in &e.prompts {
             let l = &p.first_logits;
-            if l.top_ids.len() != l.top_logits.len() || l.sample_logits.len() != e.sample_ids.len() {
-                return Err(TestkitError::Format(format!("{}: prompt {}: logit arrays disagree in length", path.display(), p.kind)));
+            if l.top_ids.len() != l.top_logits.len()
+                || l.sample_logits.len() != e.sample_ids.len()
+                || p.margins.len() != p.generated_ids.len()
+                || p.runner_up_ids.len() != p.generated_ids.len()
+            {
+                return Err(TestkitError::Format(format!("{}: prompt {}: arrays disagree in length", path.display(), p.kind)));
             }
         }
         Ok(e)
+    }
+
+    /// The KV cache type of the reference run (`F16` or `F32`).
+    pub fn kv_cache(&self) -> Option<&str> {
+        self.settings.get("kv_cache").and_then(|v| v.as_str())
     }
 
     pub fn prompt(&self, kind: &str) -> Option<&PromptCase> {

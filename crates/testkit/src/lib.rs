@@ -33,6 +33,10 @@ pub const FIXTURES: [&str; 5] = ["llama3", "llama-spm", "smollm-gpt2", "qwen2", 
 /// The variants each fixture records, in llama.cpp ftype terms.
 pub const VARIANTS: [&str; 5] = ["F32", "F16", "Q8_0", "Q4_0", "Q4_K_M"];
 
+/// The extra reference of each fixture: the F32 model with an F32 KV cache
+/// (`expected-F32-kvf32.json`), for `Recipe::expected`.
+pub const F32_KV_F32: &str = "F32-kvf32";
+
 #[derive(Debug, thiserror::Error)]
 pub enum TestkitError {
     #[error("cannot read {path}: {source}")]

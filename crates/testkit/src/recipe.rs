@@ -421,7 +421,8 @@ impl Recipe {
         })
     }
 
-    /// `expected-<variant>.json` next to this recipe.
+    /// `expected-<variant>.json` next to this recipe; [`crate::F32_KV_F32`] names the
+    /// F32-KV-cache reference of the F32 variant.
     pub fn expected(&self, variant: &str) -> Result<crate::Expected, TestkitError> {
         crate::Expected::load(self.dir().join(format!("expected-{variant}.json")))
     }

@@ -2,7 +2,7 @@
 
 use hearth_formats::{GgmlType, GgufFile, MetaValue};
 use hearth_testkit::prng::{tensor_seed, uniform_value};
-use hearth_testkit::{f32_le_bytes, gguf_scratch_path, sha256_hex, Recipe, TestkitError, FIXTURES, VARIANTS};
+use hearth_testkit::{f32_le_bytes, gguf_scratch_path, sha256_hex, Recipe, TestkitError, F32_KV_F32, FIXTURES, VARIANTS};
 
 fn recipes() -> Vec<Recipe> {
     FIXTURES.iter().map(|f| Recipe::load_fixture(f).unwrap_or_else(|e| panic!("{f}: {e}"))).collect()
@@ -143,23 +143,27 @@ fn metadata_combines_hparams_and_the_vocabulary_tokenizer() {
 #[test]
 fn expected_outputs_are_consistent() {
     for r in recipes() {
-        for vname in VARIANTS {
-            let e = r.expected(vname).unwrap_or_else(|err| panic!("{}/{vname}: {err}", r.fixture()));
+        for name in VARIANTS.iter().chain([&F32_KV_F32]) {
+            let e = r.expected(name).unwrap_or_else(|err| panic!("{}/{name}: {err}", r.fixture()));
             assert_eq!(e.fixture, r.fixture());
-            assert_eq!(e.variant, vname);
+            let (variant, kv) = if *name == F32_KV_F32 { ("F32", "F32") } else { (*name, "F16") };
+            assert_eq!(e.variant, variant);
+            assert_eq!(e.kv_cache(), Some(kv), "{}/{name}", r.fixture());
             assert_eq!(u64::from(e.n_vocab), r.n_vocab());
-            assert_eq!(e.prompts.len(), 4, "{}/{vname}", r.fixture());
+            assert_eq!(e.prompts.len(), 4, "{}/{name}", r.fixture());
             for p in &e.prompts {
-                let ctx = format!("{}/{vname}/{}", r.fixture(), p.kind);
+                let ctx = format!("{}/{name}/{}", r.fixture(), p.kind);
                 assert!(p.generated_ids.len() >= 40 || p.stopped_at_eog, "{ctx}");
                 if p.stopped_at_eog {
                     assert!(e.eog_ids.contains(p.generated_ids.last().unwrap()), "{ctx}");
                 }
-                assert_eq!(p.margins.len(), p.generated_ids.len(), "{ctx}");
                 assert!(p.min_margin >= 0.02, "{ctx}: min margin {}", p.min_margin);
+                assert!(p.margins.iter().all(|&m| m >= p.min_margin), "{ctx}");
+                assert!(p.generated_ids.iter().zip(&p.runner_up_ids).all(|(a, b)| a != b), "{ctx}");
                 let l = &p.first_logits;
                 assert_eq!(l.argmax, p.generated_ids[0], "{ctx}");
                 assert_eq!(l.top_ids[0], l.argmax, "{ctx}");
+                assert_eq!(l.top_ids[1], p.runner_up_ids[0], "{ctx}");
                 assert!(l.top_logits.windows(2).all(|w| w[0] >= w[1]), "{ctx}: top logits not sorted");
                 let m0 = f64::from(l.top_logits[0] - l.top_logits[1]);
                 assert!((m0 - p.margins[0]).abs() < 1e-3, "{ctx}: margin {m0} vs {}", p.margins[0]);
@@ -168,13 +172,23 @@ fn expected_outputs_are_consistent() {
                 for (id, v) in e.sample_ids.iter().zip(&l.sample_logits) {
                     assert!(*v <= floor || l.top_ids.contains(id), "{ctx}: id {id}");
                 }
-                if e.add_bos {
-                    assert!(!p.prompt_ids.is_empty(), "{ctx}");
-                }
+                assert!(e.reference_logits(p).count() >= 2000, "{ctx}");
                 assert!(p.prompt_ids.iter().chain(&p.generated_ids).all(|&t| t < e.n_vocab), "{ctx}");
+                for c in [&p.self_check, &p.repack_check] {
+                    assert!(c.greedy_tokens_agreeing <= c.greedy_len, "{ctx}");
+                    assert_eq!(c.greedy_len as usize, p.generated_ids.len(), "{ctx}");
+                    // a zero difference must come with identical greedy tokens
+                    if c.first_logits_max_abs_diff == 0.0 && c.greedy_tokens_agreeing < c.greedy_len {
+                        assert!(c.greedy_tokens_agreeing > 0, "{ctx}: identical first logits, different first token");
+                    }
+                }
             }
-            assert_eq!(e.llama_simple.runs.len(), 4);
-            for run in &e.llama_simple.runs {
+            let Some(simple) = &e.llama_simple else {
+                assert_eq!(*name, F32_KV_F32, "{}: only the F32-KV reference lacks llama-simple runs", r.fixture());
+                continue;
+            };
+            assert_eq!(simple.runs.len(), 4);
+            for run in &simple.runs {
                 let out = run.stdout().unwrap();
                 assert!(out.len() >= run.prompt_echo_len && out.ends_with(b"\n"));
                 if run.matches_greedy {
@@ -182,8 +196,35 @@ fn expected_outputs_are_consistent() {
                     let gen = p.generated_bytes().unwrap();
                     // llama-simple prints 32 tokens; the reference text holds 40 or more.
                     let body = &out[run.prompt_echo_len..out.len() - 1];
-                    assert!(gen.starts_with(body), "{}/{vname}/{}", r.fixture(), run.prompt_kind);
+                    assert!(gen.starts_with(body), "{}/{name}/{}", r.fixture(), run.prompt_kind);
                 }
+            }
+        }
+    }
+}
+
+/// The F32 model with an F16 and with an F32 KV cache is the same model: the two runs
+/// differ only by the F16 rounding of K and V (relative 2^-11, which moves logits of this
+/// size by about 0.1), so their first tokens agree wherever the margin is clearly larger.
+#[test]
+fn f32_kv_reference_is_the_same_model_as_the_f16_kv_run() {
+    for r in recipes() {
+        let a = r.expected("F32").unwrap();
+        let b = r.expected(F32_KV_F32).unwrap();
+        assert_eq!(a.sample_ids, b.sample_ids);
+        for (pa, pb) in a.prompts.iter().zip(&b.prompts) {
+            let ctx = format!("{}/{}", r.fixture(), pa.kind);
+            assert_eq!(pa.prompt_ids, pb.prompt_ids, "{ctx}");
+            let worst = pa
+                .first_logits
+                .sample_logits
+                .iter()
+                .zip(&pb.first_logits.sample_logits)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 0.5, "{ctx}: F16 vs F32 KV cache moved a logit by {worst}");
+            if pa.margins[0] > 0.5 && pb.margins[0] > 0.5 {
+                assert_eq!(pa.generated_ids[0], pb.generated_ids[0], "{ctx}");
             }
         }
     }
