@@ -2,6 +2,7 @@
 //! them and a cloud model.
 
 mod chat;
+mod embed;
 mod run;
 mod tokenize;
 
@@ -23,6 +24,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Print the token ids of text read from stdin.
     Tokenize(tokenize::TokenizeArgs),
+    /// Print sentence embeddings (JSON) of texts given or read from stdin.
+    Embed(embed::EmbedArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run::main(a),
         Command::Chat(a) => chat::main(a),
         Command::Tokenize(a) => tokenize::main(a),
+        Command::Embed(a) => embed::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

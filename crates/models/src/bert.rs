@@ -207,7 +207,7 @@ pub struct PackedF32 {
 /// One k step of a panel, cache-line aligned.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Line([f32; NR]);
+pub(crate) struct Line([f32; NR]);
 
 /// Panel width (output columns per micro-tile) and micro-tile height
 /// (tokens): 6 x 16 uses 12 of the 16 ymm registers as accumulators.
@@ -771,7 +771,7 @@ fn one(mut v: Vec<Linear>) -> Linear {
 
 /// What happens to each output value after `W x + b`.
 #[derive(Clone, Copy)]
-enum Epilogue<'a> {
+pub(crate) enum Epilogue<'a> {
     None,
     Act(BertActivation),
     /// Adds `r[t * ldo + col]` (same layout as the output): the residual.
