@@ -58,6 +58,9 @@
 //! masked-LM/classifier heads, cross-attention/decoder use, RoPE BERT
 //! variants (nomic, jina), and a KV cache (encoders see the whole input).
 
+// `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#![allow(clippy::manual_is_multiple_of)]
+
 use crate::error::ModelError;
 use crate::pool::{SyncPtr, ThreadPool};
 use crate::weights::{TensorSource, Weight};
@@ -188,35 +191,71 @@ impl BertConfig {
 /// Load-time choices.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BertOptions {
-    /// Quantize float matrix weights to this type at load (only `Q8_0` is
-    /// accepted). Off by default: it roughly halves the weight memory but
-    /// moves embeddings by ~1e-3 in cosine, see `hearth-embed`'s report.
+    /// Store float matrix weights in this type at load: `F16` (f16 panels,
+    /// f32 arithmetic: half the memory traffic, embeddings move by ~1e-6 in
+    /// cosine) or `Q8_0` (hearth-kernels' quantized path: ~2e-3). `None`
+    /// keeps f32 (f16 files stay f16, which is exact).
     pub quantize: Option<GgmlType>,
 }
 
 /// Float weights repacked for the panel kernel: panel `p` holds output rows
 /// `16p..16p+16` (zero-padded past `n_out`), stored k-major so one k step is
-/// one 64-byte line: `data[p][kk][j] = W[16p + j][kk]`.
+/// one line of 16 weights: `line[p*k + kk][j] = W[16p + j][kk]`. Lines are
+/// f32 (64 bytes) or f16 (32 bytes, widened in the kernel; the arithmetic
+/// stays f32).
 #[derive(Clone)]
-pub struct PackedF32 {
+pub struct Packed {
     n_out: usize,
     k: usize,
-    data: Vec<Line>,
+    data: PanelData,
 }
 
-/// One k step of a panel, cache-line aligned.
+#[derive(Clone)]
+pub(crate) enum PanelData {
+    F32(Vec<Line>),
+    F16(Vec<LineH>),
+}
+
+/// One k step of an f32 panel, cache-line aligned.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 pub(crate) struct Line([f32; NR]);
+
+/// One k step of an f16 panel (IEEE half bits), half a cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+pub(crate) struct LineH([u16; NR]);
+
+/// A panel line the micro-kernel can read.
+pub(crate) trait PanelLine: Copy + Send + Sync {
+    /// Whether the AVX2 kernel must widen f16 (else it loads f32).
+    const HALF: bool;
+    fn get(&self) -> [f32; NR];
+}
+
+impl PanelLine for Line {
+    const HALF: bool = false;
+    fn get(&self) -> [f32; NR] {
+        self.0
+    }
+}
+
+impl PanelLine for LineH {
+    const HALF: bool = true;
+    fn get(&self) -> [f32; NR] {
+        self.0.map(|h| half::f16::from_bits(h).to_f32())
+    }
+}
 
 /// Panel width (output columns per micro-tile) and micro-tile height
 /// (tokens): 6 x 16 uses 12 of the 16 ymm registers as accumulators.
 const NR: usize = 16;
 const MR: usize = 6;
 
-impl PackedF32 {
-    /// Packs `n_out` rows of `k` values given row by row.
-    fn pack(n_out: usize, k: usize, mut row: impl FnMut(usize, &mut [f32])) -> PackedF32 {
+impl Packed {
+    /// Packs `n_out` rows of `k` values given row by row; `half` stores the
+    /// lines as f16 (round to nearest even).
+    fn pack(n_out: usize, k: usize, half: bool, mut row: impl FnMut(usize, &mut [f32])) -> Packed {
         let n_panels = n_out.div_ceil(NR);
         let mut data = vec![Line([0.0; NR]); n_panels * k];
         let mut buf = vec![0f32; k];
@@ -227,18 +266,28 @@ impl PackedF32 {
                 data[p * k + kk].0[j] = v;
             }
         }
-        PackedF32 { n_out, k, data }
+        let data = if half {
+            PanelData::F16(data.iter().map(|l| LineH(l.0.map(|v| half::f16::from_f32(v).to_bits()))).collect())
+        } else {
+            PanelData::F32(data)
+        };
+        Packed { n_out, k, data }
     }
 
     fn n_panels(&self) -> usize {
         self.n_out.div_ceil(NR)
+    }
+
+    /// Whether the weights are held as f16.
+    pub fn is_f16(&self) -> bool {
+        matches!(self.data, PanelData::F16(_))
     }
 }
 
 /// A linear layer `y = W x + b` with `W` of `n_out` rows of `k`.
 #[derive(Clone)]
 pub enum LinearWeight {
-    Packed(PackedF32),
+    Packed(Packed),
     /// Quantized weights, run by hearth-kernels.
     Quant(Weight),
 }
@@ -252,7 +301,7 @@ pub struct Linear {
 impl std::fmt::Debug for Linear {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.w {
-            LinearWeight::Packed(p) => write!(f, "Linear(f32 {}x{})", p.n_out, p.k),
+            LinearWeight::Packed(p) => write!(f, "Linear({} {}x{})", if p.is_f16() { "f16" } else { "f32" }, p.n_out, p.k),
             LinearWeight::Quant(w) => write!(f, "Linear({:?})", w),
         }
     }
@@ -453,7 +502,10 @@ fn table(src: &Src<'_>, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>
 /// Row-major matrices `(name, raw)` stacked into one linear layer.
 fn linear(parts: &[(String, Raw<'_>)], k: usize, bias: Vec<f32>, opts: &BertOptions) -> Result<Vec<Linear>> {
     let all_float = parts.iter().all(|(_, r)| is_float(r.ty));
-    if all_float && opts.quantize.is_none() {
+    if all_float && matches!(opts.quantize, None | Some(GgmlType::F16)) {
+        // f16 panels when asked, or when the file holds f16 already (then
+        // they are exact and half the memory traffic).
+        let half = opts.quantize == Some(GgmlType::F16) || parts.iter().all(|(_, r)| r.ty == GgmlType::F16);
         let n_out: usize = parts.iter().map(|(_, r)| r.shape[0] as usize).sum();
         let mut seg = Vec::with_capacity(parts.len());
         let mut acc = 0usize;
@@ -461,7 +513,7 @@ fn linear(parts: &[(String, Raw<'_>)], k: usize, bias: Vec<f32>, opts: &BertOpti
             seg.push((acc, r));
             acc += r.shape[0] as usize;
         }
-        let packed = PackedF32::pack(n_out, k, |row, buf| {
+        let packed = Packed::pack(n_out, k, half, |row, buf| {
             let (start, r) = seg.iter().rev().find(|(s, _)| *s <= row).copied().unwrap_or((0, seg[0].1));
             let rb = hearth_kernels::row_bytes(r.ty, k);
             let i = row - start;
@@ -474,7 +526,7 @@ fn linear(parts: &[(String, Raw<'_>)], k: usize, bias: Vec<f32>, opts: &BertOpti
     let target = opts.quantize;
     if let Some(t) = target {
         if t != GgmlType::Q8_0 {
-            return Err(BertError::Config { key: "quantize".into(), value: t.to_string(), why: "only Q8_0 is supported".into() });
+            return Err(BertError::Config { key: "quantize".into(), value: t.to_string(), why: "supported: F16, Q8_0".into() });
         }
         if k % t.block_size() != 0 {
             return Err(BertError::Config {
@@ -855,7 +907,7 @@ fn quant_matmul(
 
 thread_local! {
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    static ATTN: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static ATTN: RefCell<AttnBuf> = RefCell::new(AttnBuf::default());
 }
 
 /// LayerNorm of every `e`-wide row of `x`, in place, over the pool.
@@ -875,6 +927,9 @@ fn layer_norm_rows(pool: &ThreadPool, x: &mut [f32], e: usize, w: &[f32], b: &[f
 
 /// Multi-head self-attention of every sequence: `qkv` rows hold `[q|k|v]`
 /// (each `e` wide, heads contiguous), `out` rows get the concatenated heads.
+/// One task per (sequence, head); both products run on the panel
+/// micro-kernel (scores: query rows against 16-key panels of Kᵀ; context:
+/// probability rows against 16-column panels of V).
 fn attention(pool: &ThreadPool, qkv: &[f32], spans: &[(usize, usize, Option<&[bool]>)], n_head: usize, e: usize, out: &mut [f32]) {
     let d = e / n_head;
     let ld = 3 * e;
@@ -884,33 +939,94 @@ fn attention(pool: &ThreadPool, qkv: &[f32], spans: &[(usize, usize, Option<&[bo
     pool.parallel_for(n_tasks, 1, &|t0, t1| {
         ATTN.with(|buf| {
             let mut buf = buf.borrow_mut();
-            let (kt, sc) = &mut *buf;
             for task in t0..t1 {
                 let (r0, n, mask) = spans[task / n_head];
-                let h = task % n_head;
-                if n == 0 {
-                    continue;
-                }
-                // Kᵀ for this head, so each score row is a run of axpys.
-                kt.clear();
-                kt.resize(d * n, 0.0);
-                for j in 0..n {
-                    let krow = &qkv[(r0 + j) * ld + e + h * d..(r0 + j) * ld + e + (h + 1) * d];
-                    for (c, &v) in krow.iter().enumerate() {
-                        kt[c * n + j] = v;
-                    }
-                }
-                sc.clear();
-                sc.resize(n, 0.0);
-                for i in 0..n {
-                    let q = &qkv[(r0 + i) * ld + h * d..(r0 + i) * ld + (h + 1) * d];
-                    // SAFETY: task (sequence, head) owns these d columns of its rows.
-                    let o = unsafe { optr.slice((r0 + i) * e + h * d, d) };
-                    simd::attend_row(q, kt, &qkv[r0 * ld + 2 * e + h * d..], ld, n, scale, mask, sc, o);
+                if n > 0 {
+                    attend_head(qkv, ld, e, r0, n, task % n_head, d, scale, mask, &mut buf, optr);
                 }
             }
         })
     });
+}
+
+/// Per-thread attention buffers: packed K and V panels and the score rows.
+#[derive(Default)]
+struct AttnBuf {
+    kp: Vec<Line>,
+    vp: Vec<Line>,
+    s: Vec<f32>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attend_head(
+    qkv: &[f32],
+    ld: usize,
+    e: usize,
+    r0: usize,
+    n: usize,
+    h: usize,
+    d: usize,
+    scale: f32,
+    mask: Option<&[bool]>,
+    buf: &mut AttnBuf,
+    out: SyncPtr<f32>,
+) {
+    let zero = [0f32; NR];
+    // Kᵀ panels: kp[p*d + c][j] = K[16p + j][c] (keys past n are zero and ignored).
+    let np = n.div_ceil(NR);
+    buf.kp.clear();
+    buf.kp.resize(np * d, Line([0.0; NR]));
+    for j in 0..n {
+        let krow = &qkv[(r0 + j) * ld + e + h * d..][..d];
+        let (p, jj) = (j / NR, j % NR);
+        for (c, &v) in krow.iter().enumerate() {
+            buf.kp[p * d + c].0[jj] = v;
+        }
+    }
+    // V panels: vp[q*n + j][c] = V[j][16q + c] (columns past d are zero).
+    let nq = d.div_ceil(NR);
+    buf.vp.clear();
+    buf.vp.resize(nq * n, Line([0.0; NR]));
+    for j in 0..n {
+        let vrow = &qkv[(r0 + j) * ld + 2 * e + h * d..][..d];
+        for (q, chunk) in vrow.chunks(NR).enumerate() {
+            buf.vp[q * n + j].0[..chunk.len()].copy_from_slice(chunk);
+        }
+    }
+    // Scores, n rows of ls (a whole number of panels).
+    let ls = np * NR;
+    buf.s.clear();
+    buf.s.resize(n * ls, 0.0);
+    let mut tile = [[0f32; NR]; MR];
+    let mut i0 = 0;
+    while i0 < n {
+        let m = MR.min(n - i0);
+        let q = &qkv[(r0 + i0) * ld + h * d..];
+        for p in 0..np {
+            gemm::micro(m, d, q, ld, &buf.kp[p * d..(p + 1) * d], &zero, &mut tile);
+            for (i, row) in tile.iter().enumerate().take(m) {
+                buf.s[(i0 + i) * ls + p * NR..][..NR].copy_from_slice(row);
+            }
+        }
+        i0 += m;
+    }
+    for i in 0..n {
+        simd::softmax_row(&mut buf.s[i * ls..i * ls + n], scale, mask);
+    }
+    // Context = P V, written to this head's columns.
+    let mut i0 = 0;
+    while i0 < n {
+        let m = MR.min(n - i0);
+        for q in 0..nq {
+            gemm::micro(m, n, &buf.s[i0 * ls..], ls, &buf.vp[q * n..(q + 1) * n], &zero, &mut tile);
+            let cols = NR.min(d - q * NR);
+            for (i, row) in tile.iter().enumerate().take(m) {
+                // SAFETY: task (sequence, head) owns these columns of its rows.
+                unsafe { out.slice((r0 + i0 + i) * e + h * d + q * NR, cols) }.copy_from_slice(&row[..cols]);
+            }
+        }
+        i0 += m;
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -924,7 +1040,7 @@ pub(crate) mod simd {
     pub(crate) fn has_avx2() -> bool {
         use std::sync::OnceLock;
         static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
     }
 
     macro_rules! multiversion {
@@ -935,12 +1051,12 @@ pub(crate) mod simd {
                 fn imp($($arg: $ty),*) $body
                 #[cfg(target_arch = "x86_64")]
                 {
-                    #[target_feature(enable = "avx2,fma")]
+                    #[target_feature(enable = "avx2,fma,f16c")]
                     unsafe fn fast($($arg: $ty),*) {
                         imp($($arg),*)
                     }
                     if has_avx2() {
-                        // SAFETY: the CPU supports AVX2 and FMA (checked above).
+                        // SAFETY: the CPU supports AVX2, FMA and F16C (checked above).
                         return unsafe { fast($($arg),*) };
                     }
                 }
@@ -1051,55 +1167,28 @@ pub(crate) mod simd {
     }
 
     multiversion! {
-        /// One query row of one head: scores against the `n` keys in `kt`
-        /// (`d × n`, key-major columns), masked softmax, then the weighted
-        /// sum of the value rows (`v[j*ldv..j*ldv+d]`) into `out`.
-        #[allow(clippy::too_many_arguments)]
-        pub(crate) fn attend_row(
-            q: &[f32],
-            kt: &[f32],
-            v: &[f32],
-            ldv: usize,
-            n: usize,
-            scale: f32,
-            mask: Option<&[bool]>,
-            sc: &mut [f32],
-            out: &mut [f32],
-        ) {
-            let sc = &mut sc[..n];
-            sc.iter_mut().for_each(|s| *s = 0.0);
-            for (c, &qc) in q.iter().enumerate() {
-                let col = &kt[c * n..(c + 1) * n];
-                for (s, &k) in sc.iter_mut().zip(col) {
-                    *s += qc * k;
-                }
-            }
+        /// `x = softmax(x · scale)` over the keys `mask` keeps (all when
+        /// `None`); masked keys get exactly 0, as Hugging Face's additive
+        /// `finfo.min` mask gives after `exp` underflows.
+        pub(crate) fn softmax_row(x: &mut [f32], scale: f32, mask: Option<&[bool]>) {
             let mut max = f32::NEG_INFINITY;
             match mask {
-                None => sc.iter().for_each(|&s| max = max.max(s)),
-                Some(m) => sc.iter().zip(m).filter(|(_, &keep)| keep).for_each(|(&s, _)| max = max.max(s)),
+                None => x.iter().for_each(|&s| max = max.max(s)),
+                Some(m) => x.iter().zip(m).filter(|(_, &keep)| keep).for_each(|(&s, _)| max = max.max(s)),
             }
-            max *= scale;
-            for s in sc.iter_mut() {
+            let max = max * scale;
+            for s in x.iter_mut() {
                 *s = exp(*s * scale - max);
             }
             if let Some(m) = mask {
-                for (s, &keep) in sc.iter_mut().zip(m) {
+                for (s, &keep) in x.iter_mut().zip(m) {
                     if !keep {
                         *s = 0.0;
                     }
                 }
             }
-            let sum = sum8(sc, |v| v);
-            let inv = 1.0 / sum;
-            out.iter_mut().for_each(|o| *o = 0.0);
-            for (j, &p) in sc.iter().enumerate() {
-                let p = p * inv;
-                let vr = &v[j * ldv..j * ldv + out.len()];
-                for (o, &vv) in out.iter_mut().zip(vr) {
-                    *o += p * vv;
-                }
-            }
+            let inv = 1.0 / sum8(x, |v| v);
+            x.iter_mut().for_each(|s| *s *= inv);
         }
     }
 }
@@ -1108,18 +1197,39 @@ pub(crate) mod simd {
 // Packed F32 matrix product.
 
 pub(crate) mod gemm {
-    use super::{simd, Epilogue, PackedF32, MR, NR};
+    use super::{simd, Epilogue, Packed, PanelData, PanelLine, MR, NR};
     use crate::pool::{SyncPtr, ThreadPool};
 
-    /// Tokens per task: 8 micro-tiles. Their activations (8·6·k floats) stay
-    /// in L2 while the task walks one weight panel.
-    const TOKENS_PER_TASK: usize = 8 * MR;
+    /// Bytes of activations one task walks per weight panel. They stay in
+    /// the core's L2 (1–2 MiB on current x86) while the panel streams in
+    /// once; 512 KiB covers a whole 64-token query at every BERT-base-or-
+    /// smaller width, so each weight byte leaves memory once per call.
+    const X_BYTES_PER_TASK: usize = 512 * 1024;
 
     /// `out[t*ldo + col0 + n] = epi(Σ_k x[t*k..][kk] · W[n][kk] + b[n])`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn gemm(
         pool: &ThreadPool,
-        w: &PackedF32,
+        w: &Packed,
+        bias: &[f32],
+        x: &[f32],
+        t: usize,
+        out: &mut [f32],
+        ldo: usize,
+        col0: usize,
+        epi: Epilogue<'_>,
+    ) {
+        match &w.data {
+            PanelData::F32(d) => gemm_lines(pool, w, d, bias, x, t, out, ldo, col0, epi),
+            PanelData::F16(d) => gemm_lines(pool, w, d, bias, x, t, out, ldo, col0, epi),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_lines<L: PanelLine>(
+        pool: &ThreadPool,
+        w: &Packed,
+        lines: &[L],
         bias: &[f32],
         x: &[f32],
         t: usize,
@@ -1130,23 +1240,31 @@ pub(crate) mod gemm {
     ) {
         let k = w.k;
         let n_panels = w.n_panels();
-        let n_tc = t.div_ceil(TOKENS_PER_TASK);
+        let tokens_per_task = (X_BYTES_PER_TASK / (4 * k.max(1)) / MR).max(1) * MR;
+        let n_tc = t.div_ceil(tokens_per_task);
         let optr = SyncPtr::new(out);
         let n_tasks = n_panels * n_tc;
         let chunk = pool.chunk_for(n_tasks, 4, 1);
         pool.parallel_for(n_tasks, chunk, &|a, b| {
             for task in a..b {
                 let (tc, p) = (task / n_panels, task % n_panels);
-                let panel = &w.data[p * k..(p + 1) * k];
+                let panel = &lines[p * k..(p + 1) * k];
                 let cols = NR.min(w.n_out - p * NR);
                 let mut bvec = [0f32; NR];
                 bvec[..cols].copy_from_slice(&bias[p * NR..p * NR + cols]);
-                let t_end = ((tc + 1) * TOKENS_PER_TASK).min(t);
-                let mut t0 = tc * TOKENS_PER_TASK;
+                let t_end = ((tc + 1) * tokens_per_task).min(t);
+                let mut t0 = tc * tokens_per_task;
+                // While the first micro-tile walks this panel, prefetch the
+                // next task's panel: the first pass over a panel otherwise
+                // waits on memory at every line.
+                let mut prefetch = (task + 1 < b).then(|| {
+                    let np = (task + 1) % n_panels;
+                    lines[np * k..(np + 1) * k].as_ptr().cast::<u8>()
+                });
                 while t0 < t_end {
                     let m = MR.min(t_end - t0);
                     let mut tile = [[0f32; NR]; MR];
-                    micro(m, k, &x[t0 * k..], panel, &bvec, &mut tile);
+                    micro_pf(m, k, &x[t0 * k..], k, panel, &bvec, &mut tile, prefetch.take());
                     for (i, row) in tile.iter_mut().enumerate().take(m) {
                         let base = (t0 + i) * ldo + col0 + p * NR;
                         let row = &mut row[..cols];
@@ -1168,35 +1286,67 @@ pub(crate) mod gemm {
         });
     }
 
-    /// `tile[i][j] = b[j] + Σ_kk x[i*k + kk] · panel[kk][j]` for `m ≤ 6` rows.
-    fn micro(m: usize, k: usize, x: &[f32], panel: &[super::Line], b: &[f32; NR], tile: &mut [[f32; NR]; MR]) {
-        assert!(m >= 1 && m <= MR && x.len() >= (m - 1) * k + k && panel.len() == k);
+    /// `tile[i][j] = b[j] + Σ_kk x[i*ldx + kk] · panel[kk][j]` for `m ≤ 6`
+    /// rows of `k` values.
+    pub(crate) fn micro<L: PanelLine>(m: usize, k: usize, x: &[f32], ldx: usize, panel: &[L], b: &[f32; NR], tile: &mut [[f32; NR]; MR]) {
+        micro_pf(m, k, x, ldx, panel, b, tile, None)
+    }
+
+    /// [`micro`], also prefetching (into L2) the `k` lines at `pf`: a hint
+    /// only, so any address is harmless.
+    #[allow(clippy::too_many_arguments)]
+    fn micro_pf<L: PanelLine>(
+        m: usize,
+        k: usize,
+        x: &[f32],
+        ldx: usize,
+        panel: &[L],
+        b: &[f32; NR],
+        tile: &mut [[f32; NR]; MR],
+        pf: Option<*const u8>,
+    ) {
+        assert!((1..=MR).contains(&m) && ldx >= k && x.len() >= (m - 1) * ldx + k && panel.len() == k);
         #[cfg(target_arch = "x86_64")]
         if simd::has_avx2() {
+            if let Some(pf) = pf {
+                // SAFETY: as below; prefetches never fault.
+                unsafe { avx2::prefetch_lines(pf.cast(), (k * std::mem::size_of::<L>()).div_ceil(64)) };
+            }
             // SAFETY: AVX2/FMA present; `x` holds m rows of k, `panel` k lines (asserted).
             unsafe {
-                match m {
-                    1 => avx2::micro::<1>(k, x.as_ptr(), panel.as_ptr().cast(), b, tile),
-                    2 => avx2::micro::<2>(k, x.as_ptr(), panel.as_ptr().cast(), b, tile),
-                    3 => avx2::micro::<3>(k, x.as_ptr(), panel.as_ptr().cast(), b, tile),
-                    4 => avx2::micro::<4>(k, x.as_ptr(), panel.as_ptr().cast(), b, tile),
-                    5 => avx2::micro::<5>(k, x.as_ptr(), panel.as_ptr().cast(), b, tile),
-                    _ => avx2::micro::<6>(k, x.as_ptr(), panel.as_ptr().cast(), b, tile),
+                let (xp, wp) = (x.as_ptr(), panel.as_ptr().cast::<u8>());
+                macro_rules! go {
+                    ($h:literal) => {
+                        match m {
+                            1 => avx2::micro::<1, $h>(k, xp, ldx, wp, b, tile),
+                            2 => avx2::micro::<2, $h>(k, xp, ldx, wp, b, tile),
+                            3 => avx2::micro::<3, $h>(k, xp, ldx, wp, b, tile),
+                            4 => avx2::micro::<4, $h>(k, xp, ldx, wp, b, tile),
+                            5 => avx2::micro::<5, $h>(k, xp, ldx, wp, b, tile),
+                            _ => avx2::micro::<6, $h>(k, xp, ldx, wp, b, tile),
+                        }
+                    };
+                }
+                if L::HALF {
+                    go!(true)
+                } else {
+                    go!(false)
                 }
             }
             return;
         }
-        micro_ref(m, k, x, panel, b, tile);
+        let _ = pf;
+        micro_ref(m, k, x, ldx, panel, b, tile);
     }
 
     /// The plain reference of the micro-kernel (same summation order per
     /// output, without fused multiply-adds).
-    pub(crate) fn micro_ref(m: usize, k: usize, x: &[f32], panel: &[super::Line], b: &[f32; NR], tile: &mut [[f32; NR]; MR]) {
+    pub(crate) fn micro_ref<L: PanelLine>(m: usize, k: usize, x: &[f32], ldx: usize, panel: &[L], b: &[f32; NR], tile: &mut [[f32; NR]; MR]) {
         for (i, row) in tile.iter_mut().enumerate().take(m) {
             *row = *b;
-            let xr = &x[i * k..(i + 1) * k];
+            let xr = &x[i * ldx..i * ldx + k];
             for (line, &a) in panel.iter().zip(xr) {
-                for (acc, &wv) in row.iter_mut().zip(&line.0) {
+                for (acc, &wv) in row.iter_mut().zip(&line.get()) {
                     *acc += a * wv;
                 }
             }
@@ -1208,20 +1358,44 @@ pub(crate) mod gemm {
         use super::{MR, NR};
         use std::arch::x86_64::*;
 
+        /// Prefetches `n` 64-byte lines from `p` into L2.
+        ///
         /// # Safety
-        /// AVX2+FMA must be available; `x` must point at `M` rows of `k`
-        /// floats, `w` at `k` 64-byte-aligned lines of 16 floats.
-        #[target_feature(enable = "avx2,fma")]
-        pub(super) unsafe fn micro<const M: usize>(k: usize, x: *const f32, w: *const f32, b: &[f32; NR], tile: &mut [[f32; NR]; MR]) {
+        /// Needs SSE only; prefetch instructions never fault, whatever `p` is.
+        #[target_feature(enable = "avx2")]
+        pub(super) unsafe fn prefetch_lines(p: *const i8, n: usize) {
+            for i in 0..n {
+                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(i * 64));
+            }
+        }
+
+        /// # Safety
+        /// AVX2+FMA+F16C must be available; `x` must point at `M` rows of
+        /// `k` floats `ldx` apart, `w` at `k` aligned lines of 16 f32
+        /// (`H = false`, 64 bytes each) or 16 f16 (`H = true`, 32 bytes).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) unsafe fn micro<const M: usize, const H: bool>(
+            k: usize,
+            x: *const f32,
+            ldx: usize,
+            w: *const u8,
+            b: &[f32; NR],
+            tile: &mut [[f32; NR]; MR],
+        ) {
             let b0 = _mm256_loadu_ps(b.as_ptr());
             let b1 = _mm256_loadu_ps(b.as_ptr().add(8));
             let mut c0 = [b0; M];
             let mut c1 = [b1; M];
             for kk in 0..k {
-                let w0 = _mm256_load_ps(w.add(kk * NR));
-                let w1 = _mm256_load_ps(w.add(kk * NR + 8));
+                let (w0, w1) = if H {
+                    let p = w.add(kk * 32);
+                    (_mm256_cvtph_ps(_mm_load_si128(p.cast())), _mm256_cvtph_ps(_mm_load_si128(p.add(16).cast())))
+                } else {
+                    let p = w.add(kk * 64).cast::<f32>();
+                    (_mm256_load_ps(p), _mm256_load_ps(p.add(8)))
+                };
                 for i in 0..M {
-                    let a = _mm256_broadcast_ss(&*x.add(i * k + kk));
+                    let a = _mm256_broadcast_ss(&*x.add(i * ldx + kk));
                     c0[i] = _mm256_fmadd_ps(a, w0, c0[i]);
                     c1[i] = _mm256_fmadd_ps(a, w1, c1[i]);
                 }
@@ -1288,7 +1462,7 @@ mod tests {
             let w: Vec<f32> = (0..n_out * k).map(|_| lcg(&mut seed)).collect();
             let b: Vec<f32> = (0..n_out).map(|_| lcg(&mut seed)).collect();
             let x: Vec<f32> = (0..t * k).map(|_| lcg(&mut seed)).collect();
-            let p = PackedF32::pack(n_out, k, |r, buf| buf.copy_from_slice(&w[r * k..(r + 1) * k]));
+            let p = Packed::pack(n_out, k, false, |r, buf| buf.copy_from_slice(&w[r * k..(r + 1) * k]));
             for threads in [1, 2, 3] {
                 let pool = ThreadPool::new(threads);
                 let ldo = n_out + 3;
@@ -1308,23 +1482,35 @@ mod tests {
 
     #[test]
     fn micro_kernel_agrees_with_its_reference() {
+        fn check<L: PanelLine>(lines: &[L], x: &[f32], k: usize, ldx: usize) {
+            let b = [0.25f32; NR];
+            for m in 1..=MR {
+                let mut fast = [[0f32; NR]; MR];
+                let mut r = [[0f32; NR]; MR];
+                gemm::micro_ref(m, k, x, ldx, lines, &b, &mut r);
+                // Through the dispatcher (AVX2 where present).
+                gemm::micro(m, k, x, ldx, lines, &b, &mut fast);
+                for i in 0..m {
+                    for j in 0..NR {
+                        assert!((fast[i][j] - r[i][j]).abs() < 1e-5, "m={m} ({i},{j}): {} vs {}", fast[i][j], r[i][j]);
+                    }
+                }
+            }
+        }
         let mut seed = 3u64;
         let k = 77;
-        let x: Vec<f32> = (0..MR * k).map(|_| lcg(&mut seed)).collect();
-        let p = PackedF32::pack(NR, k, |_, buf| buf.iter_mut().for_each(|v| *v = lcg(&mut seed)));
-        let b = [0.25f32; NR];
-        for m in 1..=MR {
-            let mut a = [[0f32; NR]; MR];
-            let mut r = [[0f32; NR]; MR];
-            gemm::micro_ref(m, k, &x, &p.data, &b, &mut r);
-            // Through the dispatcher (AVX2 where present).
-            let pool = ThreadPool::new(1);
-            let mut out = vec![0f32; m * NR];
-            gemm::gemm(&pool, &p, &b, &x[..m * k], m, &mut out, NR, 0, Epilogue::None);
-            for i in 0..m {
-                a[i].copy_from_slice(&out[i * NR..(i + 1) * NR]);
-                for j in 0..NR {
-                    assert!((a[i][j] - r[i][j]).abs() < 1e-5, "m={m} ({i},{j}): {} vs {}", a[i][j], r[i][j]);
+        for ldx in [k, k + 5] {
+            let x: Vec<f32> = (0..MR * ldx).map(|_| lcg(&mut seed)).collect();
+            let w: Vec<f32> = (0..NR * k).map(|_| lcg(&mut seed)).collect();
+            for half in [false, true] {
+                let p = Packed::pack(NR, k, half, |r, buf| buf.copy_from_slice(&w[r * k..(r + 1) * k]));
+                match &p.data {
+                    PanelData::F32(l) => check(l, &x, k, ldx),
+                    PanelData::F16(l) => {
+                        // The f16 lines hold the rounded weights.
+                        assert_eq!(l[3].get()[5], half::f16::from_f32(w[5 * k + 3]).to_f32());
+                        check(l, &x, k, ldx)
+                    }
                 }
             }
         }
@@ -1607,6 +1793,9 @@ mod tests {
         let f32m = load_st(safetensors_bytes(&tensors, Dtype::F32, ""), &cfg, &BertOptions::default()).unwrap();
         let f16m = load_st(safetensors_bytes(&tensors, Dtype::F16, ""), &cfg, &BertOptions::default()).unwrap();
         let q8m = load_st(safetensors_bytes(&tensors, Dtype::F32, ""), &cfg, &BertOptions { quantize: Some(GgmlType::Q8_0) }).unwrap();
+        let h16 = load_st(safetensors_bytes(&tensors, Dtype::F32, ""), &cfg, &BertOptions { quantize: Some(GgmlType::F16) }).unwrap();
+        assert!(matches!(f16m.layers[0].up.w, LinearWeight::Packed(ref p) if p.is_f16()), "f16 files stay f16");
+        assert!(matches!(f32m.layers[0].up.w, LinearWeight::Packed(ref p) if !p.is_f16()));
         assert!(matches!(q8m.layers[0].up.w, LinearWeight::Quant(ref w) if w.ty == GgmlType::Q8_0));
         let ids: Vec<u32> = (0..20).map(|i| (i * 3 % 50) as u32).collect();
         let pool = ThreadPool::new(2);
@@ -1617,6 +1806,10 @@ mod tests {
         };
         let (a, b, c) = (run(&f32m), run(&f16m), run(&q8m));
         let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+        // f16 panels from f32 weights round exactly as an f16 file does
+        // (embeddings aside, which the f16 file also rounds).
+        let d = run(&h16);
+        assert!(rel_err(&d, &a64) < 5e-3 && rel_err(&d, &a64) > 0.0);
         let (eb, ec) = (rel_err(&b, &a64), rel_err(&c, &a64));
         assert!(eb < 5e-3, "f16 rel err {eb}");
         assert!(ec < 5e-2, "q8_0 rel err {ec}");
@@ -1633,8 +1826,7 @@ mod tests {
         let st = load_st(safetensors_bytes(&tensors, Dtype::F32, ""), &cfg, &BertOptions::default()).unwrap();
         // HF name -> llama.cpp name (conversion/bert.py + llama-arch.cpp).
         let map = |n: &str| -> String {
-            let n = n
-                .replace("embeddings.word_embeddings", "token_embd")
+            n.replace("embeddings.word_embeddings", "token_embd")
                 .replace("embeddings.position_embeddings", "position_embd")
                 .replace("embeddings.token_type_embeddings", "token_types")
                 .replace("embeddings.LayerNorm", "token_embd_norm")
@@ -1646,8 +1838,7 @@ mod tests {
                 .replace("attention.output.LayerNorm", "attn_output_norm")
                 .replace("intermediate.dense", "ffn_up")
                 .replace("output.dense", "ffn_down")
-                .replace("output.LayerNorm", "layer_output_norm");
-            n
+                .replace("output.LayerNorm", "layer_output_norm")
         };
         let mut w = GgufWriter::new();
         w.add_meta("general.architecture", "bert").unwrap();
