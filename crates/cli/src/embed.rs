@@ -21,9 +21,10 @@ pub struct EmbedArgs {
     /// Threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Quantize the weights to Q8_0 at load (faster, slightly less exact).
-    #[arg(long)]
-    pub q8: bool,
+    /// Weight storage: f32 (exact), f16 (f32 math, ~1e-6 cosine off, less
+    /// memory traffic) or q8_0 (hearth-kernels' int8 path, ~2e-3 off).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "q8_0"])]
+    pub weights: String,
     /// Texts to embed; without any, each line of stdin is one text.
     pub texts: Vec<String>,
 }
@@ -32,7 +33,13 @@ pub fn main(a: EmbedArgs) -> Result<()> {
     let dir = find_model_dir(a.model.as_deref())?;
     let opts = EmbedderOptions {
         threads: a.threads,
-        encoder: EncoderOptions { quantize: a.q8.then_some(GgmlType::Q8_0) },
+        encoder: EncoderOptions {
+            quantize: match a.weights.as_str() {
+                "f16" => Some(GgmlType::F16),
+                "q8_0" => Some(GgmlType::Q8_0),
+                _ => None,
+            },
+        },
         max_tokens: None,
     };
     let e = Embedder::load_with(&dir, &opts).with_context(|| format!("cannot load the embedding model in {}", dir.display()))?;

@@ -913,6 +913,14 @@ thread_local! {
 /// LayerNorm of every `e`-wide row of `x`, in place, over the pool.
 fn layer_norm_rows(pool: &ThreadPool, x: &mut [f32], e: usize, w: &[f32], b: &[f32], eps: f32) {
     let rows = x.len() / e;
+    // A query's worth of rows takes microseconds: cheaper inline than a
+    // round trip through the pool.
+    if x.len() <= 1 << 16 {
+        for row in x.chunks_exact_mut(e) {
+            simd::layer_norm(row, w, b, eps);
+        }
+        return;
+    }
     let ptr = SyncPtr::new(x);
     // Rows are cheap (a few hundred values): hand them out in large chunks.
     let chunk = pool.chunk_for(rows, 1, 8);
