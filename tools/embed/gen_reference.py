@@ -3,11 +3,12 @@
 embeddings and Hugging Face token ids for a fixed, varied set of sentences,
 which hearth-embed's parity test compares against.
 
-Run by hand (not in CI); it needs torch + sentence-transformers:
+Run by hand (not in CI), with a Python whose environment may take torch and
+sentence-transformers (a venv; the script pip-installs them into the running
+interpreter when they are missing — torch from PyPI is large):
 
-    python3 -m pip install sentence-transformers torch     # into a venv of your choice
     scripts/fetch-minilm.sh
-    python3 tools/embed/gen_reference.py [MODEL_DIR] [OUT_JSON]
+    /path/to/venv/bin/python tools/embed/gen_reference.py [MODEL_DIR] [OUT_JSON]
 
 Everything runs offline from MODEL_DIR (default models/all-MiniLM-L6-v2).
 Each sentence is encoded alone (batch size 1), so no padding is involved.
@@ -106,7 +107,19 @@ SENTENCES = [
 ]
 
 
+def ensure_packages() -> None:
+    try:
+        import sentence_transformers  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        import subprocess
+
+        print("installing sentence-transformers and torch with pip", file=sys.stderr)
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "sentence-transformers", "torch"])
+
+
 def main() -> None:
+    ensure_packages()
     import sentence_transformers
     import torch
     import transformers

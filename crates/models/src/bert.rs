@@ -1262,17 +1262,26 @@ pub(crate) mod gemm {
                 bvec[..cols].copy_from_slice(&bias[p * NR..p * NR + cols]);
                 let t_end = ((tc + 1) * tokens_per_task).min(t);
                 let mut t0 = tc * tokens_per_task;
-                // While the first micro-tile walks this panel, prefetch the
-                // next task's panel: the first pass over a panel otherwise
-                // waits on memory at every line.
-                let mut prefetch = (task + 1 < b).then(|| {
+                // While this task walks its panel, prefetch the next task's
+                // panel, a share per micro-tile: the first pass over a panel
+                // otherwise waits on memory at every line.
+                let next = (task + 1 < b).then(|| {
                     let np = (task + 1) % n_panels;
                     lines[np * k..(np + 1) * k].as_ptr().cast::<u8>()
                 });
+                let pf_total = (k * std::mem::size_of::<L>()).div_ceil(64);
+                let pf_share = pf_total.div_ceil((t_end - t0).div_ceil(MR));
+                let mut pf_done = 0;
                 while t0 < t_end {
                     let m = MR.min(t_end - t0);
                     let mut tile = [[0f32; NR]; MR];
-                    micro_pf(m, k, &x[t0 * k..], k, panel, &bvec, &mut tile, prefetch.take());
+                    let pf = next.map(|p| {
+                        let n = pf_share.min(pf_total - pf_done);
+                        let start = p.wrapping_add(pf_done * 64);
+                        pf_done += n;
+                        (start, n)
+                    });
+                    micro_pf(m, k, &x[t0 * k..], k, panel, &bvec, &mut tile, pf);
                     for (i, row) in tile.iter_mut().enumerate().take(m) {
                         let base = (t0 + i) * ldo + col0 + p * NR;
                         let row = &mut row[..cols];
@@ -1300,8 +1309,8 @@ pub(crate) mod gemm {
         micro_pf(m, k, x, ldx, panel, b, tile, None)
     }
 
-    /// [`micro`], also prefetching (into L2) the `k` lines at `pf`: a hint
-    /// only, so any address is harmless.
+    /// [`micro`], also prefetching (into L2) `pf.1` cache lines from `pf.0`:
+    /// a hint only, so any address is harmless.
     #[allow(clippy::too_many_arguments)]
     fn micro_pf<L: PanelLine>(
         m: usize,
@@ -1311,14 +1320,14 @@ pub(crate) mod gemm {
         panel: &[L],
         b: &[f32; NR],
         tile: &mut [[f32; NR]; MR],
-        pf: Option<*const u8>,
+        pf: Option<(*const u8, usize)>,
     ) {
         assert!((1..=MR).contains(&m) && ldx >= k && x.len() >= (m - 1) * ldx + k && panel.len() == k);
         #[cfg(target_arch = "x86_64")]
         if simd::has_avx2() {
-            if let Some(pf) = pf {
-                // SAFETY: as below; prefetches never fault.
-                unsafe { avx2::prefetch_lines(pf.cast(), (k * std::mem::size_of::<L>()).div_ceil(64)) };
+            if let Some((p, n)) = pf {
+                // SAFETY: prefetches never fault.
+                unsafe { avx2::prefetch_lines(p.cast(), n) };
             }
             // SAFETY: AVX2/FMA present; `x` holds m rows of k, `panel` k lines (asserted).
             unsafe {
