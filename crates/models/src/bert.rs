@@ -501,6 +501,11 @@ fn table(src: &Src<'_>, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>
 
 /// Row-major matrices `(name, raw)` stacked into one linear layer.
 fn linear(parts: &[(String, Raw<'_>)], k: usize, bias: Vec<f32>, opts: &BertOptions) -> Result<Vec<Linear>> {
+    if let Some(t) = opts.quantize {
+        if !matches!(t, GgmlType::F16 | GgmlType::Q8_0) {
+            return Err(BertError::Config { key: "quantize".into(), value: t.to_string(), why: "supported: F16, Q8_0".into() });
+        }
+    }
     let all_float = parts.iter().all(|(_, r)| is_float(r.ty));
     if all_float && matches!(opts.quantize, None | Some(GgmlType::F16)) {
         // f16 panels when asked, or when the file holds f16 already (then
@@ -522,12 +527,10 @@ fn linear(parts: &[(String, Raw<'_>)], k: usize, bias: Vec<f32>, opts: &BertOpti
         return Ok(vec![Linear { w: LinearWeight::Packed(packed), b: bias }]);
     }
     // Quantized: keep each part in its own type (GGUF Q4_K_M files mix
-    // types within a layer), or quantize float parts on request.
-    let target = opts.quantize;
+    // types within a layer); float parts are quantized to Q8_0 on request,
+    // else run by hearth-kernels in their own type.
+    let target = opts.quantize.filter(|&t| t == GgmlType::Q8_0);
     if let Some(t) = target {
-        if t != GgmlType::Q8_0 {
-            return Err(BertError::Config { key: "quantize".into(), value: t.to_string(), why: "supported: F16, Q8_0".into() });
-        }
         if k % t.block_size() != 0 {
             return Err(BertError::Config {
                 key: "quantize".into(),
@@ -1857,31 +1860,57 @@ mod tests {
                 .replace("output.dense", "ffn_down")
                 .replace("output.LayerNorm", "layer_output_norm")
         };
-        let mut w = GgufWriter::new();
-        w.add_meta("general.architecture", "bert").unwrap();
-        w.add_meta("bert.context_length", cfg.n_pos as u32).unwrap();
-        w.add_meta("bert.embedding_length", cfg.n_embd as u32).unwrap();
-        w.add_meta("bert.feed_forward_length", cfg.n_ff as u32).unwrap();
-        w.add_meta("bert.block_count", cfg.n_layer as u32).unwrap();
-        w.add_meta("bert.attention.head_count", cfg.n_head as u32).unwrap();
-        w.add_meta("bert.attention.layer_norm_epsilon", cfg.norm_eps).unwrap();
-        w.add_meta("bert.attention.causal", false).unwrap();
-        w.add_meta("bert.pooling_type", 1u32).unwrap();
-        let mut data = Vec::new();
-        for (name, shape, v) in &tensors {
-            let dims: Vec<u64> = shape.iter().rev().copied().collect();
-            w.add_tensor(map(name), &dims, GgmlType::F32).unwrap();
-            data.push(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
-        }
-        let file = Arc::new(GgufFile::from_bytes(w.write_to_vec(&data).unwrap()).unwrap());
+        // `quant`: 2-D weights as Q8_0, except attn_v as F16 (mixed types, as
+        // llama-quantize's mixes produce).
+        let write = |quant: bool| {
+            let mut w = GgufWriter::new();
+            w.add_meta("general.architecture", "bert").unwrap();
+            w.add_meta("bert.context_length", cfg.n_pos as u32).unwrap();
+            w.add_meta("bert.embedding_length", cfg.n_embd as u32).unwrap();
+            w.add_meta("bert.feed_forward_length", cfg.n_ff as u32).unwrap();
+            w.add_meta("bert.block_count", cfg.n_layer as u32).unwrap();
+            w.add_meta("bert.attention.head_count", cfg.n_head as u32).unwrap();
+            w.add_meta("bert.attention.layer_norm_epsilon", cfg.norm_eps).unwrap();
+            w.add_meta("bert.attention.causal", false).unwrap();
+            w.add_meta("bert.pooling_type", 1u32).unwrap();
+            let mut data = Vec::new();
+            for (name, shape, v) in &tensors {
+                let dims: Vec<u64> = shape.iter().rev().copied().collect();
+                let name = map(name);
+                let ty = if !quant || dims.len() < 2 || !name.starts_with("blk.") {
+                    GgmlType::F32
+                } else if name.contains("attn_v") {
+                    GgmlType::F16
+                } else {
+                    GgmlType::Q8_0
+                };
+                let cols = dims[0] as usize;
+                let rb = hearth_kernels::row_bytes(ty, cols);
+                let mut bytes = vec![0u8; v.len() / cols * rb];
+                for (r, row) in v.chunks_exact(cols).enumerate() {
+                    hearth_kernels::quantize_row_ref(ty, row, &mut bytes[r * rb..(r + 1) * rb]);
+                }
+                w.add_tensor(name, &dims, ty).unwrap();
+                data.push(bytes);
+            }
+            Arc::new(GgufFile::from_bytes(w.write_to_vec(&data).unwrap()).unwrap())
+        };
+        let file = write(false);
         let g = Bert::from_gguf(Arc::clone(&file), &BertOptions::default()).unwrap();
         assert_eq!(g.cfg.gguf_pooling, Some(1));
         assert_eq!(g.cfg.n_vocab, cfg.n_vocab);
         let ids: Vec<u32> = (0..12).map(|i| (i * 5 % 50) as u32).collect();
         let pool = ThreadPool::new(1);
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
         st.forward(&[BertInput::new(&ids)], &pool, &mut BertScratch::default(), &mut a).unwrap();
         g.forward(&[BertInput::new(&ids)], &pool, &mut BertScratch::default(), &mut b).unwrap();
+        let q = Bert::from_gguf(write(true), &BertOptions::default()).unwrap();
+        assert!(matches!(&q.layers[0].qkv[..], [Linear { w: LinearWeight::Quant(wq), .. }, _, Linear { w: LinearWeight::Quant(wv), .. }]
+            if wq.ty == GgmlType::Q8_0 && wv.ty == GgmlType::F16));
+        q.forward(&[BertInput::new(&ids)], &pool, &mut BertScratch::default(), &mut c).unwrap();
+        let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+        let err = rel_err(&c, &a64);
+        assert!(err > 0.0 && err < 5e-2, "quantized GGUF rel err {err}");
         assert_eq!(a, b);
     }
 
