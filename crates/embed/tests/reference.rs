@@ -137,3 +137,19 @@ fn similar_sentences_are_closer_than_unrelated_ones() {
     let v = e.embed(&["How do I reset my password?", "I forgot my password, how can I change it?", "The giraffe ate leaves."]).unwrap();
     assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]) + 0.3);
 }
+
+#[test]
+fn edge_cases_of_the_api() {
+    let Some(e) = load(1, EncoderOptions::default()) else { return };
+    assert!(e.embed(&[]).unwrap().is_empty());
+    // Ids past the model's 512 positions are an error, not a panic.
+    let long = vec![1000u32; 600];
+    assert!(e.embed_ids(&[&long]).is_err());
+    // Out-of-vocabulary ids too.
+    assert!(e.embed_ids(&[&[101, 99_999, 102]]).is_err());
+    // Tokenized ids embed exactly as the text does.
+    let text = "Tokenized ids give the same vector.";
+    let ids = e.tokenize(text).unwrap();
+    assert_eq!(e.embed_ids(&[&ids]).unwrap()[0], e.embed_one(text).unwrap());
+    assert_eq!(e.count_tokens(text).unwrap(), ids.len());
+}

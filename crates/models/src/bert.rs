@@ -1760,11 +1760,18 @@ mod tests {
         let bert = load_st(safetensors_bytes(&tensors, Dtype::F32, ""), &cfg, &BertOptions::default()).unwrap();
         let seqs: Vec<Vec<u32>> = vec![vec![1, 5, 9, 2], vec![3], (0..37).map(|i| (i * 7 % 50) as u32).collect(), vec![]];
         let inputs: Vec<BertInput> = seqs.iter().map(|s| BertInput::new(s)).collect();
-        for threads in [1, 2] {
+        let mut by_threads: Vec<Vec<f32>> = Vec::new();
+        for threads in [1, 2, 3] {
             let pool = ThreadPool::new(threads);
             let mut scratch = BertScratch::default();
             let mut out = Vec::new();
             bert.forward(&inputs, &pool, &mut scratch, &mut out).unwrap();
+            // Every output is computed by one task in a fixed order, so the
+            // thread count cannot change a bit.
+            if let Some(first) = by_threads.first() {
+                assert_eq!(first, &out, "{threads} threads");
+            }
+            by_threads.push(out.clone());
             let total: usize = seqs.iter().map(|s| s.len()).sum();
             assert_eq!(out.len(), total * cfg.n_embd);
             let mut row = 0;
