@@ -1090,7 +1090,9 @@ pub(crate) mod simd {
         const MAGIC: f32 = 12_582_912.0;
         const LN2_HI: f32 = 0.693_145_75;
         const LN2_LO: f32 = 1.428_606_8e-6;
-        let x = x.clamp(-87.0, 88.0);
+        // Selects rather than `clamp`, whose NaN rule blocks vectorisation.
+        let x = if x < -87.0 { -87.0 } else { x };
+        let x = if x > 88.0 { 88.0 } else { x };
         let t = x * std::f32::consts::LOG2_E + MAGIC;
         let n = t - MAGIC;
         let r = (x - n * LN2_HI) - n * LN2_LO;
@@ -1178,6 +1180,24 @@ pub(crate) mod simd {
         ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + s
     }
 
+    /// Maximum in 8 independent lanes (a plain `fold(max)` does not
+    /// vectorise: `f32::max`'s NaN rule makes it order-dependent).
+    #[inline(always)]
+    fn max8(x: &[f32]) -> f32 {
+        let mut acc = [f32::NEG_INFINITY; 8];
+        let mut ch = x.chunks_exact(8);
+        for c in &mut ch {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a = if v > *a { v } else { *a };
+            }
+        }
+        let mut m = f32::NEG_INFINITY;
+        for &v in acc.iter().chain(ch.remainder()) {
+            m = if v > m { v } else { m };
+        }
+        m
+    }
+
     multiversion! {
         /// `x = (x − mean) / sqrt(var + eps) · w + b` (biased variance, as
         /// `torch.nn.LayerNorm`), two passes in f32.
@@ -1197,11 +1217,10 @@ pub(crate) mod simd {
         /// `None`); masked keys get exactly 0, as Hugging Face's additive
         /// `finfo.min` mask gives after `exp` underflows.
         pub(crate) fn softmax_row(x: &mut [f32], scale: f32, mask: Option<&[bool]>) {
-            let mut max = f32::NEG_INFINITY;
-            match mask {
-                None => x.iter().for_each(|&s| max = max.max(s)),
-                Some(m) => x.iter().zip(m).filter(|(_, &keep)| keep).for_each(|(&s, _)| max = max.max(s)),
-            }
+            let max = match mask {
+                None => max8(x),
+                Some(m) => x.iter().zip(m).filter(|(_, &keep)| keep).fold(f32::NEG_INFINITY, |a, (&s, _)| a.max(s)),
+            };
             let max = max * scale;
             for s in x.iter_mut() {
                 *s = exp(*s * scale - max);
