@@ -156,3 +156,23 @@ fn edge_cases_of_the_api() {
     assert_eq!(e.embed_ids(&[&ids]).unwrap()[0], e.embed_one(text).unwrap());
     assert_eq!(e.count_tokens(text).unwrap(), ids.len());
 }
+
+/// Optional: a llama.cpp `bert` GGUF of the same model (convert_hf_to_gguf.py
+/// on the fetched folder, any of --outtype f32/f16), named by
+/// `HEARTH_MINILM_GGUF`, must give the same embeddings. Not run otherwise.
+#[test]
+fn llama_cpp_gguf_of_the_model_matches_when_given() {
+    let Some(gguf) = std::env::var_os("HEARTH_MINILM_GGUF").map(PathBuf::from) else { return };
+    let Some(src) = model_dir() else { panic!("HEARTH_MINILM_GGUF needs the model folder too (for tokenizer and configs)") };
+    let dir = std::env::temp_dir().join(format!("hearth-embed-gguf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::copy(&gguf, dir.join("model.gguf")).unwrap();
+    let e = Embedder::load_with(&dir, &EmbedderOptions { threads: 2, ..Default::default() }).expect("GGUF loads");
+    let worst = check_all(&e, &format!("llama.cpp GGUF {}", gguf.display()), 0.9999);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(worst >= 0.9999);
+}
