@@ -6,6 +6,7 @@ mod chat;
 mod embed;
 mod run;
 mod serve;
+mod serve_embed;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
