@@ -19,6 +19,11 @@
 
 use crate::error::{DistillError, Result};
 use crate::gemm::{gemm, MatRef};
+
+#[inline(always)]
+fn raw<T>(p: &SyncPtr<T>) -> *mut T {
+    p.0
+}
 use crate::net::{FrozenMat, Linear, MatSrc, Net, NetLayer, VecSrc};
 use crate::real::Real;
 use hearth_models::config::RopeLayout;
@@ -232,13 +237,6 @@ fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     s
 }
 
-#[inline]
-fn axpy<T: Real>(alpha: T, x: &[T], y: &mut [T]) {
-    for (yv, &xv) in y.iter_mut().zip(x) {
-        *yv += alpha * xv;
-    }
-}
-
 /// Values of a vector source as `T`.
 fn vec_of<T: Real>(net: &Net, params: &[T], src: &VecSrc) -> Vec<T> {
     match src {
@@ -414,8 +412,28 @@ fn linear_bwd<T: Real>(
     }
 }
 
+/// Query rows per attention block: the score block of rows `i0..i1` only
+/// spans keys `0..i1`, so about half of the causal triangle's upper part
+/// is skipped instead of computed and masked.
+const ATT_ROWS: usize = 64;
+
+/// `C = A·B` on the calling thread through raw C (several tasks write
+/// interleaved columns of one buffer, so no `&mut` slice may span them).
+///
+/// # Safety
+/// `c` must be valid for the `m × n` block at stride `ldc`, owned by the
+/// caller's task.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<T: Real>(m: usize, n: usize, k: usize, a: MatRef<'_, T>, b: MatRef<'_, T>, c: *mut T, ldc: usize, acc: bool) {
+    if m > 0 && n > 0 {
+        T::gemm_block((0, m), (0, n), k, a, b, c, ldc, acc);
+    }
+}
+
 /// Causal softmax attention with grouped K/V heads, one task per
-/// (sequence, head). `p` receives the probabilities (`b·H·T·T`).
+/// (sequence, head); scores and `P·V` go through the GEMM kernel in blocks of
+/// [`ATT_ROWS`] queries. `p` receives the probabilities (`b·H·T·T`, zero
+/// above the diagonal).
 #[allow(clippy::too_many_arguments)]
 fn attention_fwd<T: Real>(pool: &ThreadPool, net: &Net, b: usize, t: usize, q: &[T], k: &[T], v: &[T], p: &mut [T], o: &mut [T]) {
     let c = &net.cfg;
@@ -427,39 +445,53 @@ fn attention_fwd<T: Real>(pool: &ThreadPool, net: &Net, b: usize, t: usize, q: &
         for task in s..e {
             let (bi, h) = (task / nh, task % nh);
             let g = h / grp;
-            for i in 0..t {
-                let row = bi * t + i;
-                let qi = &q[row * qd + h * hd..row * qd + (h + 1) * hd];
-                // SAFETY: (bi, h) owns this probability row and output slot.
-                let pr = unsafe { pp.slice(((bi * nh + h) * t + i) * t, t) };
-                let mut max = T::from_f64(f64::NEG_INFINITY);
-                for j in 0..=i {
-                    let kr = (bi * t + j) * kd + g * hd;
-                    let sc = dot(qi, &k[kr..kr + hd]) * scale;
-                    pr[j] = sc;
-                    max = max.max(sc);
+            let qh = &q[bi * t * qd + h * hd..];
+            let kg = &k[bi * t * kd + g * hd..];
+            let vg = &v[bi * t * kd + g * hd..];
+            // SAFETY: (bi, h) owns its T×T probability block and head h of
+            // the output rows of sequence bi.
+            let ph = unsafe { pp.slice((bi * nh + h) * t * t, t * t) };
+            let oh = unsafe { raw(&op).add(bi * t * qd + h * hd) };
+            let mut i0 = 0;
+            while i0 < t {
+                let i1 = (i0 + ATT_ROWS).min(t);
+                let rows = i1 - i0;
+                let pblk = &mut ph[i0 * t..];
+                // S = Q Kᵀ for queries i0..i1 and keys 0..i1.
+                unsafe {
+                    gemm_raw(rows, i1, hd, MatRef { data: &qh[i0 * qd..], rs: qd, cs: 1 }, MatRef { data: kg, rs: 1, cs: kd }, pblk.as_mut_ptr(), t, false)
+                };
+                for r in 0..rows {
+                    let i = i0 + r;
+                    let pr = &mut pblk[r * t..(r + 1) * t];
+                    let mut max = T::from_f64(f64::NEG_INFINITY);
+                    for sv in pr[..=i].iter_mut() {
+                        *sv *= scale;
+                        max = max.max(*sv);
+                    }
+                    let mut sum = T::ZERO;
+                    for pv in pr[..=i].iter_mut() {
+                        *pv = (*pv - max).exp();
+                        sum += *pv;
+                    }
+                    let inv = T::ONE / sum;
+                    pr[..=i].iter_mut().for_each(|pv| *pv *= inv);
+                    pr[i + 1..].iter_mut().for_each(|pv| *pv = T::ZERO);
                 }
-                let mut sum = T::ZERO;
-                for pv in pr[..=i].iter_mut() {
-                    *pv = (*pv - max).exp();
-                    sum += *pv;
-                }
-                let inv = T::ONE / sum;
-                pr[..=i].iter_mut().for_each(|pv| *pv *= inv);
-                pr[i + 1..].iter_mut().for_each(|pv| *pv = T::ZERO);
-                let oi = unsafe { op.slice(row * qd + h * hd, hd) };
-                oi.iter_mut().for_each(|v| *v = T::ZERO);
-                for (j, &pj) in pr[..=i].iter().enumerate() {
-                    let vr = (bi * t + j) * kd + g * hd;
-                    axpy(pj, &v[vr..vr + hd], oi);
-                }
+                // O = P V.
+                unsafe {
+                    gemm_raw(rows, hd, i1, MatRef { data: &pblk[..], rs: t, cs: 1 }, MatRef { data: vg, rs: kd, cs: 1 }, oh.add(i0 * qd), qd, false)
+                };
+                i0 = i1;
             }
         }
     });
 }
 
 /// Backward of [`attention_fwd`], one task per (sequence, K/V head), so that
-/// the query heads sharing a K/V head add into dK/dV in a fixed order.
+/// the query heads sharing a K/V head add into dK/dV in a fixed order:
+/// `dP = dO Vᵀ`, `dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale`, `dQ = dS K`,
+/// `dK += dSᵀ Q`, `dV += Pᵀ dO`.
 #[allow(clippy::too_many_arguments)]
 fn attention_bwd<T: Real>(
     pool: &ThreadPool,
@@ -481,37 +513,52 @@ fn attention_bwd<T: Real>(
     let scale = T::from_f32(c.attn_scale);
     let (dqp, dkp, dvp) = (SyncPtr::new(dq), SyncPtr::new(dk), SyncPtr::new(dv));
     pool.parallel_for(b * nkv, 1, &|s, e| {
-        let mut dp = vec![T::ZERO; t];
+        let mut ds = vec![T::ZERO; ATT_ROWS * t];
         for task in s..e {
             let (bi, g) = (task / nkv, task % nkv);
-            // SAFETY: (bi, g) owns rows bi·t.. of head g in dK/dV and the
-            // query heads of group g in dQ.
+            let kg = &k[bi * t * kd + g * hd..];
+            let vg = &v[bi * t * kd + g * hd..];
+            // SAFETY: (bi, g) owns head g of dK/dV rows of sequence bi and
+            // the query heads of group g in dQ.
+            let (dkg, dvg) = unsafe { (raw(&dkp).add(bi * t * kd + g * hd), raw(&dvp).add(bi * t * kd + g * hd)) };
             for j in 0..t {
-                let r = (bi * t + j) * kd + g * hd;
-                unsafe { dkp.slice(r, hd) }.iter_mut().for_each(|x| *x = T::ZERO);
-                unsafe { dvp.slice(r, hd) }.iter_mut().for_each(|x| *x = T::ZERO);
+                unsafe {
+                    std::slice::from_raw_parts_mut(dkg.add(j * kd), hd).iter_mut().for_each(|x| *x = T::ZERO);
+                    std::slice::from_raw_parts_mut(dvg.add(j * kd), hd).iter_mut().for_each(|x| *x = T::ZERO);
+                }
             }
             for h in g * grp..(g + 1) * grp {
-                for i in 0..t {
-                    let row = bi * t + i;
-                    let doi = &d_o[row * qd + h * hd..row * qd + (h + 1) * hd];
-                    let qi = &q[row * qd + h * hd..row * qd + (h + 1) * hd];
-                    let pr = &p[((bi * nh + h) * t + i) * t..((bi * nh + h) * t + i + 1) * t];
-                    let mut pdp = T::ZERO;
-                    for j in 0..=i {
-                        let vr = (bi * t + j) * kd + g * hd;
-                        dp[j] = dot(doi, &v[vr..vr + hd]);
-                        pdp += pr[j] * dp[j];
+                let qh = &q[bi * t * qd + h * hd..];
+                let doh = &d_o[bi * t * qd + h * hd..];
+                let ph = &p[(bi * nh + h) * t * t..(bi * nh + h + 1) * t * t];
+                let dqh = unsafe { raw(&dqp).add(bi * t * qd + h * hd) };
+                let mut i0 = 0;
+                while i0 < t {
+                    let i1 = (i0 + ATT_ROWS).min(t);
+                    let rows = i1 - i0;
+                    let pblk = &ph[i0 * t..];
+                    let do_blk = MatRef { data: &doh[i0 * qd..], rs: qd, cs: 1 };
+                    // dP = dO Vᵀ (keys 0..i1), then dS in place.
+                    unsafe { gemm_raw(rows, i1, hd, do_blk, MatRef { data: vg, rs: 1, cs: kd }, ds.as_mut_ptr(), t, false) };
+                    for r in 0..rows {
+                        let i = i0 + r;
+                        let (pr, dr) = (&pblk[r * t..r * t + i1], &mut ds[r * t..r * t + i1]);
+                        let pdp = dot(&pr[..=i], &dr[..=i]);
+                        for (dv_, &pv) in dr[..=i].iter_mut().zip(&pr[..=i]) {
+                            *dv_ = pv * (*dv_ - pdp) * scale;
+                        }
+                        dr[i + 1..].iter_mut().for_each(|x| *x = T::ZERO);
                     }
-                    let dqi = unsafe { dqp.slice(row * qd + h * hd, hd) };
-                    dqi.iter_mut().for_each(|x| *x = T::ZERO);
-                    for j in 0..=i {
-                        let ds = pr[j] * (dp[j] - pdp) * scale;
-                        let kr = (bi * t + j) * kd + g * hd;
-                        axpy(ds, &k[kr..kr + hd], dqi);
-                        axpy(ds, qi, unsafe { dkp.slice(kr, hd) });
-                        axpy(pr[j], doi, unsafe { dvp.slice(kr, hd) });
+                    let ds_blk = MatRef { data: &ds[..], rs: t, cs: 1 };
+                    unsafe {
+                        // dQ = dS K
+                        gemm_raw(rows, hd, i1, ds_blk, MatRef { data: kg, rs: kd, cs: 1 }, dqh.add(i0 * qd), qd, false);
+                        // dK += dSᵀ Q
+                        gemm_raw(i1, hd, rows, MatRef { data: &ds[..], rs: 1, cs: t }, MatRef { data: &qh[i0 * qd..], rs: qd, cs: 1 }, dkg, kd, true);
+                        // dV += Pᵀ dO
+                        gemm_raw(i1, hd, rows, MatRef { data: pblk, rs: 1, cs: t }, do_blk, dvg, kd, true);
                     }
+                    i0 = i1;
                 }
             }
         }

@@ -4,10 +4,10 @@
 //!
 //! The f32 path is the classic packed GEMM (Goto & van de Geijn, "Anatomy of
 //! High-Performance Matrix Multiplication", as in BLIS): C is cut into
-//! `MC × NC` blocks, one per task on the thread pool; inside a block, K is
-//! walked in `KC` slices, the slice of A is packed into `MR`-row panels and
-//! the slice of B into `NR`-column panels (zero-padded, so transposed or
-//! strided operands cost nothing extra in the inner loop), and a register
+//! blocks, one per task on the thread pool; inside a block, K is walked in
+//! `KC` slices, the slice of B is packed once into `NR`-column panels and
+//! each `MC`-row slice of A into `MR`-row panels (zero-padded, so transposed
+//! or strided operands cost nothing extra in the inner loop), and a register
 //! micro-kernel computes each `MR × NR` tile. The AVX2 micro-kernel keeps the
 //! 6×16 tile in 12 ymm accumulators and issues two FMAs per broadcast
 //! element of A; a plain-Rust micro-kernel with the same structure serves
@@ -30,11 +30,11 @@ use std::sync::OnceLock;
 pub const MR: usize = 6;
 /// Columns of the register tile (two 8-lane vectors).
 pub const NR: usize = 16;
-/// Rows of C per task: 8 register tiles.
+/// Rows of A packed at a time (8 register tiles; `MC × KC` f32 = 48 KiB).
 pub const MC: usize = 8 * MR;
-/// Columns of C per task: 8 register tiles. The packed B slice
-/// (`KC × NC` f32 = 128 KiB) stays in L2, the A panel in L1.
-pub const NC: usize = 8 * NR;
+/// Widest column block of one task (`KC × NB` f32 of packed B = 256 KiB,
+/// which stays in a 1 MiB L2 while every row block of the task reuses it).
+pub const NB: usize = 16 * NR;
 /// Depth of one packed slice.
 pub const KC: usize = 256;
 
@@ -107,7 +107,7 @@ pub fn selected_kernel() -> Kernel {
 
 /// `C = A·B` (or `C += A·B` with `accumulate`), where A is `m × k`, B is
 /// `k × n` and C is row-major `m × n` with leading dimension `ldc`, spread
-/// over the pool in `MC × NC` blocks.
+/// over the pool in blocks (see `Plan`).
 ///
 /// Panics if a view is too short for its shape: shapes here come from the
 /// model configuration, never from a file, so a mismatch is a bug.
@@ -127,13 +127,11 @@ pub fn gemm<T: Real>(
     if m == 0 || n == 0 {
         return;
     }
-    let (mt, nt) = (m.div_ceil(MC), n.div_ceil(NC));
+    let plan = Plan::new(m, n, pool.n_threads());
     let cp = SyncPtr::new(c);
-    pool.parallel_for(mt * nt, 1, &|t0, t1| {
+    pool.parallel_for(plan.tasks(), 1, &|t0, t1| {
         for t in t0..t1 {
-            let (bi, bj) = (t / nt, t % nt);
-            let rows = (bi * MC, ((bi + 1) * MC).min(m));
-            let cols = (bj * NC, ((bj + 1) * NC).min(n));
+            let (rows, cols) = plan.block(t);
             // SAFETY: shapes were checked above; blocks are disjoint.
             unsafe { T::gemm_block(rows, cols, k, a, b, raw(&cp), ldc, accumulate) };
         }
@@ -181,17 +179,49 @@ pub fn sgemm_with(
     if kernel == Kernel::Avx2Fma && !available_kernels().contains(&Kernel::Avx2Fma) {
         panic!("the AVX2+FMA kernel is not available on this CPU");
     }
-    let (mt, nt) = (m.div_ceil(MC), n.div_ceil(NC));
+    let plan = Plan::new(m, n, pool.n_threads());
     let cp = SyncPtr::new(c);
-    pool.parallel_for(mt * nt, 1, &|t0, t1| {
+    pool.parallel_for(plan.tasks(), 1, &|t0, t1| {
         for t in t0..t1 {
-            let (bi, bj) = (t / nt, t % nt);
-            let rows = (bi * MC, ((bi + 1) * MC).min(m));
-            let cols = (bj * NC, ((bj + 1) * NC).min(n));
+            let (rows, cols) = plan.block(t);
             // SAFETY: as in `gemm`.
             unsafe { sgemm_block(kernel, rows, cols, k, a, b, raw(&cp), ldc, accumulate) };
         }
     });
+}
+
+/// How C is cut into tasks: column blocks at most [`NB`] wide, and as many
+/// row blocks as it takes to give every thread about four tasks (dynamic
+/// scheduling then evens out a core slowed by a neighbour). Each task packs
+/// each slice of B once and reuses it for all its rows, so the bigger the
+/// blocks the less time goes into packing. The cut does not change any
+/// element's arithmetic, so results are identical for any thread count.
+struct Plan {
+    m: usize,
+    n: usize,
+    mb: usize,
+    nb: usize,
+    nt: usize,
+}
+
+impl Plan {
+    fn new(m: usize, n: usize, threads: usize) -> Plan {
+        let nb = n.min(NB);
+        let nt = n.div_ceil(nb);
+        let want = 4 * threads.max(1);
+        let mt = want.div_ceil(nt).clamp(1, m.div_ceil(MR));
+        let mb = m.div_ceil(mt).div_ceil(MR) * MR;
+        Plan { m, n, mb, nb, nt }
+    }
+
+    fn tasks(&self) -> usize {
+        self.m.div_ceil(self.mb) * self.nt
+    }
+
+    fn block(&self, t: usize) -> ((usize, usize), (usize, usize)) {
+        let (bi, bj) = (t / self.nt, t % self.nt);
+        ((bi * self.mb, ((bi + 1) * self.mb).min(self.m)), (bj * self.nb, ((bj + 1) * self.nb).min(self.n)))
+    }
 }
 
 /// The pointer inside a [`SyncPtr`]; going through a function makes
@@ -258,7 +288,9 @@ thread_local! {
     static PACK: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// One `MC × NC` (or smaller) block of f32 GEMM with the chosen kernel.
+/// One block of f32 GEMM with the chosen kernel: each `KC` slice of B is
+/// packed once for the whole block, then each `MC`-row slice of A is packed
+/// and multiplied against it tile by tile.
 ///
 /// # Safety
 /// As [`Real::gemm_block`]; `kernel` must be available on this CPU.
@@ -276,7 +308,7 @@ pub unsafe fn sgemm_block(
 ) {
     let (m0, m1) = rows;
     let (n0, n1) = cols;
-    let (mb, nb) = (m1 - m0, n1 - n0);
+    let nb = n1 - n0;
     if k == 0 {
         if !accumulate {
             for i in m0..m1 {
@@ -285,38 +317,44 @@ pub unsafe fn sgemm_block(
         }
         return;
     }
-    let (mp, np) = (mb.div_ceil(MR), nb.div_ceil(NR));
+    let np = nb.div_ceil(NR);
     PACK.with(|p| {
         let mut p = p.borrow_mut();
         let (pa, pb) = &mut *p;
-        pa.resize(mp * MR * KC, 0.0);
+        pa.resize(MC * KC, 0.0);
         pb.resize(np * NR * KC, 0.0);
         let mut tile = [0f32; MR * NR];
         let mut p0 = 0;
         while p0 < k {
             let kc = KC.min(k - p0);
-            pack_a(a, m0, mb, p0, kc, pa);
             pack_b(b, n0, nb, p0, kc, pb);
             let add = accumulate || p0 > 0;
-            for jp in 0..np {
-                let bp = &pb[jp * NR * kc..(jp + 1) * NR * kc];
-                let ncols = NR.min(nb - jp * NR);
-                for ip in 0..mp {
-                    let ap = &pa[ip * MR * kc..(ip + 1) * MR * kc];
-                    let nrows = MR.min(mb - ip * MR);
-                    let cij = c.add((m0 + ip * MR) * ldc + n0 + jp * NR);
-                    if nrows == MR && ncols == NR {
-                        micro(kernel, kc, ap, bp, cij, ldc, add);
-                    } else {
-                        micro(kernel, kc, ap, bp, tile.as_mut_ptr(), NR, false);
-                        for r in 0..nrows {
-                            for q in 0..ncols {
-                                let d = cij.add(r * ldc + q);
-                                *d = if add { *d + tile[r * NR + q] } else { tile[r * NR + q] };
+            let mut i0 = m0;
+            while i0 < m1 {
+                let mb = MC.min(m1 - i0);
+                let mp = mb.div_ceil(MR);
+                pack_a(a, i0, mb, p0, kc, pa);
+                for jp in 0..np {
+                    let bp = &pb[jp * NR * kc..(jp + 1) * NR * kc];
+                    let ncols = NR.min(nb - jp * NR);
+                    for ip in 0..mp {
+                        let ap = &pa[ip * MR * kc..(ip + 1) * MR * kc];
+                        let nrows = MR.min(mb - ip * MR);
+                        let cij = c.add((i0 + ip * MR) * ldc + n0 + jp * NR);
+                        if nrows == MR && ncols == NR {
+                            micro(kernel, kc, ap, bp, cij, ldc, add);
+                        } else {
+                            micro(kernel, kc, ap, bp, tile.as_mut_ptr(), NR, false);
+                            for r in 0..nrows {
+                                for q in 0..ncols {
+                                    let d = cij.add(r * ldc + q);
+                                    *d = if add { *d + tile[r * NR + q] } else { tile[r * NR + q] };
+                                }
                             }
                         }
                     }
                 }
+                i0 += mb;
             }
             p0 += kc;
         }
@@ -326,6 +364,27 @@ pub unsafe fn sgemm_block(
 /// Packs rows `m0..m0+mb`, depth `p0..p0+kc` of A as `MR`-row panels:
 /// panel `i` holds `kc` groups of `MR` values (rows past `mb` are zero).
 fn pack_a(a: MatRef<'_, f32>, m0: usize, mb: usize, p0: usize, kc: usize, out: &mut [f32]) {
+    if a.rs == 1 {
+        // Column-contiguous A (a transposed row-major matrix): read each
+        // column's MR values together.
+        for ip in 0..mb.div_ceil(MR) {
+            let panel = &mut out[ip * MR * kc..(ip + 1) * MR * kc];
+            let nrows = MR.min(mb - ip * MR);
+            for p in 0..kc {
+                let base = m0 + ip * MR + (p0 + p) * a.cs;
+                let dst = &mut panel[p * MR..(p + 1) * MR];
+                if nrows == MR {
+                    let src: &[f32; MR] = a.data[base..base + MR].try_into().expect("MR values");
+                    dst.copy_from_slice(src);
+                } else {
+                    for (r, d) in dst.iter_mut().enumerate() {
+                        *d = if r < nrows { a.data[base + r] } else { 0.0 };
+                    }
+                }
+            }
+        }
+        return;
+    }
     for ip in 0..mb.div_ceil(MR) {
         let panel = &mut out[ip * MR * kc..(ip + 1) * MR * kc];
         for r in 0..MR {
@@ -360,8 +419,15 @@ fn pack_b(b: MatRef<'_, f32>, n0: usize, nb: usize, p0: usize, kc: usize, out: &
             for p in 0..kc {
                 let base = (p0 + p) * b.rs + n0 + jp * NR;
                 let dst = &mut panel[p * NR..(p + 1) * NR];
-                dst[..ncols].copy_from_slice(&b.data[base..base + ncols]);
-                dst[ncols..].iter_mut().for_each(|v| *v = 0.0);
+                if ncols == NR {
+                    // Fixed length: inlined vector moves, not a memmove call.
+                    let src: &[f32; NR] = b.data[base..base + NR].try_into().expect("NR values");
+                    dst.copy_from_slice(src);
+                } else {
+                    for (q, d) in dst.iter_mut().enumerate() {
+                        *d = if q < ncols { b.data[base + q] } else { 0.0 };
+                    }
+                }
             }
         } else {
             // Column-strided B (a transposed row-major matrix): walk each

@@ -2,9 +2,12 @@
 
 pub mod error;
 pub mod exec;
+pub mod export;
 pub mod gemm;
 pub mod net;
+pub mod optim;
 pub mod real;
 pub mod rng;
+pub mod st;
 
 pub use error::{DistillError, Result};

@@ -39,11 +39,10 @@ fn random_params(net: &Net, rng: &mut Rng) -> Vec<f64> {
     p
 }
 
-fn case(cfg: NetConfig, seed: u64, with_teacher: bool) -> Case {
+fn case(cfg: NetConfig, seed: u64, with_teacher: bool, b: usize, t: usize) -> Case {
     let net = Net::new_scratch(cfg).unwrap();
     let mut rng = Rng::new(seed);
     let params = random_params(&net, &mut rng);
-    let (b, t) = (2, 5);
     let nv = net.cfg.n_vocab;
     let inputs: Vec<u32> = (0..b * t).map(|_| rng.below(nv) as u32).collect();
     let mut targets: Vec<u32> = (0..b * t).map(|_| rng.below(nv) as u32).collect();
@@ -130,7 +129,7 @@ fn gradients_untied_biases_gqa_interleaved_rope() {
     let mut cfg = NetConfig::llama(11, 8, 2, 2, 1, 12, 8, false);
     cfg.qkv_bias = true;
     cfg.o_bias = true;
-    check(&case(cfg, 1, true));
+    check(&case(cfg, 1, true, 2, 5));
 }
 
 #[test]
@@ -140,12 +139,20 @@ fn gradients_tied_halves_rope_partial_rotation() {
     cfg.rope.n_rot = 2;
     cfg.rope.freq_base = 100.0;
     cfg.rope.scaling = RopeScaling::Linear { factor: 2.0 };
-    check(&case(cfg, 2, false));
+    check(&case(cfg, 2, false, 2, 5));
 }
 
 #[test]
 fn gradients_with_teacher_only_and_wide_gqa() {
     let mut cfg = NetConfig::llama(9, 16, 1, 4, 2, 20, 8, true);
     cfg.norm_eps = 1e-2;
-    check(&case(cfg, 3, true));
+    check(&case(cfg, 3, true, 2, 5));
+}
+
+/// Sequences longer than one attention block (64 queries), so the blocked
+/// score/softmax/backward code is checked across block edges.
+#[test]
+fn gradients_across_attention_blocks() {
+    let cfg = NetConfig::llama(7, 4, 1, 2, 1, 6, 80, false);
+    check(&case(cfg, 4, false, 1, 70));
 }
