@@ -1,5 +1,6 @@
 //! Training on the CPU, with no ML framework.
 
+pub mod data;
 pub mod error;
 pub mod exec;
 pub mod export;
@@ -9,5 +10,6 @@ pub mod optim;
 pub mod real;
 pub mod rng;
 pub mod st;
+pub mod trainer;
 
 pub use error::{DistillError, Result};
