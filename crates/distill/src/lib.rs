@@ -1,5 +1,6 @@
 //! Training on the CPU, with no ML framework.
 
+pub mod bpe;
 pub mod data;
 pub mod error;
 pub mod exec;
