@@ -3,6 +3,7 @@
 
 mod bench;
 mod chat;
+mod distill;
 mod run;
 mod tokenize;
 
@@ -26,6 +27,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Print the token ids of text read from stdin.
     Tokenize(tokenize::TokenizeArgs),
+    /// Train models on the CPU: LoRA adapters, merging, the demo model.
+    Distill(distill::DistillArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Chat(a) => chat::main(a),
         Command::Bench(a) => bench::main(a),
         Command::Tokenize(a) => tokenize::main(a),
+        Command::Distill(a) => distill::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,8 +2,10 @@
 
 pub mod bpe;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod exec;
+pub mod foldoc;
 pub mod export;
 pub mod gemm;
 pub mod net;
