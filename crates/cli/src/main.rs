@@ -4,7 +4,9 @@
 mod bench;
 mod chat;
 mod distill;
+mod embed;
 mod run;
+mod serve;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -25,10 +27,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Chat with a model using its own chat template.
     Chat(chat::ChatArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
     /// Print the token ids of text read from stdin.
     Tokenize(tokenize::TokenizeArgs),
     /// Train models on the CPU: LoRA adapters, merging, the demo model.
     Distill(distill::DistillArgs),
+    /// Print sentence embeddings (JSON) of texts given or read from stdin.
+    Embed(embed::EmbedArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,8 +47,10 @@ fn main() -> ExitCode {
         Command::Run(a) => run::main(a),
         Command::Chat(a) => chat::main(a),
         Command::Bench(a) => bench::main(a),
+        Command::Serve(a) => serve::main(a),
         Command::Tokenize(a) => tokenize::main(a),
         Command::Distill(a) => distill::main(a),
+        Command::Embed(a) => embed::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@
 
 pub mod chat;
 pub mod sampler;
+pub mod scheduler;
 
 use hearth_formats::GgufFile;
 use hearth_models::{Decoder, KvCache, KvType, Logits, ModelConfig, Scratch, SeqInput, ThreadPool};

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Concurrency benchmark for a running `hearth serve` (not a test).
+
+For each concurrency level C, C client threads each stream chat completions
+of exactly --tokens tokens (ignore_eos) for --rounds rounds. Reported:
+
+- aggregate tok/s: completion tokens of all streams / wall time of the level
+  (what the server delivers in total);
+- decode tok/s per stream: (tokens - 1) / (last token - first token), median;
+- TTFT p50/p95: request sent → first content chunk.
+
+Only the standard library is used, so any python3 runs it:
+
+    hearth serve -m model.gguf --parallel 8 &
+    python3 bench/serve_load.py --url http://127.0.0.1:8080 --levels 1,4,8
+"""
+
+import argparse
+import http.client
+import json
+import statistics
+import threading
+import time
+import urllib.parse
+
+
+def one_stream(url, key, prompt, tokens, seed):
+    u = urllib.parse.urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+    body = json.dumps(
+        {
+            "model": "bench",
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": tokens,
+            "ignore_eos": True,
+            "temperature": 0.7,
+            "seed": seed,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    t0 = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", body, headers)
+    resp = conn.getresponse()
+    if resp.status != 200:
+        raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:300]!r}")
+    first = last = None
+    completion = 0
+    buf = b""
+    while True:
+        chunk = resp.read1(65536)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            if not event.startswith(b"data: "):
+                continue
+            data = event[6:]
+            if data == b"[DONE]":
+                continue
+            v = json.loads(data)
+            if v.get("usage"):
+                completion = v["usage"]["completion_tokens"]
+            for c in v.get("choices", []):
+                if c.get("delta", {}).get("content"):
+                    now = time.perf_counter()
+                    if first is None:
+                        first = now
+                    last = now
+    conn.close()
+    return {"ttft": (first or time.perf_counter()) - t0, "first": first, "last": last, "tokens": completion}
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    k = (len(xs) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def run_level(args, c):
+    results = []
+    lock = threading.Lock()
+
+    def client(i):
+        for r in range(args.rounds):
+            prompt = f"Client {i}, round {r}: write a long story about a lighthouse keeper and the sea."
+            res = one_stream(args.url, args.api_key, prompt, args.tokens, seed=1000 * i + r)
+            with lock:
+                results.append(res)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(c)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    total = sum(r["tokens"] for r in results)
+    decode = [(r["tokens"] - 1) / (r["last"] - r["first"]) for r in results if r["first"] and r["last"] and r["last"] > r["first"]]
+    ttft = [r["ttft"] for r in results]
+    return {
+        "concurrency": c,
+        "requests": len(results),
+        "tokens": total,
+        "wall_s": wall,
+        "aggregate_tok_s": total / wall,
+        "per_stream_decode_tok_s": statistics.median(decode) if decode else 0.0,
+        "ttft_p50_s": percentile(ttft, 0.5),
+        "ttft_p95_s": percentile(ttft, 0.95),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", default="http://127.0.0.1:8080")
+    ap.add_argument("--api-key", default=None)
+    ap.add_argument("--levels", default="1,4,8")
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--json", action="store_true", help="print one JSON object per level")
+    args = ap.parse_args()
+    # Warm-up: page the weights in.
+    one_stream(args.url, args.api_key, "warm up", 4, 0)
+    rows = [run_level(args, int(c)) for c in args.levels.split(",")]
+    base = rows[0]["aggregate_tok_s"]
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return
+    print(f"{'streams':>7} {'requests':>8} {'agg tok/s':>10} {'x vs 1':>7} {'per-stream tok/s':>17} {'TTFT p50':>9} {'TTFT p95':>9}")
+    for r in rows:
+        print(
+            f"{r['concurrency']:>7} {r['requests']:>8} {r['aggregate_tok_s']:>10.1f} {r['aggregate_tok_s'] / base:>7.2f} "
+            f"{r['per_stream_decode_tok_s']:>17.1f} {r['ttft_p50_s']:>8.3f}s {r['ttft_p95_s']:>8.3f}s"
+        )
+
+
+if __name__ == "__main__":
+    main()
