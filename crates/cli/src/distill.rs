@@ -16,7 +16,7 @@ pub struct DistillArgs {
 
 #[derive(clap::Subcommand)]
 pub enum DistillCommand {
-    /// Train the FOLDOC demo model from scratch and evaluate it (the recipe of models/demo).
+    /// Train the FOLDOC demo model from scratch and evaluate it (the recipe of assets/demo).
     TrainDemo(TrainDemoArgs),
 }
 
@@ -28,7 +28,7 @@ pub struct TrainDemoArgs {
     #[arg(long, default_value = "/usr/share/dictd/foldoc.index")]
     pub index: PathBuf,
     /// Output directory for foldoc-demo.gguf and eval.json.
-    #[arg(long, default_value = "models/demo")]
+    #[arg(long, default_value = "assets/demo")]
     pub out: PathBuf,
     /// Checkpoints go here; an existing checkpoint is resumed.
     #[arg(long, default_value = "target/demo-work")]

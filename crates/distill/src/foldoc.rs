@@ -18,6 +18,13 @@
 //!
 //! Deliberately absent: following cross-references, pronunciation guides,
 //! and the `00-database-*` header entries (skipped).
+//!
+//! Debian's package appends a few entries of its own after the headword
+//! `Dictionary.debian` (copyright Joey Hess and Robert D. Hilliard, under a
+//! different licence: verbatim copies and derived works must carry their
+//! notice and be distributed under identical terms). [`load`] drops that
+//! entry and everything after its offset, so what is trained on is FOLDOC
+//! proper, under the GFDL alone.
 
 use crate::error::{io_at, DistillError, Result};
 use std::collections::BTreeSet;
@@ -137,6 +144,9 @@ fn b64_number(s: &str) -> Option<usize> {
     Some(v)
 }
 
+/// Index headword (lower-cased) of the Debian appendix; see the module docs.
+const DEBIAN_APPENDIX: &str = "dictionary.debian";
+
 /// Reads the dictionary: `dict` is the `.dict.dz` (or uncompressed `.dict`)
 /// file, `index` its `.index`. Entries come in file order.
 pub fn load(dict: &Path, index: &Path) -> Result<Vec<Entry>> {
@@ -150,6 +160,7 @@ pub fn load(dict: &Path, index: &Path) -> Result<Vec<Entry>> {
     };
     let index_text = std::fs::read_to_string(index).map_err(io_at(index))?;
     let mut spans = BTreeSet::new();
+    let mut debian_start = usize::MAX;
     for (i, line) in index_text.lines().enumerate() {
         let f: Vec<&str> = line.split('\t').collect();
         let bad = || DistillError::Corpus(format!("{}: line {}: expected `word TAB offset TAB length`", index.display(), i + 1));
@@ -163,10 +174,13 @@ pub fn load(dict: &Path, index: &Path) -> Result<Vec<Entry>> {
         if off.checked_add(len).is_none_or(|e| e > data.len()) {
             return Err(DistillError::Corpus(format!("{}: line {}: entry lies outside the dictionary", index.display(), i + 1)));
         }
+        if f[0] == DEBIAN_APPENDIX {
+            debian_start = debian_start.min(off);
+        }
         spans.insert((off, len));
     }
     let mut entries = Vec::with_capacity(spans.len());
-    for (off, len) in spans {
+    for (off, len) in spans.into_iter().filter(|&(off, _)| off < debian_start) {
         let text = String::from_utf8_lossy(&data[off..off + len]);
         if let Some(e) = parse_entry(&text) {
             entries.push(e);
@@ -278,5 +292,47 @@ mod tests {
     fn bodiless_entries_are_skipped() {
         assert!(parse_entry("word\n\n   (2001-01-01)\n").is_none());
         assert!(parse_entry("\n\n").is_none());
+    }
+
+    fn b64(mut v: usize) -> String {
+        const DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = vec![DIGITS[v % 64]];
+        v /= 64;
+        while v > 0 {
+            out.push(DIGITS[v % 64]);
+            v /= 64;
+        }
+        out.reverse();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn debian_appendix_is_dropped() {
+        let parts = [
+            ("byte", "byte\n\n   <unit> Eight bits, usually.\n\n"),
+            ("dictionary.debian", "Dictionary.debian\n\n  The following definitions are Copyright Somebody Else.\n\n"),
+            ("orphan", "orphan\n\n   <Debian> A Debian package without a maintainer.\n\n"),
+            ("word", "word\n\n   <unit> A fixed-size group of bits.\n\n"),
+        ];
+        // "word" is stored before the appendix in the file but indexed last;
+        // "orphan" comes after it and must go.
+        let order = [0usize, 3, 1, 2];
+        let mut data = String::new();
+        let mut index = Vec::new();
+        for &k in &order {
+            let (hw, text) = parts[k];
+            index.push(format!("{hw}\t{}\t{}", b64(data.len()), b64(text.len())));
+            data.push_str(text);
+        }
+        index.sort();
+        let dir = std::env::temp_dir().join(format!("hearth-foldoc-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (d, i) = (dir.join("t.dict"), dir.join("t.index"));
+        std::fs::write(&d, &data).unwrap();
+        std::fs::write(&i, index.join("\n") + "\n").unwrap();
+        let entries = load(&d, &i).unwrap();
+        let words: Vec<&str> = entries.iter().map(|e| e.headword()).collect();
+        assert_eq!(words, vec!["byte", "word"]);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
