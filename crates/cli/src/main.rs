@@ -3,6 +3,7 @@
 
 mod bench;
 mod chat;
+mod distill;
 mod embed;
 mod run;
 mod serve;
@@ -31,6 +32,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print the token ids of text read from stdin.
     Tokenize(tokenize::TokenizeArgs),
+    /// Train models on the CPU: LoRA adapters, merging, the demo model.
+    Distill(distill::DistillArgs),
     /// Print sentence embeddings (JSON) of texts given or read from stdin.
     Embed(embed::EmbedArgs),
 }
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::main(a),
         Command::Serve(a) => serve::main(a),
         Command::Tokenize(a) => tokenize::main(a),
+        Command::Distill(a) => distill::main(a),
         Command::Embed(a) => embed::main(a),
     };
     match result {
