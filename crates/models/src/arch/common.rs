@@ -291,7 +291,12 @@ pub fn gemma(file: std::sync::Arc<hearth_formats::GgufFile>, o: GemmaOpts) -> Re
     };
     // gemma_pytorch config.py (cited by llama.cpp): the 27B models scale
     // queries by 1/sqrt(n_embd / n_head); the others by 1/sqrt(head_dim).
-    let attn_scale = if hp.n_layer == o.n_layer_27b {
+    // `attention.scale` (written for Hugging Face folders from
+    // query_pre_attn_scalar) wins over the inference from the layer count.
+    let attn_scale = if let Some(s) = h.opt_f32("attention.scale")? {
+        h.check(s.is_finite() && s > 0.0, "attention.scale", s, "must be positive")?;
+        s
+    } else if hp.n_layer == o.n_layer_27b {
         1.0 / ((hp.n_embd / hp.n_head[0]) as f32).sqrt()
     } else {
         1.0 / (hp.head_dim_k as f32).sqrt()
