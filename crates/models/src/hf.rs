@@ -66,6 +66,10 @@ pub enum HfError {
     Gguf(#[from] hearth_formats::GgufError),
     #[error("tokenizer.json: {0}")]
     Tokenizer(String),
+    #[error(transparent)]
+    WeightFile(#[from] hearth_formats::WeightFileError),
+    #[error("{0} is a lone safetensors file; pass the folder that holds it with its config.json and tokenizer.json")]
+    LoneSafetensors(PathBuf),
 }
 
 type Result<T> = std::result::Result<T, HfError>;
@@ -79,6 +83,18 @@ const MAX_JSON: u64 = 256 << 20;
 /// True when `path` looks like a Hugging Face model folder.
 pub fn is_folder(path: &Path) -> bool {
     path.is_dir() && path.join("config.json").is_file()
+}
+
+/// Opens a model given as a GGUF file or a Hugging Face folder. Pickle
+/// checkpoints are refused before a byte of them is parsed.
+pub fn open(path: &Path) -> Result<GgufFile> {
+    if path.is_dir() {
+        return load_folder(path);
+    }
+    match hearth_formats::check_weight_file(path)? {
+        hearth_formats::WeightFormat::Gguf => Ok(GgufFile::open(path)?),
+        hearth_formats::WeightFormat::Safetensors => Err(HfError::LoneSafetensors(path.to_path_buf())),
+    }
 }
 
 /// Converts the folder at `dir` into an in-memory GGUF file.
@@ -100,6 +116,7 @@ pub fn load_folder(dir: &Path) -> Result<GgufFile> {
     };
     // Multimodal Gemma 3 keeps the decoder's settings in text_config.
     let h = Cfg(config.get("text_config").filter(|v| v.is_object()).unwrap_or(&config));
+    refuse_pickle_only(dir)?;
     let st = SafetensorsModel::open(dir)?;
     let mut out = Converter { w: GgufWriter::new(), data: Vec::new() };
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -119,6 +136,22 @@ pub fn load_folder(dir: &Path) -> Result<GgufFile> {
     })?;
     drop(data);
     Ok(GgufFile::from_bytes(bytes)?)
+}
+
+/// A folder whose only weights are pickle checkpoints gets the pickle
+/// refusal, which says what to do, rather than "no safetensors".
+fn refuse_pickle_only(dir: &Path) -> Result<()> {
+    if dir.join(hearth_formats::safetensors::INDEX_FILE).is_file() || dir.join(hearth_formats::safetensors::SINGLE_FILE).is_file() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| HfError::Io { path: dir.to_path_buf(), source })?;
+    for e in entries.flatten() {
+        let p = e.path();
+        if hearth_formats::weights::pickle_extension(&p).is_some() {
+            hearth_formats::check_weight_file(&p)?;
+        }
+    }
+    Ok(())
 }
 
 fn read_json(dir: &Path, file: &str) -> Result<Option<Value>> {
@@ -882,7 +915,12 @@ mod tests {
         std::fs::write(dir.join("config.json"), r#"{"architectures": ["LlamaForCausalLM"]}"#).unwrap();
         std::fs::write(dir.join("pytorch_model.bin"), b"PK\x03\x04").unwrap();
         let e = load_folder(&dir).unwrap_err();
-        assert!(matches!(e, HfError::Safetensors(_)), "{e}");
+        assert!(matches!(e, HfError::WeightFile(hearth_formats::WeightFileError::PickleRefused { .. })), "{e}");
+        assert!(e.to_string().contains("never opens them"), "{e}");
+        std::fs::remove_file(dir.join("pytorch_model.bin")).unwrap();
+        assert!(matches!(load_folder(&dir).unwrap_err(), HfError::Safetensors(_)));
+        let e = open(&dir.join("model.pt")).unwrap_err();
+        assert!(matches!(e, HfError::WeightFile(_)), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }
