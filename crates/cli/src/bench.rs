@@ -23,7 +23,7 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Model file (.gguf).
+    /// Model file (.gguf) or Hugging Face model folder.
     pub model: PathBuf,
     /// Prompt sizes to measure, comma separated.
     #[arg(short = 'p', long = "prompt-tokens", value_delimiter = ',', default_value = "64,512")]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Model file (.gguf).
+    /// Model file (.gguf) or Hugging Face model folder.
     #[arg(short = 'm', long)]
     pub model: PathBuf,
     /// Address to bind. Anything but loopback requires --api-key.

@@ -66,10 +66,12 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads a GGUF model file.
+    /// Loads a GGUF model file or a Hugging Face model folder (converted in
+    /// memory to the GGUF llama.cpp's converter would write, see
+    /// `hearth_models::hf`).
     pub fn load(path: &Path) -> Result<Model> {
         let err = |e: Box<dyn std::error::Error + Send + Sync>| EngineError::Load { path: path.to_path_buf(), source: e };
-        let file = Arc::new(GgufFile::open(path).map_err(|e| err(Box::new(e)))?);
+        let file = Arc::new(hearth_models::hf::open(path).map_err(|e| err(Box::new(e)))?);
         let decoder = hearth_models::load_gguf(Arc::clone(&file)).map_err(|e| err(Box::new(e)))?;
         let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| err(Box::new(e)))?;
         if tokenizer.n_vocab() != decoder.cfg.n_vocab {
