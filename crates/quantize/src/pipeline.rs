@@ -377,7 +377,7 @@ fn finite_floats(ty: GgmlType, data: &[u8]) -> bool {
 /// Converts whole rows of `src` (type `from`) into `dst` (type `to`) on up
 /// to `threads` threads. Returns the sum of squared differences between
 /// the dequantized output and the source values, and whether any output
-/// value is not finite (llama-quantize refuses such data:
+/// value (or source value) is not finite (llama-quantize refuses such data:
 /// `ggml_validate_row_data`).
 fn convert_rows(from: GgmlType, to: GgmlType, ne0: usize, src: &[u8], dst: &mut [u8], threads: usize) -> (f64, bool) {
     let src_row = hearth_kernels::row_bytes(from, ne0);
@@ -397,7 +397,9 @@ fn convert_rows(from: GgmlType, to: GgmlType, ne0: usize, src: &[u8], dst: &mut 
             hearth_kernels::quantize_row_ref(to, &x, d);
             hearth_kernels::dequantize_row(to, d, &mut y);
             for (a, b) in x.iter().zip(&y) {
-                bad |= !b.is_finite();
+                // A NaN in the source can quantize to a finite code (the
+                // block maximum ignores it), so check both sides.
+                bad |= !b.is_finite() || !a.is_finite();
                 let e = f64::from(*b) - f64::from(*a);
                 sq += e * e;
             }
