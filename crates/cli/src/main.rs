@@ -5,6 +5,7 @@ mod bench;
 mod chat;
 mod distill;
 mod embed;
+mod quantize;
 mod run;
 mod serve;
 mod serve_embed;
@@ -36,6 +37,12 @@ enum Command {
     Distill(distill::DistillArgs),
     /// Print sentence embeddings (JSON) of texts given or read from stdin.
     Embed(embed::EmbedArgs),
+    /// Quantize an F32/F16/BF16 GGUF model to Q8_0, Q4_K_M, ... (llama-quantize compatible).
+    Quantize(quantize::QuantizeArgs),
+    /// Perplexity of a model on a text (llama-perplexity's method).
+    Perplexity(quantize::PerplexityArgs),
+    /// A quantized model against its base: perplexities, KL divergence, top-1 agreement.
+    Compare(quantize::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +59,9 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => tokenize::main(a),
         Command::Distill(a) => distill::main(a),
         Command::Embed(a) => embed::main(a),
+        Command::Quantize(a) => quantize::quantize_main(a),
+        Command::Perplexity(a) => quantize::perplexity_main(a),
+        Command::Compare(a) => quantize::compare_main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
