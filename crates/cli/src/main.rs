@@ -3,8 +3,10 @@
 
 mod bench;
 mod chat;
+mod embed;
 mod run;
 mod serve;
+mod serve_embed;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print the token ids of text read from stdin.
     Tokenize(tokenize::TokenizeArgs),
+    /// Print sentence embeddings (JSON) of texts given or read from stdin.
+    Embed(embed::EmbedArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::main(a),
         Command::Serve(a) => serve::main(a),
         Command::Tokenize(a) => tokenize::main(a),
+        Command::Embed(a) => embed::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

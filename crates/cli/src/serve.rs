@@ -52,6 +52,13 @@ pub struct ServeArgs {
     /// Model id listed by /v1/models (default: the file name).
     #[arg(long)]
     pub alias: Option<String>,
+    /// Sentence-embedding model folder served at /v1/embeddings (default:
+    /// the MiniLM folder found as by `hearth embed`; none found: 501).
+    #[arg(long)]
+    pub embed_model: Option<PathBuf>,
+    /// Do not serve /v1/embeddings even if an embedding model is found.
+    #[arg(long)]
+    pub no_embeddings: bool,
 }
 
 pub fn main(a: ServeArgs) -> Result<()> {
@@ -68,6 +75,7 @@ pub fn main(a: ServeArgs) -> Result<()> {
             prefill_chunk: a.prefill_chunk.max(1),
             ..SchedulerConfig::default()
         };
+        let embedder = load_embedder(&a)?;
         let cfg = ServerConfig {
             host: a.host.clone(),
             port: a.port,
@@ -81,6 +89,7 @@ pub fn main(a: ServeArgs) -> Result<()> {
             body_timeout: Duration::from_secs(a.body_timeout.max(1)),
             model_alias: a.alias,
             scheduler,
+            embedder,
             ..ServerConfig::default()
         };
         let server = Server::bind(cfg).await?;
@@ -101,4 +110,25 @@ pub fn main(a: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("serving {}", a.model.display()))
     })
+}
+
+/// An explicitly named embedding folder must load; the default location is
+/// optional (a missing MiniLM only disables /v1/embeddings).
+fn load_embedder(a: &ServeArgs) -> Result<Option<std::sync::Arc<dyn hearth_server::Embedder>>> {
+    if a.no_embeddings {
+        return Ok(None);
+    }
+    let dir = match &a.embed_model {
+        Some(p) => p.clone(),
+        None => match hearth_embed::find_model_dir(None) {
+            Ok(d) => d,
+            Err(_) => {
+                tracing::info!("no embedding model found; /v1/embeddings answers 501");
+                return Ok(None);
+            }
+        },
+    };
+    let e = crate::serve_embed::ServedEmbedder::load(&dir, a.threads)
+        .with_context(|| format!("cannot load the embedding model in {}", dir.display()))?;
+    Ok(Some(std::sync::Arc::new(e)))
 }

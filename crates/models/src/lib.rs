@@ -9,6 +9,7 @@
 //! multimodal towers, GPU offload.
 
 pub mod arch;
+pub mod bert;
 pub mod config;
 pub mod decoder;
 pub mod error;
