@@ -4,6 +4,7 @@
 mod bench;
 mod chat;
 mod embed;
+mod gateway_cmd;
 mod run;
 mod serve;
 mod serve_embed;
@@ -33,6 +34,14 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Print sentence embeddings (JSON) of texts given or read from stdin.
     Embed(embed::EmbedArgs),
+    /// Check a hearth.toml (`hearth config check FILE`).
+    Config(gateway_cmd::ConfigArgs),
+    /// Summarise the ledger: local share, latency per route, cost, savings.
+    Report(gateway_cmd::ReportArgs),
+    /// Audit log keys and verification.
+    Audit(gateway_cmd::AuditArgs),
+    /// Privacy guard tools (`hearth guard eval --data FILE`).
+    Guard(gateway_cmd::GuardArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +57,10 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::main(a),
         Command::Tokenize(a) => tokenize::main(a),
         Command::Embed(a) => embed::main(a),
+        Command::Config(a) => gateway_cmd::config(a),
+        Command::Report(a) => gateway_cmd::report(a),
+        Command::Audit(a) => gateway_cmd::audit(a),
+        Command::Guard(a) => gateway_cmd::guard(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
