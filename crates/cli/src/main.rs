@@ -6,6 +6,7 @@ mod chat;
 mod distill;
 mod embed;
 mod quantize;
+mod gateway_cmd;
 mod run;
 mod serve;
 mod serve_embed;
@@ -43,6 +44,14 @@ enum Command {
     Perplexity(quantize::PerplexityArgs),
     /// A quantized model against its base: perplexities, KL divergence, top-1 agreement.
     Compare(quantize::CompareArgs),
+    /// Check a hearth.toml (`hearth config check FILE`).
+    Config(gateway_cmd::ConfigArgs),
+    /// Summarise the ledger: local share, latency per route, cost, savings.
+    Report(gateway_cmd::ReportArgs),
+    /// Audit log keys and verification.
+    Audit(gateway_cmd::AuditArgs),
+    /// Privacy guard tools (`hearth guard eval --data FILE`).
+    Guard(gateway_cmd::GuardArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +71,10 @@ fn main() -> ExitCode {
         Command::Quantize(a) => quantize::quantize_main(a),
         Command::Perplexity(a) => quantize::perplexity_main(a),
         Command::Compare(a) => quantize::compare_main(a),
+        Command::Config(a) => gateway_cmd::config(a),
+        Command::Report(a) => gateway_cmd::report(a),
+        Command::Audit(a) => gateway_cmd::audit(a),
+        Command::Guard(a) => gateway_cmd::guard(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
