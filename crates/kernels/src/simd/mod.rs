@@ -191,12 +191,20 @@ pub(crate) fn dequantize_row(isa: Isa, ty: GgmlType, src: &[u8], dst: &mut [f32]
 
 /// Tile shapes: `MR` weight rows x `MT` activation rows per pass in
 /// `matmul_rows`; for a single activation row, `DR` weight rows per pass for
-/// the legacy types and `DR_K` for the K-quants. Measured on Zen 4: four
-/// Q4_0/Q8_0 rows per pass are ~25% faster than one (shared activation work,
-/// four independent chains), while K-quant rows gain nothing from sharing
-/// (their per-row decoding dominates) and two or four per pass spill
-/// registers and run 3-15% slower than one.
+/// the legacy types and `DR_K` for the K-quants. Measured on Zen 4: with
+/// the weights in cache, four Q4_0/Q8_0 rows per pass are ~25% faster than
+/// one (shared activation work, four independent chains), but decode reads
+/// its weights from DRAM, and there one row per pass, a single sequential
+/// stream, is as fast or faster (`cargo bench -p hearth-kernels -- --big`,
+/// ns per row, 4 rows vs 1: Q8_0 n=896 132 vs 72, Q5_0 n=896 95 vs 59,
+/// n=4864 414 vs 368 and 312 vs 280; at n=8192 within 2%). K-quant rows
+/// gain nothing from sharing either (their per-row decoding dominates; two
+/// or four per pass spill registers and run 3-15% slower than one).
+/// (NEON keeps four rows: not measured from DRAM there.)
+#[cfg(target_arch = "aarch64")]
 const DR: usize = 4;
+#[cfg(not(target_arch = "aarch64"))]
+const DR: usize = 1;
 const DR_K: usize = 1;
 const MR: usize = 4;
 const MT: usize = 2;
