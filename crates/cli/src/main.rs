@@ -3,6 +3,7 @@
 
 mod bench;
 mod chat;
+mod default_model;
 mod distill;
 mod embed;
 mod quantize;
