@@ -52,9 +52,18 @@ pub struct ServeArgs {
     /// Model id listed by /v1/models (default: the file name).
     #[arg(long)]
     pub alias: Option<String>,
+    /// A PEFT LoRA adapter served as model `{id}+NAME` (repeatable): NAME=DIR.
+    #[arg(long = "lora", value_name = "NAME=DIR")]
+    pub lora: Vec<String>,
 }
 
 pub fn main(a: ServeArgs) -> Result<()> {
+    let mut adapters = Vec::new();
+    for spec in &a.lora {
+        let (name, dir) = spec.split_once('=').with_context(|| format!("--lora {spec}: expected NAME=DIR"))?;
+        anyhow::ensure!(!name.is_empty() && !name.contains('+'), "--lora {spec}: the name must be non-empty and without '+'");
+        adapters.push((name.to_string(), PathBuf::from(dir)));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -81,6 +90,7 @@ pub fn main(a: ServeArgs) -> Result<()> {
             body_timeout: Duration::from_secs(a.body_timeout.max(1)),
             model_alias: a.alias,
             scheduler,
+            adapters,
             ..ServerConfig::default()
         };
         let server = Server::bind(cfg).await?;

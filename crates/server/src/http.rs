@@ -287,6 +287,24 @@ fn shared_backend(state: &State) -> Result<Arc<Local>, ApiError> {
     state.local.get().cloned().ok_or_else(ApiError::loading)
 }
 
+/// The backend a request names: `{base}+{adapter}` selects a LoRA adapter
+/// served next to the base ([`crate::ServerConfig::adapters`]); any other
+/// name (or none) is the base model, as before adapters existed.
+fn pick_backend(state: &State, model: Option<&str>) -> Result<Arc<Local>, ApiError> {
+    let base = shared_backend(state)?;
+    match model {
+        Some(m) if m.contains('+') && m != base.model_id => state
+            .adapters
+            .get()
+            .into_iter()
+            .flatten()
+            .find(|a| a.model_id == m)
+            .cloned()
+            .ok_or_else(|| ApiError::model_not_found(m)),
+        _ => Ok(base),
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -347,6 +365,9 @@ async fn respond(
         Route::Models => {
             let b = backend(state)?;
             let mut data = vec![model_json(&b.model_id, b.created)];
+            for a in state.adapters.get().into_iter().flatten() {
+                data.push(model_json(&a.model_id, b.created));
+            }
             if let Some(e) = &state.embedder {
                 data.push(model_json(e.model_id(), b.created));
             }
@@ -357,7 +378,8 @@ async fn respond(
         }
         Route::Model(id) => {
             let b = backend(state)?;
-            if id == b.model_id || state.embedder.as_ref().is_some_and(|e| e.model_id() == id) {
+            let adapter = state.adapters.get().into_iter().flatten().any(|a| a.model_id == id);
+            if id == b.model_id || adapter || state.embedder.as_ref().is_some_and(|e| e.model_id() == id) {
                 Ok(json_response(StatusCode::OK, &model_json(&id, b.created)))
             } else {
                 Err(ApiError::model_not_found(&id))
@@ -368,6 +390,7 @@ async fn respond(
             let body = read_body(state, req).await?;
             let v = wire::parse_body(&body)?;
             let call = wire::chat(&v, b.n_vocab())?;
+            let b = pick_backend(state, call.model_given.then_some(call.request.model.as_str()))?;
             chat(state, b, call, t0).await
         }
         Route::Completions => {
@@ -375,6 +398,7 @@ async fn respond(
             let body = read_body(state, req).await?;
             let v = wire::parse_body(&body)?;
             let call = wire::completion(&v, b.n_vocab())?;
+            let b = pick_backend(state, call.model.as_deref())?;
             completion(state, b, call, t0).await
         }
         Route::Embeddings => {
@@ -405,13 +429,13 @@ fn new_id(state: &State, prefix: &str) -> String {
 
 async fn chat(
     state: &Arc<State>,
-    b: &Local,
+    b: Arc<Local>,
     call: wire::ChatCall,
     t0: Instant,
 ) -> Result<Response<Body>, ApiError> {
     // Rendering and tokenizing up to a body-limit of text, and compiling a
     // schema, is CPU work: keep it off the connection threads.
-    let (local, call) = (shared_backend(state)?, Arc::new(call));
+    let (local, call) = (Arc::clone(&b), Arc::new(call));
     let c = Arc::clone(&call);
     let prepared = blocking(move || local.prepare_chat(&c)).await??;
     let req = &call.request;
@@ -447,11 +471,11 @@ async fn chat(
 
 async fn completion(
     state: &Arc<State>,
-    b: &Local,
+    b: Arc<Local>,
     call: wire::CompletionCall,
     t0: Instant,
 ) -> Result<Response<Body>, ApiError> {
-    let (local, p, echo) = (shared_backend(state)?, call.prompt.clone(), call.echo);
+    let (local, p, echo) = (Arc::clone(&b), call.prompt.clone(), call.echo);
     let (prompt, echo) = blocking(move || {
         let echo = echo.then(|| match &p {
             wire::Prompt::Text(t) => t.clone(),
