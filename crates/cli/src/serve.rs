@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// Do not serve /v1/embeddings even if an embedding model is found.
     #[arg(long)]
     pub no_embeddings: bool,
+    /// A PEFT LoRA adapter served as model `{id}+NAME` (repeatable): NAME=DIR.
+    #[arg(long = "lora", value_name = "NAME=DIR")]
+    pub lora: Vec<String>,
 }
 
 /// `[server]` and `[local]` of a config file applied over the flags.
@@ -158,6 +161,12 @@ pub fn main(mut a: ServeArgs) -> Result<()> {
     let gateway = load_gateway(&mut a)?;
     // No --model and no `[local] model`: the embedded demo model.
     let model = crate::default_model::resolve(a.model.as_deref())?;
+    let mut adapters = Vec::new();
+    for spec in &a.lora {
+        let (name, dir) = spec.split_once('=').with_context(|| format!("--lora {spec}: expected NAME=DIR"))?;
+        anyhow::ensure!(!name.is_empty() && !name.contains('+'), "--lora {spec}: the name must be non-empty and without '+'");
+        adapters.push((name.to_string(), PathBuf::from(dir)));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -187,6 +196,7 @@ pub fn main(mut a: ServeArgs) -> Result<()> {
             scheduler,
             embedder,
             gateway: gateway.clone(),
+            adapters,
             ..ServerConfig::default()
         };
         let server = Server::bind(cfg).await?;

@@ -133,7 +133,7 @@ fn fnv1a(s: &str) -> u64 {
 
 /// The held-out test: a seeded hash of the main headword.
 pub fn is_held_out(headword: &str, seed: u64, holdout: u64) -> bool {
-    holdout > 0 && (fnv1a(headword) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % holdout == 0
+    holdout > 0 && (fnv1a(headword) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)).is_multiple_of(holdout)
 }
 
 /// Splits entries and builds documents (see the module docs).

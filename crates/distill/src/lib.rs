@@ -8,6 +8,7 @@ pub mod exec;
 pub mod foldoc;
 pub mod export;
 pub mod gemm;
+pub mod kd;
 pub mod lora;
 pub mod net;
 pub mod optim;

@@ -93,10 +93,10 @@ impl NetConfig {
         if self.n_vocab == 0 || self.n_embd == 0 || self.n_layer == 0 || self.n_ff == 0 || self.n_ctx == 0 {
             return bad("every size must be positive".into());
         }
-        if self.n_head == 0 || self.n_head_kv == 0 || self.n_head % self.n_head_kv != 0 {
+        if self.n_head == 0 || self.n_head_kv == 0 || !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad(format!("n_head_kv ({}) must divide n_head ({})", self.n_head_kv, self.n_head));
         }
-        if self.head_dim == 0 || self.rope.n_rot % 2 != 0 || self.rope.n_rot > self.head_dim {
+        if self.head_dim == 0 || !self.rope.n_rot.is_multiple_of(2) || self.rope.n_rot > self.head_dim {
             return bad(format!("rope dims {} must be even and at most the head size {}", self.rope.n_rot, self.head_dim));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) || !(self.attn_scale.is_finite() && self.attn_scale > 0.0) {

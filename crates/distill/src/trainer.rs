@@ -249,7 +249,7 @@ impl Trainer {
             bar.set_position(self.step);
             on_step(&r);
             if let Some(path) = &opts.checkpoint {
-                if (opts.checkpoint_every > 0 && self.step % opts.checkpoint_every == 0) || self.step == self.cfg.steps {
+                if (opts.checkpoint_every > 0 && self.step.is_multiple_of(opts.checkpoint_every)) || self.step == self.cfg.steps {
                     self.save_checkpoint(path)?;
                 }
             }

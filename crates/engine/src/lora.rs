@@ -232,7 +232,7 @@ fn parse_name(name: &str) -> Option<((usize, String), bool)> {
 fn merged_type(ty: GgmlType, cols: usize) -> GgmlType {
     match ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => ty,
-        _ if cols % 32 == 0 => GgmlType::Q8_0,
+        _ if cols.is_multiple_of(32) => GgmlType::Q8_0,
         _ => GgmlType::F16,
     }
 }
@@ -275,7 +275,7 @@ pub fn permute_rows_gguf_to_hf(m: &[f32], r: usize, n_head: usize, head_dim: usi
 fn permute(m: &[f32], r: usize, n_head: usize, head_dim: usize, to_gguf: bool) -> Vec<f32> {
     let half = head_dim / 2;
     let mut out = m.to_vec();
-    if head_dim % 2 != 0 || m.len() != n_head * head_dim * r {
+    if !head_dim.is_multiple_of(2) || m.len() != n_head * head_dim * r {
         return out;
     }
     for h in 0..n_head {

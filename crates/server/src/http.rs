@@ -291,6 +291,24 @@ fn shared_backend(state: &State) -> Result<Arc<Local>, ApiError> {
     state.local.get().cloned().ok_or_else(ApiError::loading)
 }
 
+/// The backend a request names: `{base}+{adapter}` selects a LoRA adapter
+/// served next to the base ([`crate::ServerConfig::adapters`]); any other
+/// name (or none) is the base model, as before adapters existed.
+fn pick_backend(state: &State, model: Option<&str>) -> Result<Arc<Local>, ApiError> {
+    let base = shared_backend(state)?;
+    match model {
+        Some(m) if m.contains('+') && m != base.model_id => state
+            .adapters
+            .get()
+            .into_iter()
+            .flatten()
+            .find(|a| a.model_id == m)
+            .cloned()
+            .ok_or_else(|| ApiError::model_not_found(m)),
+        _ => Ok(base),
+    }
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -354,6 +372,9 @@ async fn respond(
             for id in gateway_models(state) {
                 data.push(model_json(&id, b.created));
             }
+            for a in state.adapters.get().into_iter().flatten() {
+                data.push(model_json(&a.model_id, b.created));
+            }
             if let Some(e) = &state.embedder {
                 data.push(model_json(e.model_id(), b.created));
             }
@@ -364,7 +385,9 @@ async fn respond(
         }
         Route::Model(id) => {
             let b = backend(state)?;
+            let adapter = state.adapters.get().into_iter().flatten().any(|a| a.model_id == id);
             if id == b.model_id
+                || adapter
                 || state.embedder.as_ref().is_some_and(|e| e.model_id() == id)
                 || gateway_models(state).contains(&id)
             {
@@ -378,9 +401,12 @@ async fn respond(
             let body = read_body(state, req).await?;
             let v = wire::parse_body(&body)?;
             let call = wire::chat(&v, b.n_vocab())?;
+            // A `{base}+{adapter}` name is answered by that adapter, locally;
+            // everything else goes through the gateway when one is configured.
+            let picked = pick_backend(state, call.model_given.then_some(call.request.model.as_str()))?;
             match &state.gateway {
-                Some(gw) => crate::hybrid::chat(state, b, Arc::clone(gw), call, t0).await,
-                None => chat(state, b, call, t0).await,
+                Some(gw) if std::ptr::eq(picked.as_ref(), b) => crate::hybrid::chat(state, b, Arc::clone(gw), call, t0).await,
+                _ => chat(state, picked, call, t0).await,
             }
         }
         Route::Completions => {
@@ -388,6 +414,7 @@ async fn respond(
             let body = read_body(state, req).await?;
             let v = wire::parse_body(&body)?;
             let call = wire::completion(&v, b.n_vocab())?;
+            let b = pick_backend(state, call.model.as_deref())?;
             completion(state, b, call, t0).await
         }
         Route::Embeddings => {
@@ -430,12 +457,12 @@ pub(crate) fn new_id(state: &State, prefix: &str) -> String {
 
 async fn chat(
     state: &Arc<State>,
-    b: &Local,
+    b: Arc<Local>,
     call: wire::ChatCall,
     t0: Instant,
 ) -> Result<Response<Body>, ApiError> {
     let (stream, include_usage) = (call.request.stream, call.request.include_usage);
-    let (rx, meta) = start_chat(state, b, call, t0).await?;
+    let (rx, meta) = start_chat(state, &b, call, t0).await?;
     finish(rx, meta, stream, include_usage).await
 }
 
@@ -455,6 +482,8 @@ pub(crate) async fn start_chat(
 > {
     // Rendering and tokenizing up to a body-limit of text, and compiling a
     // schema, is CPU work: keep it off the connection threads.
+    // An adapter shares its base's tokenizer and chat template, so the
+    // base prepares the prompt for either.
     let (local, call) = (shared_backend(state)?, Arc::new(call));
     let c = Arc::clone(&call);
     let prepared = blocking(move || local.prepare_chat(&c)).await??;
@@ -491,11 +520,11 @@ pub(crate) async fn start_chat(
 
 async fn completion(
     state: &Arc<State>,
-    b: &Local,
+    b: Arc<Local>,
     call: wire::CompletionCall,
     t0: Instant,
 ) -> Result<Response<Body>, ApiError> {
-    let (local, p, echo) = (shared_backend(state)?, call.prompt.clone(), call.echo);
+    let (local, p, echo) = (Arc::clone(&b), call.prompt.clone(), call.echo);
     let (prompt, echo) = blocking(move || {
         let echo = echo.then(|| match &p {
             wire::Prompt::Text(t) => t.clone(),

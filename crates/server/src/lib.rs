@@ -84,6 +84,10 @@ pub struct ServerConfig {
     /// guard, audit log and ledger (`hearth serve --config`). `None`: every
     /// chat request is answered locally, as before.
     pub gateway: Option<Arc<hearth_gateway::Gateway>>,
+    /// PEFT LoRA adapters `(name, directory)` served next to the base as
+    /// model `{base id}+{name}`, each merged into its own copy of the
+    /// adapted matrices (`hearth_engine::lora`) with its own scheduler.
+    pub adapters: Vec<(String, PathBuf)>,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +105,7 @@ impl Default for ServerConfig {
             scheduler: SchedulerConfig::default(),
             embedder: None,
             gateway: None,
+            adapters: Vec::new(),
         }
     }
 }
@@ -146,6 +151,7 @@ fn spawn_loader(
     state: Arc<State>,
     sched: SchedulerConfig,
     id: Option<String>,
+    adapters: Vec<(String, PathBuf)>,
     load: LoadFn,
 ) -> tokio::task::JoinHandle<Result<(), ServerError>> {
     tokio::task::spawn_blocking(move || {
@@ -158,16 +164,36 @@ fn spawn_loader(
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "hearth".into())
         });
+        let with = adapter_locals(&engine, &sched, &id, &adapters)?;
         let local = Local::new(engine, sched, id)?;
+        let _ = state.adapters.set(with);
         let _ = state.local.set(Arc::new(local));
         tracing::info!("model loaded");
         Ok(())
     })
 }
 
+/// One backend per adapter, named `{base_id}+{name}`.
+fn adapter_locals(
+    engine: &Arc<Engine>,
+    sched: &SchedulerConfig,
+    base_id: &str,
+    adapters: &[(String, PathBuf)],
+) -> Result<Vec<Arc<Local>>, ServerError> {
+    let mut out = Vec::with_capacity(adapters.len());
+    for (name, dir) in adapters {
+        let tuned = Arc::new(engine.with_adapter(dir)?);
+        out.push(Arc::new(Local::new(tuned, sched.clone(), format!("{base_id}+{name}"))?));
+        tracing::info!(adapter = %name, "adapter loaded");
+    }
+    Ok(out)
+}
+
 /// Shared by every connection.
 pub struct State {
     pub(crate) local: OnceLock<Arc<Local>>,
+    /// Adapter backends ([`ServerConfig::adapters`]); set before `local`.
+    pub(crate) adapters: OnceLock<Vec<Arc<Local>>>,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) api_key: Option<Secret>,
     pub(crate) allowed_hosts: Vec<String>,
@@ -245,6 +271,7 @@ impl Server {
             .unwrap_or(0);
         let state = Arc::new(State {
             local: OnceLock::new(),
+            adapters: OnceLock::new(),
             metrics: Arc::new(metrics::Metrics::default()),
             api_key: cfg.api_key.clone(),
             allow_any_host: cfg.allow_hosts.iter().any(|h| h == "*"),
@@ -292,6 +319,7 @@ impl Server {
         let loader = match source {
             ModelSource::Loaded(engine) => {
                 let id = model_id(Some(&engine.model().path));
+                let _ = state.adapters.set(adapter_locals(&engine, &sched, &id, &cfg.adapters)?);
                 let _ = state.local.set(Arc::new(Local::new(engine, sched, id)?));
                 None
             }
@@ -301,6 +329,7 @@ impl Server {
                     Arc::clone(&state),
                     sched,
                     Some(id),
+                    cfg.adapters.clone(),
                     Box::new(move || Ok(Arc::new(Engine::load(&path, engine)?))),
                 ))
             }
@@ -308,6 +337,7 @@ impl Server {
                 Arc::clone(&state),
                 sched,
                 cfg.model_alias.clone(),
+                cfg.adapters.clone(),
                 load,
             )),
         };
