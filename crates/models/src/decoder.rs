@@ -493,7 +493,8 @@ fn attend_group(
         row[..lo].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
         for (s, &dot) in row[lo..].iter_mut().zip(&raw[h * n..(h + 1) * n]) {
             *s = match softcap {
-                Some(c) => (dot / c).tanh() * c * scale,
+                // As in `attend`: ggml scales by 1/c (a multiply), then tanh.
+                Some(c) => (dot * (1.0 / c)).tanh() * c * scale,
                 None => dot * scale,
             };
         }
