@@ -241,6 +241,19 @@ fn write_hparams(w: &mut GgufWriter, arch: &str, h: &Cfg<'_>, top: &Value) -> Re
     let head_dim = h.opt_usize("head_dim")?.unwrap_or(n_embd / n_head);
     let n_ff = h.usize("intermediate_size")?;
     let n_vocab = h.usize("vocab_size")?;
+    // Bounds before anything is sized from them (a hostile config must not
+    // make us allocate billions of token strings or RoPE factors); the
+    // architecture loader checks the rest against the tensors.
+    for (key, v, max) in [
+        ("vocab_size", n_vocab, 1usize << 21),
+        ("num_hidden_layers", n_layer, 1024),
+        ("head_dim", head_dim, 1024),
+        ("num_key_value_heads", n_head_kv, 1024),
+    ] {
+        if v == 0 || v > max {
+            return Err(cfg_err(key, format!("{v} is outside 1..={max}")));
+        }
+    }
     let gemma3 = arch == "gemma3";
     let n_ctx = h.opt_usize("max_position_embeddings")?.unwrap_or(if gemma3 { 131072 } else { 0 });
     if n_ctx == 0 {
@@ -894,6 +907,45 @@ mod tests {
         // must become adjacent rows.
         assert_eq!(rope_row_perm(1, 8), vec![0, 4, 1, 5, 2, 6, 3, 7]);
         assert_eq!(rope_row_perm(2, 4), vec![0, 2, 1, 3, 4, 6, 5, 7]);
+    }
+
+    /// A copy of the qwen2 fixture folder with one file replaced.
+    fn variant(tag: &str, file: &str, edit: impl Fn(&mut Value)) -> PathBuf {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/hf/qwen2");
+        let dir = std::env::temp_dir().join(format!("hearth-hf-{tag}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in std::fs::read_dir(&src).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        edit(&mut v);
+        std::fs::write(dir.join(file), v.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn hostile_side_files_are_typed_errors() {
+        type Edit = fn(&mut Value);
+        let cases: &[(&str, &str, Edit, &str)] = &[
+            ("vocab", "config.json", |v| v["vocab_size"] = 4_000_000_000u64.into(), "vocab_size"),
+            ("layers", "config.json", |v| v["num_hidden_layers"] = 0.into(), "num_hidden_layers"),
+            ("hidden", "config.json", |v| v["hidden_size"] = "wide".into(), "hidden_size"),
+            ("rope", "config.json", |v| v["rope_parameters"]["rope_type"] = "dynamic-ntk-xl".into(), "rope_type"),
+            ("theta", "config.json", |v| v["rope_parameters"]["rope_theta"] = "hot".into(), "rope_theta"),
+            ("unigram", "tokenizer.json", |v| v["model"]["type"] = "Unigram".into(), "Unigram"),
+            ("regex", "tokenizer.json", |v| v["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\w+".into(), "not recognised"),
+            ("merge", "tokenizer.json", |v| v["model"]["merges"][0] = 7.into(), "merge"),
+            ("id", "tokenizer.json", |v| v["added_tokens"][0]["id"] = 100000.into(), "outside"),
+        ];
+        for (tag, file, edit, needle) in cases {
+            let dir = variant(tag, file, *edit);
+            let e = load_folder(&dir).err().unwrap_or_else(|| panic!("{tag}: accepted"));
+            assert!(matches!(e, HfError::Config { .. } | HfError::Tokenizer(_)), "{tag}: {e}");
+            assert!(e.to_string().contains(needle), "{tag}: {e}");
+            std::fs::remove_dir_all(&dir).ok();
+        }
     }
 
     #[test]
