@@ -231,16 +231,26 @@ struct Hp {
 
 fn write_hparams(w: &mut GgufWriter, arch: &str, h: &Cfg<'_>, top: &Value) -> Result<Hp> {
     let k = |s: &str| format!("{arch}.{s}");
+    let gemma3 = arch == "gemma3";
+    // Gemma 3's text_config omits keys that equal transformers' defaults
+    // (Gemma3TextConfig; convert_hf_to_gguf uses the same fallbacks).
+    let dflt = |v: usize| if gemma3 { Some(v) } else { None };
     let n_embd = h.usize("hidden_size")?;
     let n_layer = h.usize("num_hidden_layers")?;
-    let n_head = h.usize("num_attention_heads")?;
+    let n_head = match h.opt_usize("num_attention_heads")?.or(dflt(8)) {
+        Some(n) => n,
+        None => h.usize("num_attention_heads")?,
+    };
     if n_head == 0 || n_embd == 0 || n_layer == 0 {
         return Err(cfg_err("hidden_size/num_hidden_layers/num_attention_heads", "must be positive"));
     }
-    let n_head_kv = h.opt_usize("num_key_value_heads")?.unwrap_or(n_head);
-    let head_dim = h.opt_usize("head_dim")?.unwrap_or(n_embd / n_head);
+    let n_head_kv = h.opt_usize("num_key_value_heads")?.or(dflt(4)).unwrap_or(n_head);
+    let head_dim = h.opt_usize("head_dim")?.or(dflt(256)).unwrap_or(n_embd / n_head);
     let n_ff = h.usize("intermediate_size")?;
-    let n_vocab = h.usize("vocab_size")?;
+    let n_vocab = match h.opt_usize("vocab_size")?.or(dflt(262_208)) {
+        Some(n) => n,
+        None => h.usize("vocab_size")?,
+    };
     // Bounds before anything is sized from them (a hostile config must not
     // make us allocate billions of token strings or RoPE factors); the
     // architecture loader checks the rest against the tensors.
@@ -254,7 +264,6 @@ fn write_hparams(w: &mut GgufWriter, arch: &str, h: &Cfg<'_>, top: &Value) -> Re
             return Err(cfg_err(key, format!("{v} is outside 1..={max}")));
         }
     }
-    let gemma3 = arch == "gemma3";
     let n_ctx = h.opt_usize("max_position_embeddings")?.unwrap_or(if gemma3 { 131072 } else { 0 });
     if n_ctx == 0 {
         return Err(cfg_err("max_position_embeddings", "missing"));
@@ -374,7 +383,7 @@ fn write_hparams(w: &mut GgufWriter, arch: &str, h: &Cfg<'_>, top: &Value) -> Re
         "gemma2" | "gemma3" => {
             // Sliding-window layers: transformers 5 lists layer_types; older
             // Gemma 3 configs give a period, Gemma 2 alternates.
-            let window = h.opt_usize("sliding_window")?;
+            let window = h.opt_usize("sliding_window")?.or(dflt(4096));
             if let Some(wnd) = window.filter(|&x| x > 0) {
                 w.add_meta(k("attention.sliding_window"), wnd as u32)?;
                 if let Some(types) = h.get("layer_types").and_then(Value::as_array) {
@@ -402,10 +411,14 @@ fn write_hparams(w: &mut GgufWriter, arch: &str, h: &Cfg<'_>, top: &Value) -> Re
                     None => h.opt_f64("rope_local_base_freq")?,
                 };
                 w.add_meta(k("rope.freq_base_swa"), local_base.unwrap_or(10000.0) as f32)?;
+                if global.is_none() && h.opt_f64("rope_theta")?.is_none() {
+                    // Gemma3TextConfig's default global base.
+                    w.set_meta(k("rope.freq_base"), 1_000_000f32)?;
+                }
             }
             // transformers scales queries by query_pre_attn_scalar^-0.5;
             // llama.cpp infers it from the model size, we store it.
-            let qpas = h.opt_f64("query_pre_attn_scalar")?.unwrap_or(head_dim as f64);
+            let qpas = h.opt_f64("query_pre_attn_scalar")?.unwrap_or(if gemma3 { 256.0 } else { head_dim as f64 });
             if qpas <= 0.0 {
                 return Err(cfg_err("query_pre_attn_scalar", "must be positive"));
             }
@@ -911,7 +924,11 @@ mod tests {
 
     /// A copy of the qwen2 fixture folder with one file replaced.
     fn variant(tag: &str, file: &str, edit: impl Fn(&mut Value)) -> PathBuf {
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/hf/qwen2");
+        variant_of("qwen2", tag, file, edit)
+    }
+
+    fn variant_of(fixture: &str, tag: &str, file: &str, edit: impl Fn(&mut Value)) -> PathBuf {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/hf").join(fixture);
         let dir = std::env::temp_dir().join(format!("hearth-hf-{tag}-{}", std::process::id()));
         std::fs::remove_dir_all(&dir).ok();
         std::fs::create_dir_all(&dir).unwrap();
@@ -946,6 +963,26 @@ mod tests {
             assert!(e.to_string().contains(needle), "{tag}: {e}");
             std::fs::remove_dir_all(&dir).ok();
         }
+    }
+
+    #[test]
+    fn gemma3_text_config_defaults() {
+        let dir = variant_of("gemma3", "g3-defaults", "config.json", |v| {
+            let o = v.as_object_mut().unwrap();
+            for k in ["num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size", "sliding_window", "query_pre_attn_scalar"] {
+                o.remove(k);
+            }
+        });
+        let f = load_folder(&dir).unwrap();
+        let u = |k: &str| f.get_u64(&format!("gemma3.{k}")).unwrap();
+        assert_eq!(u("attention.head_count"), Some(8));
+        assert_eq!(u("attention.head_count_kv"), Some(4));
+        assert_eq!(u("attention.key_length"), Some(256));
+        assert_eq!(u("vocab_size"), Some(262_208));
+        assert_eq!(u("attention.sliding_window"), Some(4096));
+        assert_eq!(f.get_f32("gemma3.attention.scale").unwrap(), Some(1.0 / 16.0));
+        assert_eq!(f.get_str_array("tokenizer.ggml.tokens").unwrap().map(|t| t.len()), Some(262_208));
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
