@@ -30,8 +30,13 @@ fn folder_tokenizers_match_transformers() {
             // llama.cpp does with parse_special.
             let got = model.tokenizer.encode(text, hearth_tokenizer::EncodeOptions { add_special: false, parse_special: true });
             assert_eq!(got, want, "{name}: {text:?}");
-            let back = tok.decode(&got, hearth_tokenizer::DecodeOptions { remove_special: false, special: true });
-            assert_eq!(back, text, "{name}: round trip");
+            // Text after a special token is a new segment to SentencePiece
+            // ("<s>not" encodes as "<s>", "▁not"), so only plain text
+            // round-trips exactly.
+            if !text.contains("<s>") {
+                let back = tok.decode(&got, hearth_tokenizer::DecodeOptions { remove_special: false, special: true });
+                assert_eq!(back, text, "{name}: round trip");
+            }
         }
         let template = model.chat_template().unwrap_or_else(|| panic!("{name}: no chat template"));
         assert!(template.contains("add_generation_prompt"), "{name}");

@@ -177,7 +177,9 @@ impl Decoder {
         }
 
         // RoPE tables per distinct rope configuration, per sequence.
-        let mut rope_cfgs: Vec<(&RopeConfig, Option<&[f32]>, Option<&[f32]>)> = Vec::new();
+        // (config, factors, long-context factors) of each distinct table.
+        type RopeKey<'a> = (&'a RopeConfig, Option<&'a [f32]>, Option<&'a [f32]>);
+        let mut rope_cfgs: Vec<RopeKey<'_>> = Vec::new();
         let mut layer_rope = Vec::with_capacity(cfg.layers.len());
         for (lc, lw) in cfg.layers.iter().zip(&self.w.layers) {
             let key = (&lc.rope, lw.rope_factors.as_deref(), lw.rope_factors_long.as_deref());
@@ -493,7 +495,8 @@ fn attend_group(
         row[..lo].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
         for (s, &dot) in row[lo..].iter_mut().zip(&raw[h * n..(h + 1) * n]) {
             *s = match softcap {
-                Some(c) => (dot / c).tanh() * c * scale,
+                // As in `attend`: ggml scales by 1/c (a multiply), then tanh.
+                Some(c) => (dot * (1.0 / c)).tanh() * c * scale,
                 None => dot * scale,
             };
         }

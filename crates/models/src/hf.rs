@@ -231,17 +231,39 @@ struct Hp {
 
 fn write_hparams(w: &mut GgufWriter, arch: &str, h: &Cfg<'_>, top: &Value) -> Result<Hp> {
     let k = |s: &str| format!("{arch}.{s}");
+    let gemma3 = arch == "gemma3";
+    // Gemma 3's text_config omits keys that equal transformers' defaults
+    // (Gemma3TextConfig; convert_hf_to_gguf uses the same fallbacks).
+    let dflt = |v: usize| if gemma3 { Some(v) } else { None };
     let n_embd = h.usize("hidden_size")?;
     let n_layer = h.usize("num_hidden_layers")?;
-    let n_head = h.usize("num_attention_heads")?;
+    let n_head = match h.opt_usize("num_attention_heads")?.or(dflt(8)) {
+        Some(n) => n,
+        None => h.usize("num_attention_heads")?,
+    };
     if n_head == 0 || n_embd == 0 || n_layer == 0 {
         return Err(cfg_err("hidden_size/num_hidden_layers/num_attention_heads", "must be positive"));
     }
-    let n_head_kv = h.opt_usize("num_key_value_heads")?.unwrap_or(n_head);
-    let head_dim = h.opt_usize("head_dim")?.unwrap_or(n_embd / n_head);
+    let n_head_kv = h.opt_usize("num_key_value_heads")?.or(dflt(4)).unwrap_or(n_head);
+    let head_dim = h.opt_usize("head_dim")?.or(dflt(256)).unwrap_or(n_embd / n_head);
     let n_ff = h.usize("intermediate_size")?;
-    let n_vocab = h.usize("vocab_size")?;
-    let gemma3 = arch == "gemma3";
+    let n_vocab = match h.opt_usize("vocab_size")?.or(dflt(262_208)) {
+        Some(n) => n,
+        None => h.usize("vocab_size")?,
+    };
+    // Bounds before anything is sized from them (a hostile config must not
+    // make us allocate billions of token strings or RoPE factors); the
+    // architecture loader checks the rest against the tensors.
+    for (key, v, max) in [
+        ("vocab_size", n_vocab, 1usize << 21),
+        ("num_hidden_layers", n_layer, 1024),
+        ("head_dim", head_dim, 1024),
+        ("num_key_value_heads", n_head_kv, 1024),
+    ] {
+        if v == 0 || v > max {
+            return Err(cfg_err(key, format!("{v} is outside 1..={max}")));
+        }
+    }
     let n_ctx = h.opt_usize("max_position_embeddings")?.unwrap_or(if gemma3 { 131072 } else { 0 });
     if n_ctx == 0 {
         return Err(cfg_err("max_position_embeddings", "missing"));
@@ -361,7 +383,7 @@ fn write_hparams(w: &mut GgufWriter, arch: &str, h: &Cfg<'_>, top: &Value) -> Re
         "gemma2" | "gemma3" => {
             // Sliding-window layers: transformers 5 lists layer_types; older
             // Gemma 3 configs give a period, Gemma 2 alternates.
-            let window = h.opt_usize("sliding_window")?;
+            let window = h.opt_usize("sliding_window")?.or(dflt(4096));
             if let Some(wnd) = window.filter(|&x| x > 0) {
                 w.add_meta(k("attention.sliding_window"), wnd as u32)?;
                 if let Some(types) = h.get("layer_types").and_then(Value::as_array) {
@@ -389,10 +411,14 @@ fn write_hparams(w: &mut GgufWriter, arch: &str, h: &Cfg<'_>, top: &Value) -> Re
                     None => h.opt_f64("rope_local_base_freq")?,
                 };
                 w.add_meta(k("rope.freq_base_swa"), local_base.unwrap_or(10000.0) as f32)?;
+                if global.is_none() && h.opt_f64("rope_theta")?.is_none() {
+                    // Gemma3TextConfig's default global base.
+                    w.set_meta(k("rope.freq_base"), 1_000_000f32)?;
+                }
             }
             // transformers scales queries by query_pre_attn_scalar^-0.5;
             // llama.cpp infers it from the model size, we store it.
-            let qpas = h.opt_f64("query_pre_attn_scalar")?.unwrap_or(head_dim as f64);
+            let qpas = h.opt_f64("query_pre_attn_scalar")?.unwrap_or(if gemma3 { 256.0 } else { head_dim as f64 });
             if qpas <= 0.0 {
                 return Err(cfg_err("query_pre_attn_scalar", "must be positive"));
             }
@@ -894,6 +920,69 @@ mod tests {
         // must become adjacent rows.
         assert_eq!(rope_row_perm(1, 8), vec![0, 4, 1, 5, 2, 6, 3, 7]);
         assert_eq!(rope_row_perm(2, 4), vec![0, 2, 1, 3, 4, 6, 5, 7]);
+    }
+
+    /// A copy of the qwen2 fixture folder with one file replaced.
+    fn variant(tag: &str, file: &str, edit: impl Fn(&mut Value)) -> PathBuf {
+        variant_of("qwen2", tag, file, edit)
+    }
+
+    fn variant_of(fixture: &str, tag: &str, file: &str, edit: impl Fn(&mut Value)) -> PathBuf {
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/hf").join(fixture);
+        let dir = std::env::temp_dir().join(format!("hearth-hf-{tag}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in std::fs::read_dir(&src).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        edit(&mut v);
+        std::fs::write(dir.join(file), v.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn hostile_side_files_are_typed_errors() {
+        type Edit = fn(&mut Value);
+        let cases: &[(&str, &str, Edit, &str)] = &[
+            ("vocab", "config.json", |v| v["vocab_size"] = 4_000_000_000u64.into(), "vocab_size"),
+            ("layers", "config.json", |v| v["num_hidden_layers"] = 0.into(), "num_hidden_layers"),
+            ("hidden", "config.json", |v| v["hidden_size"] = "wide".into(), "hidden_size"),
+            ("rope", "config.json", |v| v["rope_parameters"]["rope_type"] = "dynamic-ntk-xl".into(), "rope_type"),
+            ("theta", "config.json", |v| v["rope_parameters"]["rope_theta"] = "hot".into(), "rope_theta"),
+            ("unigram", "tokenizer.json", |v| v["model"]["type"] = "Unigram".into(), "Unigram"),
+            ("regex", "tokenizer.json", |v| v["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\w+".into(), "not recognised"),
+            ("merge", "tokenizer.json", |v| v["model"]["merges"][0] = 7.into(), "merge"),
+            ("id", "tokenizer.json", |v| v["added_tokens"][0]["id"] = 100000.into(), "outside"),
+        ];
+        for (tag, file, edit, needle) in cases {
+            let dir = variant(tag, file, *edit);
+            let e = load_folder(&dir).err().unwrap_or_else(|| panic!("{tag}: accepted"));
+            assert!(matches!(e, HfError::Config { .. } | HfError::Tokenizer(_)), "{tag}: {e}");
+            assert!(e.to_string().contains(needle), "{tag}: {e}");
+            std::fs::remove_dir_all(&dir).ok();
+        }
+    }
+
+    #[test]
+    fn gemma3_text_config_defaults() {
+        let dir = variant_of("gemma3", "g3-defaults", "config.json", |v| {
+            let o = v.as_object_mut().unwrap();
+            for k in ["num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size", "sliding_window", "query_pre_attn_scalar"] {
+                o.remove(k);
+            }
+        });
+        let f = load_folder(&dir).unwrap();
+        let u = |k: &str| f.get_u64(&format!("gemma3.{k}")).unwrap();
+        assert_eq!(u("attention.head_count"), Some(8));
+        assert_eq!(u("attention.head_count_kv"), Some(4));
+        assert_eq!(u("attention.key_length"), Some(256));
+        assert_eq!(u("vocab_size"), Some(262_208));
+        assert_eq!(u("attention.sliding_window"), Some(4096));
+        assert_eq!(f.get_f32("gemma3.attention.scale").unwrap(), Some(1.0 / 16.0));
+        assert_eq!(f.get_str_array("tokenizer.ggml.tokens").unwrap().map(|t| t.len()), Some(262_208));
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
