@@ -438,7 +438,11 @@ fn check_base_url(cx: &mut Cx, path: &str, url: &str) -> bool {
         cx.err(path, "must not contain credentials (user:password@); put the key in the variable named by cloud.api_key_env");
         return false;
     }
-    let host = authority.trim_start_matches('[').split([']', ':']).next().unwrap_or("");
+    // `[v6]:port` or `name:port`.
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
     if host.is_empty() {
         cx.err(path, "has no host");
         return false;
