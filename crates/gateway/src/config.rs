@@ -815,7 +815,7 @@ fn router(cx: &mut Cx, t: &Table) -> RouterSection {
             Some(th) => r.cascade = Some(CascadeConfig { threshold: th as f32, metric }),
             None if s.get("cascade_threshold").is_none() => cx.err(
                 "router.cascade_threshold",
-                "required when router.cascade = true: a token log-probability (<= 0); choose it with `hearth route calibrate-cascade`",
+                "required when router.cascade = true: a token log-probability (<= 0); choose it with `hearth cascade calibrate`",
             ),
             None => {}
         }
