@@ -9,7 +9,7 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Model file (.gguf); with --config, overrides `[local] model`.
+    /// Model file (.gguf) or Hugging Face model folder; with --config, overrides `[local] model`.
     #[arg(short = 'm', long)]
     pub model: Option<PathBuf>,
     /// A hearth.toml (see hearth.example.toml): routing between the local
