@@ -15,7 +15,8 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct ChatArgs {
     /// Model file (.gguf) or Hugging Face model folder.
-    pub model: PathBuf,
+    /// Default: $HEARTH_MODEL, else the embedded demo model (foldoc-demo).
+    pub model: Option<PathBuf>,
     /// System prompt.
     #[arg(long)]
     pub system: Option<String>,
@@ -32,9 +33,10 @@ pub struct ChatArgs {
     pub threads: usize,
 }
 
-pub fn main(a: ChatArgs) -> Result<()> {
-    let engine = Engine::load(&a.model, EngineConfig { threads: a.threads, ..Default::default() })
-        .with_context(|| format!("cannot load {}", a.model.display()))?;
+pub fn main(mut a: ChatArgs) -> Result<()> {
+    let model_path = crate::default_model::resolve(a.model.take().as_deref())?;
+    let engine = Engine::load(&model_path, EngineConfig { threads: a.threads, ..Default::default() })
+        .with_context(|| format!("cannot load {}", model_path.display()))?;
     let model = engine.model().clone();
     let format = ChatFormat::from_model(&model)?;
     let n_ctx = a.ctx_size.unwrap_or(4096).min(model.config().n_ctx_train);
@@ -45,7 +47,7 @@ pub fn main(a: ChatArgs) -> Result<()> {
     }
     let interactive = std::io::stdin().is_terminal();
     if interactive {
-        eprintln!("hearth chat: {} ({}); /reset clears the conversation, /exit or Ctrl-D quits.", a.model.display(), model.config().arch);
+        eprintln!("hearth chat: {} ({}); /reset clears the conversation, /exit or Ctrl-D quits.", model_path.display(), model.config().arch);
     }
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();

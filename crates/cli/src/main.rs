@@ -4,6 +4,7 @@
 mod bench;
 mod cascade_cmd;
 mod chat;
+mod default_model;
 mod distill;
 mod embed;
 mod quantize;

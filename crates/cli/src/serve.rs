@@ -156,9 +156,8 @@ fn load_gateway(a: &mut ServeArgs) -> Result<Option<std::sync::Arc<hearth_gatewa
 
 pub fn main(mut a: ServeArgs) -> Result<()> {
     let gateway = load_gateway(&mut a)?;
-    let Some(model) = a.model.clone() else {
-        anyhow::bail!("no model: pass --model FILE or set [local] model in the config");
-    };
+    // No --model and no `[local] model`: the embedded demo model.
+    let model = crate::default_model::resolve(a.model.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -71,7 +71,7 @@ impl NetConfig {
             n_ff,
             n_ctx,
             norm_eps: 1e-5,
-            rope: RopeConfig { layout: RopeLayout::Interleaved, n_rot: head_dim, freq_base: 10000.0, scaling: RopeScaling::None },
+            rope: RopeConfig { layout: RopeLayout::Interleaved, n_rot: head_dim, freq_base: 10000.0, scaling: RopeScaling::None, attn_factor: 1.0 },
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             tied,
             qkv_bias: false,
