@@ -194,6 +194,7 @@ def test_mixed_traffic_routes_answers_ledger_and_report(pair):
     proc.wait(timeout=30)
     db = os.path.join(pair["tmp"], "ledger.db")
     rep = json.loads(subprocess.run([BIN, "report", "--ledger", db, "--json"], check=True, capture_output=True, text=True).stdout)
+    print("hearth report:", json.dumps(rep))
     assert rep["requests"] == 12, rep
     assert rep["cloud"]["requests"] == 5, rep
     assert rep["local"]["requests"] == 7, rep

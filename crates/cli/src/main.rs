@@ -2,6 +2,7 @@
 //! them and a cloud model.
 
 mod bench;
+mod cascade_cmd;
 mod chat;
 mod default_model;
 mod distill;
@@ -53,6 +54,8 @@ enum Command {
     Audit(gateway_cmd::AuditArgs),
     /// Privacy guard tools (`hearth guard eval --data FILE`).
     Guard(gateway_cmd::GuardArgs),
+    /// Cascade threshold calibration (`hearth cascade calibrate`).
+    Cascade(cascade_cmd::CascadeArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Report(a) => gateway_cmd::report(a),
         Command::Audit(a) => gateway_cmd::audit(a),
         Command::Guard(a) => gateway_cmd::guard(a),
+        Command::Cascade(a) => cascade_cmd::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

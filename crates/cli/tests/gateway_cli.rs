@@ -119,3 +119,26 @@ fn report_on_an_empty_ledger() {
     assert!(!o.status.success());
     assert!(text(&o).contains("--since"), "{}", text(&o));
 }
+
+#[test]
+fn cascade_calibrate_on_the_test_model() {
+    use hearth_server::testing::{qwen2_vocab_path, write_test_model, TestModelSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    write_test_model(&qwen2_vocab_path(), &model, &TestModelSpec::tiny()).unwrap();
+    let data = dir.path().join("q.jsonl");
+    std::fs::write(
+        &data,
+        "{\"query\": \"Summarize this.\", \"label\": \"local\"}\n{\"query\": \"Design a database.\", \"label\": \"cloud\"}\n{\"query\": \"Translate hi.\", \"label\": \"local\"}\n{\"query\": \"Prove it terminates.\", \"label\": \"cloud\"}\n",
+    )
+    .unwrap();
+    let o = hearth(&[
+        "cascade", "calibrate", "-m", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--max-tokens", "3",
+        "--target-escalation", "0.5", "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["n"], 4);
+    assert!(v["threshold"].as_f64().is_some_and(|t| t < 0.0), "{v}");
+    assert!(v["escalation_rate"].as_f64().is_some_and(|r| r >= 0.5), "{v}");
+}

@@ -11,7 +11,7 @@
 //! An answer whose confidence is *below* the threshold is escalated.
 //!
 //! # Choosing the threshold
-//! `hearth route calibrate-cascade` runs the local model over a labelled
+//! `hearth cascade calibrate` runs the local model over a labelled
 //! query set (`{"query", "label": "local"|"cloud"}` per line, the router's
 //! training format), records each answer's confidence, and calls
 //! [`calibrate`]: by default the threshold maximising Youden's J (true

@@ -438,7 +438,11 @@ fn check_base_url(cx: &mut Cx, path: &str, url: &str) -> bool {
         cx.err(path, "must not contain credentials (user:password@); put the key in the variable named by cloud.api_key_env");
         return false;
     }
-    let host = authority.trim_start_matches('[').split([']', ':']).next().unwrap_or("");
+    // `[v6]:port` or `name:port`.
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
     if host.is_empty() {
         cx.err(path, "has no host");
         return false;
@@ -811,7 +815,7 @@ fn router(cx: &mut Cx, t: &Table) -> RouterSection {
             Some(th) => r.cascade = Some(CascadeConfig { threshold: th as f32, metric }),
             None if s.get("cascade_threshold").is_none() => cx.err(
                 "router.cascade_threshold",
-                "required when router.cascade = true: a token log-probability (<= 0); choose it with `hearth route calibrate-cascade`",
+                "required when router.cascade = true: a token log-probability (<= 0); choose it with `hearth cascade calibrate`",
             ),
             None => {}
         }

@@ -485,8 +485,12 @@ impl Gateway {
         earlier: Vec<Attempt>,
     ) -> Result<LedgerRecord, hearth_ledger::LedgerError> {
         let id = RequestId::new(request_id)?;
+        // Measured values (`router.score=0.731`, `cascade.confidence=...`)
+        // stay in the response header: as ledger codes every value would be
+        // its own line in the report's reason counts.
         let codes: Vec<ReasonCode> = reasons
             .iter()
+            .filter(|r| !r.contains('='))
             .take(hearth_ledger::record::MAX_REASONS)
             .filter_map(|r| ReasonCode::new(r.clone()).ok())
             .collect();
