@@ -23,7 +23,7 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Model file (.gguf); not needed with --bandwidth.
+    /// Model file (.gguf) or Hugging Face model folder; not needed with --bandwidth.
     #[arg(required_unless_present = "bandwidth")]
     pub model: Option<PathBuf>,
     /// Prompt sizes to measure, comma separated.

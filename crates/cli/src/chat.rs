@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// Model file (.gguf).
+    /// Model file (.gguf) or Hugging Face model folder.
     pub model: PathBuf,
     /// System prompt.
     #[arg(long)]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Model file (.gguf).
+    /// Model file (.gguf) or Hugging Face model folder.
     pub model: PathBuf,
     /// The prompt.
     #[arg(short = 'p', long)]

@@ -60,8 +60,11 @@ pub struct Layer {
     pub gate_up: GateUp,
     pub down: Weight,
     pub post_ffn_norm: Option<Vec<f32>>,
-    /// RoPE frequency factors for this layer (Llama 3.1 `rope_freqs`, Phi-3 LongRoPE).
+    /// RoPE frequency factors for this layer (Llama 3.1 `rope_freqs`, Phi-3 LongRoPE short factors).
     pub rope_factors: Option<Vec<f32>>,
+    /// Phi-3 LongRoPE long factors, used instead of `rope_factors` by
+    /// sessions whose context exceeds [`ModelConfig::n_ctx_orig`].
+    pub rope_factors_long: Option<Vec<f32>>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,11 +177,11 @@ impl Decoder {
         }
 
         // RoPE tables per distinct rope configuration, per sequence.
-        let mut rope_cfgs: Vec<(&RopeConfig, Option<&[f32]>)> = Vec::new();
+        let mut rope_cfgs: Vec<(&RopeConfig, Option<&[f32]>, Option<&[f32]>)> = Vec::new();
         let mut layer_rope = Vec::with_capacity(cfg.layers.len());
         for (lc, lw) in cfg.layers.iter().zip(&self.w.layers) {
-            let key = (&lc.rope, lw.rope_factors.as_deref());
-            let idx = match rope_cfgs.iter().position(|c| c.0 == key.0 && c.1 == key.1) {
+            let key = (&lc.rope, lw.rope_factors.as_deref(), lw.rope_factors_long.as_deref());
+            let idx = match rope_cfgs.iter().position(|c| c.0 == key.0 && c.1 == key.1 && c.2 == key.2) {
                 Some(i) => i,
                 None => {
                     rope_cfgs.push(key);
@@ -189,7 +192,17 @@ impl Decoder {
         }
         let tables: Vec<Vec<ops::RopeTables>> = rope_cfgs
             .iter()
-            .map(|(rc, ff)| seqs.iter().map(|seq| ops::RopeTables::new(rc, *ff, seq.cache.len(), seq.tokens.len())).collect())
+            .map(|(rc, short, long)| {
+                seqs.iter()
+                    .map(|seq| {
+                        let ff = match long {
+                            Some(l) if seq.cache.n_ctx() > cfg.n_ctx_orig => Some(*l),
+                            _ => *short,
+                        };
+                        ops::RopeTables::new(rc, ff, seq.cache.len(), seq.tokens.len())
+                    })
+                    .collect()
+            })
             .collect();
 
         for (il, (lc, lw)) in cfg.layers.iter().zip(&self.w.layers).enumerate() {
@@ -315,6 +328,9 @@ impl Decoder {
                 let t = row + i;
                 rope[si].apply(i, &mut s.q[t * q_dim..(t + 1) * q_dim], nh, dk);
                 rope[si].apply(i, &mut s.k[t * k_dim..(t + 1) * k_dim], nkv, dk);
+                if cfg.attn_scale_on_q {
+                    s.q[t * q_dim..(t + 1) * q_dim].iter_mut().for_each(|v| *v *= cfg.attn_scale);
+                }
                 let pos = p0 + i;
                 for h in 0..nkv {
                     let (ka, va) = (lkv.k_at(h, pos), lkv.v_at(h, pos));
@@ -339,7 +355,7 @@ impl Decoder {
             let q_buf = &s.q;
             let out = SyncPtr::new(&mut s.attn[..total * attn_dim]);
             let group = nh / nkv;
-            let scale = cfg.attn_scale;
+            let scale = if cfg.attn_scale_on_q { 1.0 } else { cfg.attn_scale };
             let softcap = cfg.attn_softcap;
             let window = lc.sliding_window;
             // One task per (token, KV head): the query heads sharing a KV
@@ -513,9 +529,10 @@ fn attend(
     sc.clear();
     sc.resize(n_keys, f32::NEG_INFINITY);
     let finish = |dot: f32| match softcap {
-        // Gemma 2 caps the raw logits; the softmax scale comes after
-        // (llama-graph.cpp build_attn_mha).
-        Some(c) => (dot / c).tanh() * c * scale,
+        // llama-graph.cpp build_attn_mha caps the K·q products (scale by
+        // 1/c, tanh, scale by c) and applies kq_scale in the softmax after;
+        // Gemma 2 folds its scale into q, so kq_scale is 1 there.
+        Some(c) => (dot * (1.0 / c)).tanh() * c * scale,
         None => dot * scale,
     };
     match &lkv.k {

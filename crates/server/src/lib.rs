@@ -1,7 +1,8 @@
 //! Hearth's OpenAI-compatible HTTP server.
 //!
 //! The request path: wire JSON → validated `hearth_api::ChatRequest`
-//! ([`wire`]) → (guard → router: later) → the engine's batching
+//! ([`wire`]) → with a gateway, guard → router → privacy veto (`hybrid`,
+//! [`hearth_gateway`]) → the engine's batching
 //! [`Scheduler`](hearth_engine::scheduler::Scheduler) → token events → JSON
 //! or SSE ([`backend`]). OpenAI wire types live only in this crate; errors
 //! become HTTP responses in one place ([`error`]).
@@ -33,6 +34,7 @@ pub mod backend;
 pub mod embed;
 pub mod error;
 pub mod http;
+mod hybrid;
 pub mod metrics;
 pub mod testing;
 pub mod wire;
@@ -78,6 +80,10 @@ pub struct ServerConfig {
     pub model_alias: Option<String>,
     pub scheduler: SchedulerConfig,
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// Routing between the local model and a cloud model, with the privacy
+    /// guard, audit log and ledger (`hearth serve --config`). `None`: every
+    /// chat request is answered locally, as before.
+    pub gateway: Option<Arc<hearth_gateway::Gateway>>,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +100,7 @@ impl Default for ServerConfig {
             model_alias: None,
             scheduler: SchedulerConfig::default(),
             embedder: None,
+            gateway: None,
         }
     }
 }
@@ -168,6 +175,7 @@ pub struct State {
     pub(crate) body_limit: usize,
     pub(crate) body_timeout: Duration,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    pub(crate) gateway: Option<Arc<hearth_gateway::Gateway>>,
     pub(crate) ids: AtomicU64,
     pub(crate) boot: u32,
 }
@@ -244,6 +252,7 @@ impl Server {
             body_limit: cfg.body_limit,
             body_timeout: cfg.body_timeout,
             embedder: cfg.embedder.clone(),
+            gateway: cfg.gateway.clone(),
             ids: AtomicU64::new(0),
             boot,
         });
