@@ -26,8 +26,8 @@
 //!   single sequential stream measured as fast or faster (up to 1.8x for
 //!   896-wide rows); NEON keeps 4-row tiles for Q4_0/Q8_0.
 //! * [`matmul_rows`]: many weight rows × many activation rows (prefill);
-//!   Q4_0, Q8_0, Q4_K and Q6_K (and Q5_0 on x86) use 4×2 tiles, decoding
-//!   each weight block once for two activation rows (Q4_K: ~1.4x the
+//!   Q4_0, Q8_0, Q4_K and Q6_K (and Q5_0 on x86) use 4×4 tiles, decoding
+//!   each weight block once for four activation rows (Q4_K: ~1.4x the
 //!   throughput of row by row). Other types loop over [`vec_dot`]. Q5_0
 //!   matters because a Qwen2.5-0.5B "Q4_K_M" file is mostly Q5_0: its
 //!   896-wide rows are not whole 256-element K-quant blocks.

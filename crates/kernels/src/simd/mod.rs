@@ -200,14 +200,17 @@ pub(crate) fn dequantize_row(isa: Isa, ty: GgmlType, src: &[u8], dst: &mut [f32]
 /// n=4864 414 vs 368 and 312 vs 280; at n=8192 within 2%). K-quant rows
 /// gain nothing from sharing either (their per-row decoding dominates; two
 /// or four per pass spill registers and run 3-15% slower than one).
-/// (NEON keeps four rows: not measured from DRAM there.)
+/// (NEON keeps four rows: not measured from DRAM there.) `MT` = 4
+/// activation rows per tile: 8-35% less time per result than 2 in the
+/// 8-row product of the kernel bench for Q8_0/Q5_0/Q4_K/Q6_K on Zen 4
+/// (more weight decoding shared); 8 spilled and slowed the K-quants.
 #[cfg(target_arch = "aarch64")]
 const DR: usize = 4;
 #[cfg(not(target_arch = "aarch64"))]
 const DR: usize = 1;
 const DR_K: usize = 1;
 const MR: usize = 4;
-const MT: usize = 2;
+const MT: usize = 4;
 
 /// Drives an R x T tile kernel over all rows. `kernel!(R, T)` must evaluate
 /// to a function `(nb, [*const u8; R], [*const u8; T]) -> [[f32; T]; R]`.
