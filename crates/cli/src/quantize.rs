@@ -7,6 +7,8 @@ use hearth_quantize::eval::{self, EvalOptions};
 use hearth_quantize::{ftype, Event, FileType, GgufSource, PlanOptions, QuantizeOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct QuantizeArgs {
@@ -56,6 +58,7 @@ pub fn quantize_main(a: QuantizeArgs) -> Result<()> {
     opts.threads = a.threads;
     opts.plan = PlanOptions { allow_requantize: a.allow_requantize, leave_output_tensor: a.leave_output_tensor, pure: a.pure };
     opts.simulate_disk_full_after = a.simulate_disk_full_after;
+    opts.cancel = Some(cancel_on_ctrl_c());
     if a.dry_run {
         let plan = hearth_quantize::plan_for(&src, ft, &opts.plan)?;
         for f in plan.fallbacks() {
@@ -116,6 +119,22 @@ pub fn quantize_main(a: QuantizeArgs) -> Result<()> {
         report.bits_per_weight()
     );
     Ok(())
+}
+
+/// A flag set by Ctrl-C, so the run stops between slabs and removes its
+/// temporary file (a plain SIGINT would kill the process before the
+/// temporary file's destructor runs and leave it behind).
+fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&flag);
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_io().build() else { return };
+        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+            eprintln!("\ninterrupted; stopping and removing the partial output");
+            f.store(true, Ordering::Relaxed);
+        }
+    });
+    flag
 }
 
 #[derive(clap::Args)]
