@@ -101,11 +101,7 @@ impl ModelFacts {
     /// `n_head / n_head_kv` (0 when there are no KV heads), as
     /// `llama_hparams::n_gqa`.
     pub fn n_gqa(&self) -> u32 {
-        if self.n_head_kv == 0 {
-            0
-        } else {
-            self.n_head / self.n_head_kv
-        }
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
     }
 
     /// Whether llama.cpp classifies the model as `LLM_TYPE_70B` (the
