@@ -6,7 +6,7 @@ use hearth_engine::{Engine, EngineConfig};
 use hearth_quantize::eval::{self, EvalOptions};
 use hearth_quantize::{ftype, Event, FileType, GgufSource, PlanOptions, QuantizeOptions};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -192,7 +192,7 @@ pub struct PerplexityArgs {
     pub threads: usize,
 }
 
-fn load(path: &PathBuf, threads: usize) -> Result<Engine> {
+fn load(path: &Path, threads: usize) -> Result<Engine> {
     Engine::load(
         path,
         EngineConfig {
@@ -203,7 +203,7 @@ fn load(path: &PathBuf, threads: usize) -> Result<Engine> {
     .with_context(|| format!("cannot load {}", path.display()))
 }
 
-fn read_text(path: &PathBuf) -> Result<String> {
+fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))
 }
