@@ -23,11 +23,20 @@ API_KEY = "sk-e2e-test-key"
 PARALLEL = 4
 
 
+# The MiniLM folder scripts/fetch-minilm.sh installs; when present the
+# server also answers /v1/embeddings.
+MINILM = os.environ.get("HEARTH_MINILM", "models/all-MiniLM-L6-v2")
+HAVE_MINILM = os.path.isfile(os.path.join(MINILM, "config.json"))
+
+
 def _start(extra_args):
     binary = os.environ.get("HEARTH_BIN", "target/release/hearth")
     model = os.environ["HEARTH_TEST_MODEL"]
+    embed = ["--embed-model", MINILM] if HAVE_MINILM else ["--no-embeddings"]
     proc = subprocess.Popen(
-        [binary, "serve", "--model", model, "--port", "0", "--threads", "2", "--parallel", str(PARALLEL)] + extra_args,
+        [binary, "serve", "--model", model, "--port", "0", "--threads", "2", "--parallel", str(PARALLEL)]
+        + embed
+        + extra_args,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -93,8 +102,30 @@ GREEDY = {"temperature": 0, "extra_body": {"ignore_eos": True}}
 def test_models(client):
     models = client.models.list()
     ids = [m.id for m in models.data]
-    assert len(ids) == 1
+    assert len(ids) == (2 if HAVE_MINILM else 1)
+    assert ("all-MiniLM-L6-v2" in ids) == HAVE_MINILM
     assert client.models.retrieve(ids[0]).id == ids[0]
+
+
+@pytest.mark.skipif(not HAVE_MINILM, reason="MiniLM not installed (scripts/fetch-minilm.sh)")
+def test_embeddings(client):
+    texts = ["How do I reset my password?", "I forgot my password and cannot log in.", "Quarterly revenue rose 8%."]
+    r = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts)
+    assert [d.index for d in r.data] == [0, 1, 2]
+    vecs = [d.embedding for d in r.data]
+    assert all(len(v) == 384 for v in vecs)
+    # sentence-transformers normalises MiniLM's vectors.
+    for v in vecs:
+        assert abs(sum(x * x for x in v) - 1.0) < 1e-4
+    cos = lambda a, b: sum(x * y for x, y in zip(a, b))
+    assert cos(vecs[0], vecs[1]) > cos(vecs[0], vecs[2]) + 0.2
+    assert r.usage.prompt_tokens > 0 and r.usage.total_tokens == r.usage.prompt_tokens
+    # The SDK asks for base64 by default when numpy is absent; force both forms
+    # and check they carry the same numbers.
+    f = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts[0], encoding_format="float")
+    assert max(abs(a - b) for a, b in zip(f.data[0].embedding, vecs[0])) < 1e-6
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="all-MiniLM-L6-v2", input=texts[0], dimensions=100)
 
 
 def test_chat_non_streaming_with_usage(client):

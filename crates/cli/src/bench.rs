@@ -23,8 +23,9 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Model file (.gguf).
-    pub model: PathBuf,
+    /// Model file (.gguf) or Hugging Face model folder; not needed with --bandwidth.
+    #[arg(required_unless_present = "bandwidth")]
+    pub model: Option<PathBuf>,
     /// Prompt sizes to measure, comma separated.
     #[arg(short = 'p', long = "prompt-tokens", value_delimiter = ',', default_value = "64,512")]
     pub prompt_tokens: Vec<usize>,
@@ -44,6 +45,10 @@ pub struct BenchArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Measure memory bandwidth (stream-like read and triad kernels on
+    /// --threads threads) instead of a model; the roofline in BENCHMARKS.md.
+    #[arg(long)]
+    pub bandwidth: bool,
     /// Seed for the random prompt tokens.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
@@ -58,11 +63,15 @@ struct Row {
 }
 
 pub fn main(a: BenchArgs) -> Result<()> {
+    if a.bandwidth {
+        return bandwidth(&a);
+    }
+    let Some(model) = a.model.clone() else { anyhow::bail!("hearth bench needs a model file") };
     anyhow::ensure!(a.repetitions > 0, "--repetitions must be at least 1");
     anyhow::ensure!(!a.prompt_tokens.is_empty() && a.prompt_tokens.iter().all(|&n| n > 0), "--prompt-tokens must be positive");
     let t_load = Instant::now();
-    let engine = Engine::load(&a.model, EngineConfig { threads: a.threads, ..Default::default() })
-        .with_context(|| format!("cannot load {}", a.model.display()))?;
+    let engine = Engine::load(&model, EngineConfig { threads: a.threads, ..Default::default() })
+        .with_context(|| format!("cannot load {}", model.display()))?;
     let load_s = t_load.elapsed().as_secs_f64();
     let cfg = engine.model().config().clone();
     let n_vocab = cfg.n_vocab as u64;
@@ -128,8 +137,8 @@ pub fn main(a: BenchArgs) -> Result<()> {
         }
     }
     let rss = peak_rss_mb();
-    let file_mb = std::fs::metadata(&a.model).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0);
-    let name = a.model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_mb = std::fs::metadata(&model).map(|m| m.len() as f64 / 1048576.0).unwrap_or(0.0);
+    let name = model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     if a.json {
         for r in &rows {
             let obj = serde_json::json!({
@@ -158,6 +167,76 @@ pub fn main(a: BenchArgs) -> Result<()> {
             println!("{:>8} {:>8} {:>14.1} {:>14} {:>10.1}", r.n_prompt, r.n_cached, median(&r.prefill), dec, median(&r.ttft));
         }
         println!("peak RSS: {rss:.1} MiB (medians of {} repetitions)", a.repetitions);
+    }
+    Ok(())
+}
+
+/// Memory bandwidth on `--threads` threads, STREAM-style: each thread owns
+/// (and first-touches) a slice of three 64 MiB f64 arrays, far larger than
+/// any L3. Reported: `read` (a sum over one array: the access pattern of
+/// decode, which only reads weights) and `triad` (`a = b + s*c`, counted as
+/// STREAM counts it: 3 x 8 bytes per element, write-allocate traffic not
+/// included). Best of 10 passes each, as STREAM reports.
+fn bandwidth(a: &BenchArgs) -> Result<()> {
+    use std::sync::Barrier;
+    let threads = if a.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { a.threads };
+    const N: usize = 8 << 20; // f64 elements per array (64 MiB)
+    const PASSES: usize = 10;
+    let per = N / threads;
+    let barrier = Barrier::new(threads);
+    let mut read_best = f64::INFINITY;
+    let mut triad_best = f64::INFINITY;
+    let timings: Vec<(Vec<f64>, Vec<f64>)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                let barrier = &barrier;
+                sc.spawn(move || {
+                    let mut x = vec![1.0f64; per];
+                    let y = vec![2.0f64; per];
+                    let z = vec![0.5f64; per];
+                    let (mut tr, mut tt) = (Vec::new(), Vec::new());
+                    for _ in 0..PASSES {
+                        barrier.wait();
+                        let t0 = Instant::now();
+                        let mut acc = [0f64; 8];
+                        for c in x.chunks_exact(8) {
+                            for i in 0..8 {
+                                acc[i] += c[i];
+                            }
+                        }
+                        std::hint::black_box(acc);
+                        barrier.wait();
+                        tr.push(t0.elapsed().as_secs_f64());
+                        barrier.wait();
+                        let t1 = Instant::now();
+                        for ((o, &b), &c) in x.iter_mut().zip(&y).zip(&z) {
+                            *o = b + 3.0 * c;
+                        }
+                        std::hint::black_box(&mut x);
+                        barrier.wait();
+                        tt.push(t1.elapsed().as_secs_f64());
+                    }
+                    (tr, tt)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("bandwidth thread")).collect()
+    });
+    // A pass ends when its slowest thread does (the barrier), so thread 0's
+    // time per pass (start to barrier) is the wall time of the pass.
+    for p in 0..PASSES {
+        let r = timings.iter().map(|t| t.0[p]).fold(0.0, f64::max);
+        let t = timings.iter().map(|t| t.1[p]).fold(0.0, f64::max);
+        read_best = read_best.min(r);
+        triad_best = triad_best.min(t);
+    }
+    let elems = (per * threads) as f64;
+    let read = elems * 8.0 / read_best / 1e9;
+    let triad = elems * 24.0 / triad_best / 1e9;
+    if a.json {
+        println!("{}", serde_json::json!({ "threads": threads, "bandwidth_gb_s": read, "read_gb_s": read, "triad_gb_s": triad }));
+    } else {
+        println!("memory bandwidth, {threads} threads: read {read:.1} GB/s, triad {triad:.1} GB/s (best of {PASSES})");
     }
     Ok(())
 }

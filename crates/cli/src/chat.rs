@@ -14,8 +14,9 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// Model file (.gguf).
-    pub model: PathBuf,
+    /// Model file (.gguf) or Hugging Face model folder.
+    /// Default: $HEARTH_MODEL, else the embedded demo model (foldoc-demo).
+    pub model: Option<PathBuf>,
     /// System prompt.
     #[arg(long)]
     pub system: Option<String>,
@@ -32,9 +33,10 @@ pub struct ChatArgs {
     pub threads: usize,
 }
 
-pub fn main(a: ChatArgs) -> Result<()> {
-    let engine = Engine::load(&a.model, EngineConfig { threads: a.threads, ..Default::default() })
-        .with_context(|| format!("cannot load {}", a.model.display()))?;
+pub fn main(mut a: ChatArgs) -> Result<()> {
+    let model_path = crate::default_model::resolve(a.model.take().as_deref())?;
+    let engine = Engine::load(&model_path, EngineConfig { threads: a.threads, ..Default::default() })
+        .with_context(|| format!("cannot load {}", model_path.display()))?;
     let model = engine.model().clone();
     let format = ChatFormat::from_model(&model)?;
     let n_ctx = a.ctx_size.unwrap_or(4096).min(model.config().n_ctx_train);
@@ -45,7 +47,7 @@ pub fn main(a: ChatArgs) -> Result<()> {
     }
     let interactive = std::io::stdin().is_terminal();
     if interactive {
-        eprintln!("hearth chat: {} ({}); /reset clears the conversation, /exit or Ctrl-D quits.", a.model.display(), model.config().arch);
+        eprintln!("hearth chat: {} ({}); /reset clears the conversation, /exit or Ctrl-D quits.", model_path.display(), model.config().arch);
     }
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -71,7 +73,12 @@ pub fn main(a: ChatArgs) -> Result<()> {
         let mut req = RenderRequest::new(messages.clone());
         req.add_generation_prompt = true;
         let prompt = format.prompt_tokens(&model, req)?;
-        if prompt.len() + a.n_predict > session.n_ctx() {
+        // Small-context models (the 256-token demo model): answer in
+        // whatever room the context has left, and only refuse when fewer
+        // than a handful of positions remain.
+        let room = session.n_ctx().saturating_sub(prompt.len());
+        let max_tokens = a.n_predict.min(room);
+        if max_tokens < 8.min(a.n_predict) {
             anyhow::bail!(
                 "context overflow: the conversation is {} tokens and the context holds {}; use /reset or a larger --ctx-size",
                 prompt.len(),
@@ -80,7 +87,7 @@ pub fn main(a: ChatArgs) -> Result<()> {
         }
         let sampler = a.sampling.config(turn)?;
         turn += 1;
-        let gen = GenerateRequest { prompt, max_tokens: a.n_predict, sampler, ignore_eos: false };
+        let gen = GenerateRequest { prompt, max_tokens, sampler, ignore_eos: false };
         let mut decoder = StreamDecoder::new(&model.tokenizer, false);
         let mut answer = String::new();
         let stdout = std::io::stdout();

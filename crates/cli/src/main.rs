@@ -2,11 +2,16 @@
 //! them and a cloud model.
 
 mod bench;
+mod cascade_cmd;
 mod chat;
+mod default_model;
+mod distill;
 mod embed;
 mod quantize;
+mod gateway_cmd;
 mod run;
 mod serve;
+mod serve_embed;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +36,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Print the token ids of text read from stdin.
     Tokenize(tokenize::TokenizeArgs),
+    /// Train models on the CPU: LoRA adapters, merging, the demo model.
+    Distill(distill::DistillArgs),
     /// Print sentence embeddings (JSON) of texts given or read from stdin.
     Embed(embed::EmbedArgs),
     /// Quantize an F32/F16/BF16 GGUF model to Q8_0, Q4_K_M, ... (llama-quantize compatible).
@@ -39,6 +46,16 @@ enum Command {
     Perplexity(quantize::PerplexityArgs),
     /// A quantized model against its base: perplexities, KL divergence, top-1 agreement.
     Compare(quantize::CompareArgs),
+    /// Check a hearth.toml (`hearth config check FILE`).
+    Config(gateway_cmd::ConfigArgs),
+    /// Summarise the ledger: local share, latency per route, cost, savings.
+    Report(gateway_cmd::ReportArgs),
+    /// Audit log keys and verification.
+    Audit(gateway_cmd::AuditArgs),
+    /// Privacy guard tools (`hearth guard eval --data FILE`).
+    Guard(gateway_cmd::GuardArgs),
+    /// Cascade threshold calibration (`hearth cascade calibrate`).
+    Cascade(cascade_cmd::CascadeArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,10 +70,16 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::main(a),
         Command::Serve(a) => serve::main(a),
         Command::Tokenize(a) => tokenize::main(a),
+        Command::Distill(a) => distill::main(a),
         Command::Embed(a) => embed::main(a),
         Command::Quantize(a) => quantize::quantize_main(a),
         Command::Perplexity(a) => quantize::perplexity_main(a),
         Command::Compare(a) => quantize::compare_main(a),
+        Command::Config(a) => gateway_cmd::config(a),
+        Command::Report(a) => gateway_cmd::report(a),
+        Command::Audit(a) => gateway_cmd::audit(a),
+        Command::Guard(a) => gateway_cmd::guard(a),
+        Command::Cascade(a) => cascade_cmd::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Model file (.gguf).
-    pub model: PathBuf,
+    /// Model file (.gguf) or Hugging Face model folder.
+    /// Default: $HEARTH_MODEL, else the embedded demo model (foldoc-demo).
+    pub model: Option<PathBuf>,
     /// The prompt.
     #[arg(short = 'p', long)]
     pub prompt: String,
@@ -27,11 +28,12 @@ pub struct RunArgs {
     pub ignore_eos: bool,
 }
 
-pub fn main(a: RunArgs) -> Result<()> {
+pub fn main(mut a: RunArgs) -> Result<()> {
+    let model_path = crate::default_model::resolve(a.model.take().as_deref())?;
     let sampler = a.sampling.config(0)?;
     let seed = sampler.seed;
-    let engine = Engine::load(&a.model, EngineConfig { threads: a.threads, ..Default::default() })
-        .with_context(|| format!("cannot load {}", a.model.display()))?;
+    let engine = Engine::load(&model_path, EngineConfig { threads: a.threads, ..Default::default() })
+        .with_context(|| format!("cannot load {}", model_path.display()))?;
     let prompt = engine.tokenize(&a.prompt, true, true);
     anyhow::ensure!(!prompt.is_empty(), "the prompt is empty");
     let n_ctx = prompt.len() + a.n_predict.saturating_sub(1);

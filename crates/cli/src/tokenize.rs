@@ -2,14 +2,13 @@
 //! spaces, like `llama-tokenize --ids` without BOS (unless `--special`).
 
 use anyhow::{Context, Result};
-use hearth_formats::GgufFile;
 use hearth_tokenizer::{EncodeOptions, Tokenizer};
 use std::io::Read;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct TokenizeArgs {
-    /// Model or vocabulary file (.gguf).
+    /// Model or vocabulary file (.gguf), or a Hugging Face model folder.
     pub model: PathBuf,
     /// Add BOS/EOS as the model asks and parse special-token text.
     #[arg(long)]
@@ -17,7 +16,7 @@ pub struct TokenizeArgs {
 }
 
 pub fn main(a: TokenizeArgs) -> Result<()> {
-    let file = GgufFile::open(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
+    let file = hearth_models::hf::open(&a.model).with_context(|| format!("cannot read {}", a.model.display()))?;
     let tok = Tokenizer::from_gguf(&file).context("cannot build the tokenizer")?;
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text).context("stdin is not valid UTF-8")?;

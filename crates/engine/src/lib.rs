@@ -8,6 +8,7 @@
 //! Deliberately absent here: HTTP, chat templates (hearth-chat), routing.
 
 pub mod chat;
+pub mod lora;
 pub mod sampler;
 pub mod scheduler;
 
@@ -65,10 +66,12 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads a GGUF model file.
+    /// Loads a GGUF model file or a Hugging Face model folder (converted in
+    /// memory to the GGUF llama.cpp's converter would write, see
+    /// `hearth_models::hf`).
     pub fn load(path: &Path) -> Result<Model> {
         let err = |e: Box<dyn std::error::Error + Send + Sync>| EngineError::Load { path: path.to_path_buf(), source: e };
-        let file = Arc::new(GgufFile::open(path).map_err(|e| err(Box::new(e)))?);
+        let file = Arc::new(hearth_models::hf::open(path).map_err(|e| err(Box::new(e)))?);
         let decoder = hearth_models::load_gguf(Arc::clone(&file)).map_err(|e| err(Box::new(e)))?;
         let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| err(Box::new(e)))?;
         if tokenizer.n_vocab() != decoder.cfg.n_vocab {
@@ -84,6 +87,15 @@ impl Model {
 
     pub fn config(&self) -> &ModelConfig {
         &self.decoder.cfg
+    }
+
+    /// This model with a PEFT LoRA adapter merged into owned copies of the
+    /// adapted matrices; everything else is shared ([`lora`]).
+    pub fn with_adapter(&self, adapter: &lora::PeftAdapter) -> Result<Model> {
+        let decoder = adapter.merge_into(&self.decoder).map_err(|e| EngineError::Load { path: adapter.path.clone(), source: Box::new(e) })?;
+        // The tokenizer is not `Clone`; it is rebuilt from the same file.
+        let tokenizer = Tokenizer::from_gguf(&self.file).map_err(|e| EngineError::Load { path: self.path.clone(), source: Box::new(e) })?;
+        Ok(Model { decoder, tokenizer, file: Arc::clone(&self.file), path: self.path.clone() })
     }
 
     /// Chat template embedded in the file, if any.
@@ -205,6 +217,13 @@ impl Engine {
 
     pub fn model(&self) -> &Arc<Model> {
         &self.model
+    }
+
+    /// A new engine (own thread pool) over this engine's model with the PEFT
+    /// adapter in `dir` merged in; the base engine is unchanged.
+    pub fn with_adapter(&self, dir: &Path) -> Result<Engine> {
+        let adapter = lora::PeftAdapter::open(dir).map_err(|e| EngineError::Load { path: dir.to_path_buf(), source: Box::new(e) })?;
+        Ok(Engine::new(Arc::new(self.model.with_adapter(&adapter)?), self.cfg.clone()))
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {

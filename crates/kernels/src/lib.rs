@@ -20,16 +20,20 @@
 //!
 //! * [`vec_dot`]: one weight row · one quantized activation row.
 //! * [`vec_dot_rows`]: many consecutive weight rows against one activation
-//!   row (decode). Q4_0 and Q8_0 use 4-row tiles that share the activation
-//!   loads and per-block activation work (~25% faster than row by row when
-//!   the weights are in cache) and prefetch the next tile's rows (without
-//!   that, four parallel row streams ran at half the DRAM bandwidth of one).
-//!   The K-quants go one row per pass: their per-row decoding dominates and
-//!   wider tiles measured slower.
+//!   row (decode), one row per pass with a software prefetch of the next
+//!   row. Multi-row tiles sharing the activation loads are ~25% faster when
+//!   the weights are in cache, but decode streams them from DRAM, where a
+//!   single sequential stream measured as fast or faster (up to 1.8x for
+//!   896-wide rows); NEON keeps 4-row tiles for Q4_0/Q8_0.
 //! * [`matmul_rows`]: many weight rows × many activation rows (prefill);
-//!   Q4_0, Q8_0, Q4_K and Q6_K use 4×2 tiles, decoding each weight block
-//!   once for two activation rows (Q4_K: ~1.4x the throughput of row by
-//!   row). Other types loop over [`vec_dot`].
+//!   Q4_0, Q8_0, Q4_K and Q6_K (and Q5_0 on x86) use 4×2 tiles, decoding
+//!   each weight block once for two activation rows (Q4_K: ~1.4x the
+//!   throughput of row by row). Other types loop over [`vec_dot`]. Q5_0
+//!   matters because a Qwen2.5-0.5B "Q4_K_M" file is mostly Q5_0: its
+//!   896-wide rows are not whole 256-element K-quant blocks.
+//! * [`attn`]: the attention loops over an F16 KV cache (scores of a group
+//!   of query heads, weighted sum of values), bit-identical to their scalar
+//!   references.
 //! * [`quantize_activation`] / [`dequantize_row`] / [`quantize_row_ref`].
 //!
 //! All are single-threaded: callers split row ranges over their own threads.
@@ -119,6 +123,7 @@
 //! * Big-endian hosts are untested (blocks decode little-endian explicitly,
 //!   the SIMD paths are x86_64/aarch64 only, which are little-endian).
 
+pub mod attn;
 pub mod blocks;
 pub mod fp;
 pub mod reference;

@@ -27,7 +27,7 @@ pub enum RopeScaling {
     /// Positions divided by `factor` (freq_scale = 1/factor).
     Linear { factor: f32 },
     /// YaRN (ggml `rope_yarn`), with llama.cpp's default beta_fast 32 / beta_slow 1.
-    Yarn { factor: f32, orig_ctx: usize, attn_factor: f32 },
+    Yarn { factor: f32, orig_ctx: usize },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +37,11 @@ pub struct RopeConfig {
     pub n_rot: usize,
     pub freq_base: f32,
     pub scaling: RopeScaling,
+    /// `rope.scaling.attn_factor` (llama.cpp `rope_attn_factor`, default 1):
+    /// multiplies every cos and sin, whatever the scaling type
+    /// (llama-context.cpp: `yarn_attn_factor *= hparams.rope_attn_factor`).
+    /// Phi-3's LongRoPE writes `sqrt(1 + ln(s) / ln(n_ctx_orig))` here.
+    pub attn_factor: f32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +78,18 @@ pub struct ModelConfig {
     pub activation: Activation,
     /// Softmax scale for attention logits (default `1/sqrt(head_dim_k)`).
     pub attn_scale: f32,
+    /// Apply `attn_scale` to q after RoPE instead of to the scores. llama.cpp's
+    /// Phi-3 and Gemma graphs do `ggml_scale(Qcur, ...)` and then attend with
+    /// `kq_scale = 1`; with an F16 cache q is rounded to f16 *after* the
+    /// scaling, so the two orders differ in the last bits, and Gemma 2's
+    /// soft-cap sees the scaled scores.
+    pub attn_scale_on_q: bool,
+    /// llama.cpp `n_ctx_orig_yarn`: `rope.scaling.original_context_length`,
+    /// else the training context. A layer with long RoPE factors (Phi-3
+    /// LongRoPE) uses them for sessions whose context exceeds this, its short
+    /// factors otherwise (llama-model.cpp `get_rope_factors`, which compares
+    /// the context size `n_ctx_seq` the same way).
+    pub n_ctx_orig: usize,
     /// Multiply token embeddings by this (Gemma: `sqrt(n_embd)`).
     pub embed_scale: Option<f32>,
     pub attn_softcap: Option<f32>,
@@ -167,6 +184,10 @@ pub struct CommonHparams {
     pub n_rot: usize,
     pub freq_base: f32,
     pub scaling: RopeScaling,
+    /// `rope.scaling.attn_factor`, default 1.
+    pub rope_attn_factor: f32,
+    /// `rope.scaling.original_context_length`, default `n_ctx_train`.
+    pub n_ctx_orig: usize,
     pub norm_eps: f32,
 }
 
@@ -213,6 +234,14 @@ impl CommonHparams {
         let norm_eps = h.opt_f32(norm_eps_key)?.ok_or(ModelError::MissingHparam { key: h.key(norm_eps_key) })?;
         h.check(norm_eps.is_finite() && norm_eps >= 0.0, norm_eps_key, norm_eps, "must be finite and >= 0")?;
         let scaling = read_rope_scaling(h, n_ctx_train)?;
+        let rope_attn_factor = h.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0);
+        h.check(
+            rope_attn_factor.is_finite() && rope_attn_factor > 0.0,
+            "rope.scaling.attn_factor",
+            rope_attn_factor,
+            "must be positive",
+        )?;
+        let n_ctx_orig = h.opt_usize("rope.scaling.original_context_length")?.filter(|&n| n > 0).unwrap_or(n_ctx_train);
         Ok(CommonHparams {
             n_embd,
             n_layer,
@@ -225,6 +254,8 @@ impl CommonHparams {
             n_rot,
             freq_base,
             scaling,
+            rope_attn_factor,
+            n_ctx_orig,
             norm_eps,
         })
     }
@@ -243,16 +274,18 @@ fn read_rope_scaling(h: &HParams<'_>, n_ctx_train: usize) -> Result<RopeScaling>
             Err(ModelError::InvalidHparam { key: h.key("rope.scaling.factor"), value: f.to_string(), why: "must be positive".into() })
         }
         (_, Some(f)) if f == 1.0 => Ok(RopeScaling::None),
-        ("linear", Some(f)) => Ok(RopeScaling::Linear { factor: f }),
+        // LLAMA_ROPE_SCALING_TYPE_LONGROPE is not YaRN, so llama.cpp treats
+        // its factor (if any) as a plain frequency scale; the per-dimension
+        // factors come from the rope_factors_{long,short} tensors.
+        ("linear" | "longrope", Some(f)) => Ok(RopeScaling::Linear { factor: f }),
         ("yarn", Some(f)) => Ok(RopeScaling::Yarn {
             factor: f,
             orig_ctx: h.opt_usize("rope.scaling.original_context_length")?.unwrap_or(n_ctx_train),
-            attn_factor: h.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
         }),
         (other, _) => Err(ModelError::InvalidHparam {
             key: h.key("rope.scaling.type"),
             value: other.to_string(),
-            why: "supported: none, linear, yarn".into(),
+            why: "supported: none, linear, yarn, longrope".into(),
         }),
     }
 }

@@ -60,8 +60,11 @@ pub struct Layer {
     pub gate_up: GateUp,
     pub down: Weight,
     pub post_ffn_norm: Option<Vec<f32>>,
-    /// RoPE frequency factors for this layer (Llama 3.1 `rope_freqs`, Phi-3 LongRoPE).
+    /// RoPE frequency factors for this layer (Llama 3.1 `rope_freqs`, Phi-3 LongRoPE short factors).
     pub rope_factors: Option<Vec<f32>>,
+    /// Phi-3 LongRoPE long factors, used instead of `rope_factors` by
+    /// sessions whose context exceeds [`ModelConfig::n_ctx_orig`].
+    pub rope_factors_long: Option<Vec<f32>>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,7 +106,7 @@ pub struct Scratch {
     proj: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    acts: Vec<(GgmlType, Vec<u8>)>,
+    acts: Acts,
     out_x: Vec<f32>,
     logits: Vec<f32>,
 }
@@ -174,11 +177,13 @@ impl Decoder {
         }
 
         // RoPE tables per distinct rope configuration, per sequence.
-        let mut rope_cfgs: Vec<(&RopeConfig, Option<&[f32]>)> = Vec::new();
+        // (config, factors, long-context factors) of each distinct table.
+        type RopeKey<'a> = (&'a RopeConfig, Option<&'a [f32]>, Option<&'a [f32]>);
+        let mut rope_cfgs: Vec<RopeKey<'_>> = Vec::new();
         let mut layer_rope = Vec::with_capacity(cfg.layers.len());
         for (lc, lw) in cfg.layers.iter().zip(&self.w.layers) {
-            let key = (&lc.rope, lw.rope_factors.as_deref());
-            let idx = match rope_cfgs.iter().position(|c| c.0 == key.0 && c.1 == key.1) {
+            let key = (&lc.rope, lw.rope_factors.as_deref(), lw.rope_factors_long.as_deref());
+            let idx = match rope_cfgs.iter().position(|c| c.0 == key.0 && c.1 == key.1 && c.2 == key.2) {
                 Some(i) => i,
                 None => {
                     rope_cfgs.push(key);
@@ -189,7 +194,17 @@ impl Decoder {
         }
         let tables: Vec<Vec<ops::RopeTables>> = rope_cfgs
             .iter()
-            .map(|(rc, ff)| seqs.iter().map(|seq| ops::RopeTables::new(rc, *ff, seq.cache.len(), seq.tokens.len())).collect())
+            .map(|(rc, short, long)| {
+                seqs.iter()
+                    .map(|seq| {
+                        let ff = match long {
+                            Some(l) if seq.cache.n_ctx() > cfg.n_ctx_orig => Some(*l),
+                            _ => *short,
+                        };
+                        ops::RopeTables::new(rc, ff, seq.cache.len(), seq.tokens.len())
+                    })
+                    .collect()
+            })
             .collect();
 
         for (il, (lc, lw)) in cfg.layers.iter().zip(&self.w.layers).enumerate() {
@@ -267,10 +282,15 @@ impl Decoder {
         s.acts.clear();
         match &lw.qkv {
             Qkv::Separate { q, k, v } => {
-                for (w, out, dim) in [(q, &mut s.q, q_dim), (k, &mut s.k, k_dim), (v, &mut s.v, v_dim)] {
-                    let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
-                    matmul(pool, w, a, total, &mut out[..total * dim]);
+                for w in [q, k, v] {
+                    quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
                 }
+                let (aq, ak, av) = (acts_of(&s.acts, q), acts_of(&s.acts, k), acts_of(&s.acts, v));
+                matmul_multi(
+                    pool,
+                    &mut [(q, aq, &mut s.q[..total * q_dim]), (k, ak, &mut s.k[..total * k_dim]), (v, av, &mut s.v[..total * v_dim])],
+                    total,
+                );
             }
             Qkv::Fused(w) => {
                 let all = q_dim + k_dim + v_dim;
@@ -310,6 +330,9 @@ impl Decoder {
                 let t = row + i;
                 rope[si].apply(i, &mut s.q[t * q_dim..(t + 1) * q_dim], nh, dk);
                 rope[si].apply(i, &mut s.k[t * k_dim..(t + 1) * k_dim], nkv, dk);
+                if cfg.attn_scale_on_q {
+                    s.q[t * q_dim..(t + 1) * q_dim].iter_mut().for_each(|v| *v *= cfg.attn_scale);
+                }
                 let pos = p0 + i;
                 for h in 0..nkv {
                     let (ka, va) = (lkv.k_at(h, pos), lkv.v_at(h, pos));
@@ -334,22 +357,26 @@ impl Decoder {
             let q_buf = &s.q;
             let out = SyncPtr::new(&mut s.attn[..total * attn_dim]);
             let group = nh / nkv;
-            let scale = cfg.attn_scale;
+            let scale = if cfg.attn_scale_on_q { 1.0 } else { cfg.attn_scale };
             let softcap = cfg.attn_softcap;
             let window = lc.sliding_window;
-            pool.parallel_for(total * nh, nh.max(1), &|start, end| {
+            // One task per (token, KV head): the query heads sharing a KV
+            // head share each converted key block (see hearth_kernels::attn).
+            let n_tasks = total * nkv;
+            let chunk = (n_tasks / (pool.n_threads() * 8)).max(1);
+            pool.parallel_for(n_tasks, chunk, &|start, end| {
                 SCORES.with(|sc| {
                     let mut sc = sc.borrow_mut();
                     for task in start..end {
-                        let (t, h) = (task / nh, task % nh);
+                        let (t, g) = (task / nkv, task % nkv);
                         let si = starts.iter().rposition(|&(r0, _, _)| r0 <= t).unwrap_or(0);
                         let (r0, _, p0) = starts[si];
                         let pos = p0 + (t - r0);
-                        let q = &q_buf[t * q_dim + h * dk..t * q_dim + (h + 1) * dk];
-                        // SAFETY: each (t, h) task writes its own dv-sized slot.
-                        let o = unsafe { out.slice(t * attn_dim + h * dv, dv) };
+                        let q = &q_buf[t * q_dim + g * group * dk..t * q_dim + (g + 1) * group * dk];
+                        // SAFETY: each (t, g) task writes its own group*dv-sized slot.
+                        let o = unsafe { out.slice(t * attn_dim + g * group * dv, group * dv) };
                         let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                        attend(caches[si], h / group, q, lo, pos + 1, scale, softcap, &mut sc, o);
+                        attend_group(caches[si], g, group, q, lo, pos + 1, scale, softcap, &mut sc, o);
                     }
                 })
             });
@@ -384,10 +411,11 @@ impl Decoder {
         s.acts.clear();
         match &lw.gate_up {
             GateUp::Separate { gate, up } => {
-                for (w, out) in [(gate, &mut s.gate), (up, &mut s.up)] {
-                    let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
-                    matmul(pool, w, a, total, &mut out[..total * n_ff]);
+                for w in [gate, up] {
+                    quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
                 }
+                let (ag, au) = (acts_of(&s.acts, gate), acts_of(&s.acts, up));
+                matmul_multi(pool, &mut [(gate, ag, &mut s.gate[..total * n_ff]), (up, au, &mut s.up[..total * n_ff])], total);
             }
             GateUp::Fused(w) => {
                 resize(&mut s.qkv, total * 2 * n_ff);
@@ -424,6 +452,64 @@ thread_local! {
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The `group` query heads in `q` (each `head_dim_k` long) that share KV
+/// head `g`, against keys `lo..n_keys`, written to `out` (`group` rows of
+/// `head_dim_v`). For an F16 cache this is [`attend`] per head, computed
+/// with the SIMD loops of `hearth_kernels::attn`, which give bit-identical
+/// scores and outputs (same order of operations); other caches call
+/// [`attend`] per head.
+#[allow(clippy::too_many_arguments)]
+fn attend_group(
+    lkv: &crate::kv_cache::LayerKv,
+    g: usize,
+    group: usize,
+    q: &[f32],
+    lo: usize,
+    n_keys: usize,
+    scale: f32,
+    softcap: Option<f32>,
+    sc: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    use crate::kv_cache::KvData;
+    let (dk, dv) = (lkv.head_dim_k, lkv.head_dim_v);
+    let (KvData::F16(k), KvData::F16(v)) = (&lkv.k, &lkv.v) else {
+        for h in 0..group {
+            attend(lkv, g, &q[h * dk..(h + 1) * dk], lo, n_keys, scale, softcap, sc, &mut out[h * dv..(h + 1) * dv]);
+        }
+        return;
+    };
+    let n = n_keys - lo;
+    // Layout of the scratch: [q rounded to f16 | raw scores group x n |
+    // masked rows group x n_keys].
+    sc.clear();
+    sc.resize(group * dk + group * n + group * n_keys, 0.0);
+    let (qh, rest) = sc.split_at_mut(group * dk);
+    let (raw, rows) = rest.split_at_mut(group * n);
+    for (d, &x) in qh.iter_mut().zip(q) {
+        *d = f16::from_f32(x).to_f32();
+    }
+    hearth_kernels::attn::kq_f16(qh, &k[lkv.k_at(g, lo)..lkv.k_at(g, n_keys)], dk, raw);
+    for h in 0..group {
+        let row = &mut rows[h * n_keys..(h + 1) * n_keys];
+        row[..lo].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+        for (s, &dot) in row[lo..].iter_mut().zip(&raw[h * n..(h + 1) * n]) {
+            *s = match softcap {
+                // As in `attend`: ggml scales by 1/c (a multiply), then tanh.
+                Some(c) => (dot * (1.0 / c)).tanh() * c * scale,
+                None => dot * scale,
+            };
+        }
+        ops::softmax_inplace(row);
+        for p in row[lo..].iter_mut() {
+            *p = f16::from_f32(*p).to_f32();
+        }
+        let o = &mut out[h * dv..(h + 1) * dv];
+        o.iter_mut().for_each(|x| *x = 0.0);
+        hearth_kernels::attn::pv_f16(&row[lo..], &v[lkv.v_at(g, lo)..lkv.v_at(g, n_keys)], o);
+    }
+}
+
 /// One query head against keys `lo..n_keys` of one cache head, written to
 /// `out`. Mirrors ggml's non-flash attention: the query is converted to the
 /// key cache's type before `K·q` and the softmax weights to the value
@@ -446,9 +532,10 @@ fn attend(
     sc.clear();
     sc.resize(n_keys, f32::NEG_INFINITY);
     let finish = |dot: f32| match softcap {
-        // Gemma 2 caps the raw logits; the softmax scale comes after
-        // (llama-graph.cpp build_attn_mha).
-        Some(c) => (dot / c).tanh() * c * scale,
+        // llama-graph.cpp build_attn_mha caps the K·q products (scale by
+        // 1/c, tanh, scale by c) and applies kq_scale in the softmax after;
+        // Gemma 2 folds its scale into q, so kq_scale is 1 there.
+        Some(c) => (dot * (1.0 / c)).tanh() * c * scale,
         None => dot * scale,
     };
     match &lkv.k {
@@ -511,52 +598,104 @@ fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
     }
 }
 
+/// Quantized activation rows, one buffer per `vec_dot_type` in use; the
+/// buffers are recycled across matrix products so the decode loop does not
+/// allocate.
+#[derive(Default)]
+struct Acts {
+    live: Vec<(GgmlType, Vec<u8>)>,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Acts {
+    fn clear(&mut self) {
+        for (_, buf) in self.live.drain(..) {
+            self.spare.push(buf);
+        }
+    }
+}
+
+/// The activations [`quantize_acts`] made for `w`'s `vec_dot_type`.
+fn acts_of<'a>(cache: &'a Acts, w: &Weight) -> &'a [u8] {
+    let ty = hearth_kernels::vec_dot_type(w.ty);
+    match cache.live.iter().find(|(c, _)| *c == ty) {
+        Some((_, a)) => a,
+        None => unreachable!("activations for {ty} were quantized just before"),
+    }
+}
+
 /// Quantizes `t` rows of `cols` activations to `ty` once per distinct type
-/// (q, k and v usually share one), reusing the buffer in `cache`.
-fn quantize_acts<'a>(cache: &'a mut Vec<(GgmlType, Vec<u8>)>, ty: GgmlType, x: &[f32], t: usize, cols: usize) -> &'a [u8] {
-    if let Some(i) = cache.iter().position(|(c, _)| *c == ty) {
-        return &cache[i].1;
+/// (q, k and v usually share one), reusing the buffers in `cache`.
+fn quantize_acts<'a>(cache: &'a mut Acts, ty: GgmlType, x: &[f32], t: usize, cols: usize) -> &'a [u8] {
+    if let Some(i) = cache.live.iter().position(|(c, _)| *c == ty) {
+        return &cache.live[i].1;
     }
     let rb = ty.row_bytes(cols as u64).expect("activation width is a whole number of blocks") as usize;
-    let mut buf = vec![0u8; rb * t];
+    let mut buf = cache.spare.pop().unwrap_or_default();
+    buf.resize(rb * t, 0);
     for r in 0..t {
         hearth_kernels::quantize_activation(ty, &x[r * cols..(r + 1) * cols], &mut buf[r * rb..(r + 1) * rb]);
     }
-    cache.push((ty, buf));
-    &cache.last().expect("just pushed").1
+    cache.live.push((ty, buf));
+    &cache.live.last().expect("just pushed").1
 }
 
 /// `out[t][r] = W[r] · a[t]` for all `t` activation rows, parallel over
 /// weight rows.
 pub(crate) fn matmul(pool: &ThreadPool, w: &Weight, a: &[u8], t: usize, out: &mut [f32]) {
-    let rows = w.rows;
-    let cols = w.cols;
-    let rb = w.row_bytes();
-    let wb = w.bytes();
-    let ty = w.ty;
-    debug_assert_eq!(out.len(), t * rows);
-    let out_ptr = SyncPtr::new(out);
-    let chunk = pool.chunk_for(rows, 4, 16);
-    if t == 1 {
-        pool.parallel_for(rows, chunk, &|r0, r1| {
-            // SAFETY: chunks are disjoint row ranges of the single output row.
-            let o = unsafe { out_ptr.slice(r0, r1 - r0) };
-            hearth_kernels::vec_dot_rows(ty, cols, &wb[r0 * rb..r1 * rb], a, o);
-        });
-    } else {
-        pool.parallel_for(rows, chunk, &|r0, r1| {
-            let n = r1 - r0;
-            TILE.with(|tile| {
-                let mut tile = tile.borrow_mut();
-                tile.clear();
-                tile.resize(t * n, 0.0);
-                hearth_kernels::matmul_rows(ty, cols, &wb[r0 * rb..r1 * rb], n, a, t, &mut tile, n);
-                for ti in 0..t {
-                    // SAFETY: this task owns columns r0..r1 of every output row.
-                    let o = unsafe { out_ptr.slice(ti * rows + r0, n) };
-                    o.copy_from_slice(&tile[ti * n..(ti + 1) * n]);
-                }
-            })
-        });
+    matmul_multi(pool, &mut [(w, a, out)], t)
+}
+
+/// Several independent products `out_i = W_i a_i` (q, k and v; gate and
+/// up) as ONE pool job over their concatenated rows, so a decode step pays
+/// one fork/join per group instead of one per matrix, and the rows of the
+/// small k and v matrices balance against q's. Results are those of
+/// [`matmul`] on each part (the same kernels on the same rows).
+pub(crate) fn matmul_multi(pool: &ThreadPool, parts: &mut [(&Weight, &[u8], &mut [f32])], t: usize) {
+    struct Part<'a> {
+        w: &'a Weight,
+        a: &'a [u8],
+        out: SyncPtr<f32>,
+        first: usize,
     }
+    let mut total_rows = 0;
+    let mut ps: Vec<Part<'_>> = Vec::with_capacity(parts.len());
+    for (w, a, out) in parts.iter_mut() {
+        debug_assert_eq!(out.len(), t * w.rows);
+        ps.push(Part { w, a, out: SyncPtr::new(out), first: total_rows });
+        total_rows += w.rows;
+    }
+    let chunk = pool.chunk_for(total_rows, 4, 16);
+    pool.parallel_for(total_rows, chunk, &|g0, g1| {
+        for p in &ps {
+            let (lo, hi) = (g0.max(p.first), g1.min(p.first + p.w.rows));
+            if lo < hi {
+                matmul_piece(p.w, p.a, t, p.out, lo - p.first, hi - p.first);
+            }
+        }
+    });
+}
+
+/// Rows `r0..r1` of `W a` for all `t` activation rows into `out` (`t` rows
+/// of `w.rows`), which the caller lets this task alone write there.
+fn matmul_piece(w: &Weight, a: &[u8], t: usize, out_ptr: SyncPtr<f32>, r0: usize, r1: usize) {
+    let (rows, cols, rb, wb, ty) = (w.rows, w.cols, w.row_bytes(), w.bytes(), w.ty);
+    let n = r1 - r0;
+    if t == 1 {
+        // SAFETY: chunks are disjoint row ranges of the single output row.
+        let o = unsafe { out_ptr.slice(r0, n) };
+        hearth_kernels::vec_dot_rows(ty, cols, &wb[r0 * rb..r1 * rb], a, o);
+        return;
+    }
+    TILE.with(|tile| {
+        let mut tile = tile.borrow_mut();
+        tile.clear();
+        tile.resize(t * n, 0.0);
+        hearth_kernels::matmul_rows(ty, cols, &wb[r0 * rb..r1 * rb], n, a, t, &mut tile, n);
+        for ti in 0..t {
+            // SAFETY: this task owns columns r0..r1 of every output row.
+            let o = unsafe { out_ptr.slice(ti * rows + r0, n) };
+            o.copy_from_slice(&tile[ti * n..(ti + 1) * n]);
+        }
+    })
 }

@@ -13,6 +13,7 @@ pub mod bert;
 pub mod config;
 pub mod decoder;
 pub mod error;
+pub mod hf;
 pub mod kv_cache;
 pub mod numerics;
 pub mod ops;

@@ -61,10 +61,13 @@ fn gelu_ggml(x: f32) -> f32 {
     }
 }
 
-/// `x = cap * tanh(x / cap)` (Gemma 2 soft-capping).
+/// `x = cap * tanh(x * (1 / cap))` (Gemma 2 soft-capping). ggml does it as
+/// `ggml_scale(1/cap)`, `ggml_tanh` (libm `tanhf`), `ggml_scale(cap)`, so
+/// the reciprocal is taken once and multiplied, not divided by.
 pub fn softcap(x: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
     for v in x.iter_mut() {
-        *v = (*v / cap).tanh() * cap;
+        *v = (*v * inv).tanh() * cap;
     }
 }
 
@@ -110,14 +113,22 @@ impl RopeTables {
         let half = cfg.n_rot / 2;
         let mut cs = Vec::with_capacity(n * half);
         let theta_scale = cfg.freq_base.powf(-2.0 / cfg.n_rot as f32);
-        let (freq_scale, ext_factor, mut mscale, corr) = match cfg.scaling {
-            RopeScaling::None => (1.0f32, 0.0f32, 1.0f32, [0.0f32, 0.0]),
-            RopeScaling::Linear { factor } => (1.0 / factor, 0.0, 1.0, [0.0, 0.0]),
-            RopeScaling::Yarn { factor, orig_ctx, attn_factor } => {
-                (1.0 / factor, 1.0, attn_factor, yarn_corr_dims(cfg.n_rot, orig_ctx, cfg.freq_base, 32.0, 1.0))
+        let (freq_scale, ext_factor, corr) = match cfg.scaling {
+            RopeScaling::None => (1.0f32, 0.0f32, [0.0f32, 0.0]),
+            RopeScaling::Linear { factor } => (1.0 / factor, 0.0, [0.0, 0.0]),
+            RopeScaling::Yarn { factor, orig_ctx } => {
+                (1.0 / factor, 1.0, yarn_corr_dims(cfg.n_rot, orig_ctx, cfg.freq_base, 32.0, 1.0))
             }
         };
+        // llama-context.cpp: for YaRN the context's attention factor is
+        // get_mscale(factor) / (1 + 0.1 ln factor) (≈ 1, kept for its
+        // rounding), and every scaling type multiplies in rope_attn_factor;
+        // ggml's rope_yarn then multiplies by 1 + 0.1 ln(1/freq_scale) again.
+        let mut mscale = cfg.attn_factor;
         if ext_factor != 0.0 {
+            let factor = 1.0f32 / freq_scale;
+            let get_mscale = if factor <= 1.0 { 1.0f32 } else { 0.1 * factor.ln() + 1.0 };
+            mscale = get_mscale * (1.0 / (1.0 + 0.1 * factor.ln())) * cfg.attn_factor;
             mscale *= 1.0 + 0.1 * (1.0 / freq_scale).ln();
         }
         for p in pos0..pos0 + n {
@@ -215,7 +226,7 @@ mod tests {
     #[test]
     fn rope_is_a_rotation_and_position_zero_is_identity() {
         for layout in [RopeLayout::Interleaved, RopeLayout::Halves] {
-            let cfg = RopeConfig { layout, n_rot: 8, freq_base: 10000.0, scaling: RopeScaling::None };
+            let cfg = RopeConfig { layout, n_rot: 8, freq_base: 10000.0, scaling: RopeScaling::None, attn_factor: 1.0 };
             let t = RopeTables::new(&cfg, None, 0, 5);
             let x: Vec<f32> = (0..16).map(|i| i as f32 * 0.1 - 0.7).collect();
             let mut y0 = x.clone();
@@ -235,7 +246,7 @@ mod tests {
         // moves dims 0 and 1 while the halves layout moves dims 0 and 4.
         let x = vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
         for (layout, moved) in [(RopeLayout::Interleaved, 1), (RopeLayout::Halves, 4)] {
-            let cfg = RopeConfig { layout, n_rot: 8, freq_base: 10000.0, scaling: RopeScaling::None };
+            let cfg = RopeConfig { layout, n_rot: 8, freq_base: 10000.0, scaling: RopeScaling::None, attn_factor: 1.0 };
             let t = RopeTables::new(&cfg, None, 1, 1);
             let mut y = x.clone();
             t.apply(0, &mut y, 1, 8);

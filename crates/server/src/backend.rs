@@ -503,6 +503,8 @@ impl ChoiceOutput {
 /// One finished choice.
 #[derive(Default)]
 pub struct ChoiceOut {
+    /// Prompt tokens as the source reported them at the end (0: unknown).
+    pub prompt_tokens: usize,
     pub text: String,
     pub calls: Vec<ToolCall>,
     pub logprobs: Vec<TokenLogprob>,
@@ -633,6 +635,7 @@ pub async fn collect(
                     c.finish = Some(finish);
                     c.completion_tokens = stats.completion_tokens;
                     c.cached_tokens = stats.cached_tokens;
+                    c.prompt_tokens = stats.prompt_tokens;
                 }
             }
             Some(Event::Error { message }) => return Err(ApiError::internal(message)),
@@ -854,6 +857,10 @@ impl SseBody {
                 self.completion_tokens += stats.completion_tokens;
                 if choice == 0 {
                     self.cached_tokens = stats.cached_tokens;
+                    // A cloud answer's prompt count arrives only at its end.
+                    if stats.prompt_tokens > 0 {
+                        self.meta.prompt_tokens = stats.prompt_tokens;
+                    }
                 }
                 let c = match self.meta.api {
                     Api::Chat => {

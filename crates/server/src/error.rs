@@ -212,6 +212,17 @@ impl ApiError {
         )
     }
 
+    /// 400: the privacy policy refuses the request (names entity types only).
+    pub fn blocked(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "blocked_by_privacy_policy",
+            message,
+        )
+        .with_param("messages")
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -266,6 +266,10 @@ async fn drain(state: &State, body: &mut Incoming) {
     .await;
 }
 
+pub(crate) fn json_ok(v: &Value) -> Response<Body> {
+    json_response(StatusCode::OK, v)
+}
+
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = Response::new(Body::Full(Full::new(Bytes::from(body))));
@@ -287,7 +291,25 @@ fn shared_backend(state: &State) -> Result<Arc<Local>, ApiError> {
     state.local.get().cloned().ok_or_else(ApiError::loading)
 }
 
-async fn blocking<T: Send + 'static>(
+/// The backend a request names: `{base}+{adapter}` selects a LoRA adapter
+/// served next to the base ([`crate::ServerConfig::adapters`]); any other
+/// name (or none) is the base model, as before adapters existed.
+fn pick_backend(state: &State, model: Option<&str>) -> Result<Arc<Local>, ApiError> {
+    let base = shared_backend(state)?;
+    match model {
+        Some(m) if m.contains('+') && m != base.model_id => state
+            .adapters
+            .get()
+            .into_iter()
+            .flatten()
+            .find(|a| a.model_id == m)
+            .cloned()
+            .ok_or_else(|| ApiError::model_not_found(m)),
+        _ => Ok(base),
+    }
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -347,6 +369,12 @@ async fn respond(
         Route::Models => {
             let b = backend(state)?;
             let mut data = vec![model_json(&b.model_id, b.created)];
+            for id in gateway_models(state) {
+                data.push(model_json(&id, b.created));
+            }
+            for a in state.adapters.get().into_iter().flatten() {
+                data.push(model_json(&a.model_id, b.created));
+            }
             if let Some(e) = &state.embedder {
                 data.push(model_json(e.model_id(), b.created));
             }
@@ -357,7 +385,12 @@ async fn respond(
         }
         Route::Model(id) => {
             let b = backend(state)?;
-            if id == b.model_id || state.embedder.as_ref().is_some_and(|e| e.model_id() == id) {
+            let adapter = state.adapters.get().into_iter().flatten().any(|a| a.model_id == id);
+            if id == b.model_id
+                || adapter
+                || state.embedder.as_ref().is_some_and(|e| e.model_id() == id)
+                || gateway_models(state).contains(&id)
+            {
                 Ok(json_response(StatusCode::OK, &model_json(&id, b.created)))
             } else {
                 Err(ApiError::model_not_found(&id))
@@ -368,13 +401,20 @@ async fn respond(
             let body = read_body(state, req).await?;
             let v = wire::parse_body(&body)?;
             let call = wire::chat(&v, b.n_vocab())?;
-            chat(state, b, call, t0).await
+            // A `{base}+{adapter}` name is answered by that adapter, locally;
+            // everything else goes through the gateway when one is configured.
+            let picked = pick_backend(state, call.model_given.then_some(call.request.model.as_str()))?;
+            match &state.gateway {
+                Some(gw) if std::ptr::eq(picked.as_ref(), b) => crate::hybrid::chat(state, b, Arc::clone(gw), call, t0).await,
+                _ => chat(state, picked, call, t0).await,
+            }
         }
         Route::Completions => {
             let b = backend(state)?;
             let body = read_body(state, req).await?;
             let v = wire::parse_body(&body)?;
             let call = wire::completion(&v, b.n_vocab())?;
+            let b = pick_backend(state, call.model.as_deref())?;
             completion(state, b, call, t0).await
         }
         Route::Embeddings => {
@@ -394,23 +434,56 @@ async fn respond(
     }
 }
 
+/// The routing alias and the forced-cloud model, when there is a gateway.
+fn gateway_models(state: &State) -> Vec<String> {
+    let Some(gw) = &state.gateway else {
+        return Vec::new();
+    };
+    let mut v = vec![gw.alias().to_string()];
+    if let Some(m) = gw.cloud_model() {
+        v.push(format!("cloud/{m}"));
+    }
+    v
+}
+
 fn model_json(id: &str, created: u64) -> Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": "hearth"})
 }
 
-fn new_id(state: &State, prefix: &str) -> String {
+pub(crate) fn new_id(state: &State, prefix: &str) -> String {
     let n = state.ids.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}-{:08x}{n:08x}", state.boot)
 }
 
 async fn chat(
     state: &Arc<State>,
-    b: &Local,
+    b: Arc<Local>,
     call: wire::ChatCall,
     t0: Instant,
 ) -> Result<Response<Body>, ApiError> {
+    let (stream, include_usage) = (call.request.stream, call.request.include_usage);
+    let (rx, meta) = start_chat(state, &b, call, t0).await?;
+    finish(rx, meta, stream, include_usage).await
+}
+
+/// Prepares and submits a chat request to the local model: its event
+/// receiver and the response's identity.
+pub(crate) async fn start_chat(
+    state: &Arc<State>,
+    b: &Local,
+    call: wire::ChatCall,
+    t0: Instant,
+) -> Result<
+    (
+        tokio::sync::mpsc::UnboundedReceiver<hearth_engine::scheduler::Event>,
+        Meta,
+    ),
+    ApiError,
+> {
     // Rendering and tokenizing up to a body-limit of text, and compiling a
     // schema, is CPU work: keep it off the connection threads.
+    // An adapter shares its base's tokenizer and chat template, so the
+    // base prepares the prompt for either.
     let (local, call) = (shared_backend(state)?, Arc::new(call));
     let c = Arc::clone(&call);
     let prepared = blocking(move || local.prepare_chat(&c)).await??;
@@ -442,16 +515,16 @@ async fn chat(
         tools: prepared.tools,
         seed,
     };
-    finish(started.rx, meta, req.stream, req.include_usage).await
+    Ok((started.rx, meta))
 }
 
 async fn completion(
     state: &Arc<State>,
-    b: &Local,
+    b: Arc<Local>,
     call: wire::CompletionCall,
     t0: Instant,
 ) -> Result<Response<Body>, ApiError> {
-    let (local, p, echo) = (shared_backend(state)?, call.prompt.clone(), call.echo);
+    let (local, p, echo) = (Arc::clone(&b), call.prompt.clone(), call.echo);
     let (prompt, echo) = blocking(move || {
         let echo = echo.then(|| match &p {
             wire::Prompt::Text(t) => t.clone(),
@@ -489,7 +562,7 @@ async fn completion(
     finish(started.rx, meta, call.stream, call.include_usage).await
 }
 
-async fn finish(
+pub(crate) async fn finish(
     rx: tokio::sync::mpsc::UnboundedReceiver<hearth_engine::scheduler::Event>,
     meta: Meta,
     stream: bool,

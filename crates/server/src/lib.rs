@@ -1,7 +1,8 @@
 //! Hearth's OpenAI-compatible HTTP server.
 //!
 //! The request path: wire JSON → validated `hearth_api::ChatRequest`
-//! ([`wire`]) → (guard → router: later) → the engine's batching
+//! ([`wire`]) → with a gateway, guard → router → privacy veto (`hybrid`,
+//! [`hearth_gateway`]) → the engine's batching
 //! [`Scheduler`](hearth_engine::scheduler::Scheduler) → token events → JSON
 //! or SSE ([`backend`]). OpenAI wire types live only in this crate; errors
 //! become HTTP responses in one place ([`error`]).
@@ -33,6 +34,7 @@ pub mod backend;
 pub mod embed;
 pub mod error;
 pub mod http;
+mod hybrid;
 pub mod metrics;
 pub mod testing;
 pub mod wire;
@@ -78,6 +80,14 @@ pub struct ServerConfig {
     pub model_alias: Option<String>,
     pub scheduler: SchedulerConfig,
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// Routing between the local model and a cloud model, with the privacy
+    /// guard, audit log and ledger (`hearth serve --config`). `None`: every
+    /// chat request is answered locally, as before.
+    pub gateway: Option<Arc<hearth_gateway::Gateway>>,
+    /// PEFT LoRA adapters `(name, directory)` served next to the base as
+    /// model `{base id}+{name}`, each merged into its own copy of the
+    /// adapted matrices (`hearth_engine::lora`) with its own scheduler.
+    pub adapters: Vec<(String, PathBuf)>,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +104,8 @@ impl Default for ServerConfig {
             model_alias: None,
             scheduler: SchedulerConfig::default(),
             embedder: None,
+            gateway: None,
+            adapters: Vec::new(),
         }
     }
 }
@@ -139,6 +151,7 @@ fn spawn_loader(
     state: Arc<State>,
     sched: SchedulerConfig,
     id: Option<String>,
+    adapters: Vec<(String, PathBuf)>,
     load: LoadFn,
 ) -> tokio::task::JoinHandle<Result<(), ServerError>> {
     tokio::task::spawn_blocking(move || {
@@ -151,16 +164,36 @@ fn spawn_loader(
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "hearth".into())
         });
+        let with = adapter_locals(&engine, &sched, &id, &adapters)?;
         let local = Local::new(engine, sched, id)?;
+        let _ = state.adapters.set(with);
         let _ = state.local.set(Arc::new(local));
         tracing::info!("model loaded");
         Ok(())
     })
 }
 
+/// One backend per adapter, named `{base_id}+{name}`.
+fn adapter_locals(
+    engine: &Arc<Engine>,
+    sched: &SchedulerConfig,
+    base_id: &str,
+    adapters: &[(String, PathBuf)],
+) -> Result<Vec<Arc<Local>>, ServerError> {
+    let mut out = Vec::with_capacity(adapters.len());
+    for (name, dir) in adapters {
+        let tuned = Arc::new(engine.with_adapter(dir)?);
+        out.push(Arc::new(Local::new(tuned, sched.clone(), format!("{base_id}+{name}"))?));
+        tracing::info!(adapter = %name, "adapter loaded");
+    }
+    Ok(out)
+}
+
 /// Shared by every connection.
 pub struct State {
     pub(crate) local: OnceLock<Arc<Local>>,
+    /// Adapter backends ([`ServerConfig::adapters`]); set before `local`.
+    pub(crate) adapters: OnceLock<Vec<Arc<Local>>>,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) api_key: Option<Secret>,
     pub(crate) allowed_hosts: Vec<String>,
@@ -168,6 +201,7 @@ pub struct State {
     pub(crate) body_limit: usize,
     pub(crate) body_timeout: Duration,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
+    pub(crate) gateway: Option<Arc<hearth_gateway::Gateway>>,
     pub(crate) ids: AtomicU64,
     pub(crate) boot: u32,
 }
@@ -237,6 +271,7 @@ impl Server {
             .unwrap_or(0);
         let state = Arc::new(State {
             local: OnceLock::new(),
+            adapters: OnceLock::new(),
             metrics: Arc::new(metrics::Metrics::default()),
             api_key: cfg.api_key.clone(),
             allow_any_host: cfg.allow_hosts.iter().any(|h| h == "*"),
@@ -244,6 +279,7 @@ impl Server {
             body_limit: cfg.body_limit,
             body_timeout: cfg.body_timeout,
             embedder: cfg.embedder.clone(),
+            gateway: cfg.gateway.clone(),
             ids: AtomicU64::new(0),
             boot,
         });
@@ -283,6 +319,7 @@ impl Server {
         let loader = match source {
             ModelSource::Loaded(engine) => {
                 let id = model_id(Some(&engine.model().path));
+                let _ = state.adapters.set(adapter_locals(&engine, &sched, &id, &cfg.adapters)?);
                 let _ = state.local.set(Arc::new(Local::new(engine, sched, id)?));
                 None
             }
@@ -292,6 +329,7 @@ impl Server {
                     Arc::clone(&state),
                     sched,
                     Some(id),
+                    cfg.adapters.clone(),
                     Box::new(move || Ok(Arc::new(Engine::load(&path, engine)?))),
                 ))
             }
@@ -299,6 +337,7 @@ impl Server {
                 Arc::clone(&state),
                 sched,
                 cfg.model_alias.clone(),
+                cfg.adapters.clone(),
                 load,
             )),
         };

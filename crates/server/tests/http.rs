@@ -1232,3 +1232,71 @@ fn embeddings_hook() {
     let models = srv.get("/v1/models").json();
     assert_eq!(models["data"][1]["id"], "letter-counts");
 }
+
+/// Writes a rank-2 PEFT adapter on `o_proj` and `down_proj` of both layers
+/// of the tiny test model (64 wide, FFN 128), by hand: safetensors is an
+/// 8-byte header length, a JSON header, then the f32 data.
+fn write_test_adapter(dir: &std::path::Path) {
+    let r = 2usize;
+    let mut tensors: Vec<(String, Vec<usize>)> = Vec::new();
+    for layer in 0..2 {
+        for (parent, module, rows, cols) in [("self_attn", "o_proj", 64, 64), ("mlp", "down_proj", 64, 128)] {
+            let stem = format!("base_model.model.model.layers.{layer}.{parent}.{module}");
+            tensors.push((format!("{stem}.lora_A.weight"), vec![r, cols]));
+            tensors.push((format!("{stem}.lora_B.weight"), vec![rows, r]));
+        }
+    }
+    let mut header = serde_json::Map::new();
+    let mut data: Vec<u8> = Vec::new();
+    for (i, (name, shape)) in tensors.iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let start = data.len();
+        for k in 0..n {
+            data.extend_from_slice(&((((k * 7 + i * 13) % 17) as f32 - 8.0) / 8.0).to_le_bytes());
+        }
+        header.insert(name.clone(), json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}));
+    }
+    let mut h = Value::Object(header).to_string().into_bytes();
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut file = (h.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(&h);
+    file.extend_from_slice(&data);
+    std::fs::write(dir.join("adapter_model.safetensors"), file).unwrap();
+    let cfg = json!({"peft_type": "LORA", "r": r, "lora_alpha": 16, "target_modules": ["o_proj", "down_proj"], "bias": "none"});
+    std::fs::write(dir.join("adapter_config.json"), cfg.to_string()).unwrap();
+}
+
+#[test]
+fn lora_adapter_is_selected_by_model_name() {
+    let dir = std::env::temp_dir().join(format!("hearth-server-lora-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_test_adapter(&dir);
+    let srv = TestServer::start(ServerConfig {
+        adapters: vec![("demo".into(), dir.clone())],
+        ..cfg(2, 8)
+    });
+    let models = srv.get("/v1/models").json();
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
+    assert!(ids.contains(&"hearth-tiny-qwen2+demo"), "{ids:?}");
+    assert_eq!(srv.get("/v1/models/hearth-tiny-qwen2+demo").status, 200);
+
+    let content = |model: &str| {
+        let mut body = chat("Say something.", greedy(12));
+        body["model"] = json!(model);
+        let r = srv.post("/v1/chat/completions", &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+    };
+    let base = content("hearth-tiny-qwen2");
+    let tuned = content("hearth-tiny-qwen2+demo");
+    assert_eq!(base, content("anything-else"), "other names keep selecting the base");
+    assert_ne!(base, tuned, "the adapter must change greedy output");
+    assert_eq!(tuned, content("hearth-tiny-qwen2+demo"), "greedy output is deterministic");
+
+    let mut body = chat("x", greedy(2));
+    body["model"] = json!("hearth-tiny-qwen2+nope");
+    assert_error(&srv.post("/v1/chat/completions", &body), 404, Some("model"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

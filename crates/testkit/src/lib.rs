@@ -8,15 +8,17 @@
 //! Next to each recipe, `expected-<VARIANT>.json` holds llama.cpp's greedy tokens and
 //! first-step logits for that variant ([`Expected`]).
 //!
-//! The intended parity test is: [`Recipe::f32_tensors`] + [`Recipe::metadata`] ->
-//! write a GGUF (hearth-formats) -> quantize each tensor to
-//! `recipe.variant(v)?.tensor(name).ty` (hearth-kernels) -> [`Variant::check_tensor`]
-//! proves the bytes are the ones llama.cpp ran -> run the forward pass and compare
-//! with [`Recipe::expected`].
+//! [`build::variant_gguf`] turns a recipe back into the GGUF file llama.cpp ran:
+//! [`Recipe::f32_tensors`] -> quantize each tensor to the type llama.cpp chose
+//! (hearth-kernels' reference quantizers) -> [`Variant::check_tensor`] proves the
+//! bytes are the ones llama.cpp ran -> write with hearth-formats' `GgufWriter`.
+//! The parity tests (`crates/engine/tests/fidelity.rs`,
+//! `crates/cli/tests/run_parity.rs`) run that file and compare with
+//! [`Recipe::expected`]; see `docs/fidelity.md`.
 //!
-//! Deliberately absent: GGUF writing, quantization and inference (other crates own
-//! them), and any network access.
+//! Deliberately absent: inference (hearth-engine owns it), and any network access.
 
+pub mod build;
 pub mod expected;
 pub mod prng;
 pub mod recipe;

@@ -78,8 +78,15 @@ pub(crate) fn isa() -> Isa {
 }
 
 /// Weight types with R x T tile kernels (the types of Q4_0 and Q4_K_M files).
+#[cfg(target_arch = "aarch64")]
 fn has_tile(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K)
+}
+
+/// As on aarch64, plus Q5_0 (most of a Qwen2.5-0.5B Q4_K_M file).
+#[cfg(target_arch = "x86_64")]
+fn has_tile(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K)
 }
 
 // Every function below requires `isa` to be one of `available()` (the
@@ -184,12 +191,20 @@ pub(crate) fn dequantize_row(isa: Isa, ty: GgmlType, src: &[u8], dst: &mut [f32]
 
 /// Tile shapes: `MR` weight rows x `MT` activation rows per pass in
 /// `matmul_rows`; for a single activation row, `DR` weight rows per pass for
-/// the legacy types and `DR_K` for the K-quants. Measured on Zen 4: four
-/// Q4_0/Q8_0 rows per pass are ~25% faster than one (shared activation work,
-/// four independent chains), while K-quant rows gain nothing from sharing
-/// (their per-row decoding dominates) and two or four per pass spill
-/// registers and run 3-15% slower than one.
+/// the legacy types and `DR_K` for the K-quants. Measured on Zen 4: with
+/// the weights in cache, four Q4_0/Q8_0 rows per pass are ~25% faster than
+/// one (shared activation work, four independent chains), but decode reads
+/// its weights from DRAM, and there one row per pass, a single sequential
+/// stream, is as fast or faster (`cargo bench -p hearth-kernels -- --big`,
+/// ns per row, 4 rows vs 1: Q8_0 n=896 132 vs 72, Q5_0 n=896 95 vs 59,
+/// n=4864 414 vs 368 and 312 vs 280; at n=8192 within 2%). K-quant rows
+/// gain nothing from sharing either (their per-row decoding dominates; two
+/// or four per pass spill registers and run 3-15% slower than one).
+/// (NEON keeps four rows: not measured from DRAM there.)
+#[cfg(target_arch = "aarch64")]
 const DR: usize = 4;
+#[cfg(not(target_arch = "aarch64"))]
+const DR: usize = 1;
 const DR_K: usize = 1;
 const MR: usize = 4;
 const MT: usize = 2;
@@ -274,6 +289,8 @@ mod avx2 {
     use crate::GgmlType;
 
     macro_rules! q4_0 { ($r:expr, $t:expr) => { dot::avx2::tile_q4_0::<{ $r }, { $t }> }; }
+    macro_rules! q5_0 { ($r:expr, $t:expr) => { dot::avx2::tile_q5_0::<{ $r }, { $t }> }; }
+    macro_rules! q5_0v { ($r:expr, $t:expr) => { dot::vnni::tile_q5_0::<{ $r }, { $t }> }; }
     macro_rules! q8_0 { ($r:expr, $t:expr) => { dot::avx2::tile_q8_0::<{ $r }, { $t }> }; }
     macro_rules! q4_k { ($r:expr, $t:expr) => { dot::avx2::tile_q4_k::<{ $r }, { $t }> }; }
     macro_rules! q6_k { ($r:expr, $t:expr) => { dot::avx2::tile_q6_k::<{ $r }, { $t }> }; }
@@ -291,7 +308,7 @@ mod avx2 {
                 GgmlType::Q4_0 => dot::$m::tile_q4_0::<1, 1>($nb, [$w], [$a])[0][0],
                 GgmlType::Q8_0 => dot::$m::tile_q8_0::<1, 1>($nb, [$w], [$a])[0][0],
                 GgmlType::Q4_1 => dot::$m::q4_1($nb, $w, $a),
-                GgmlType::Q5_0 => dot::$m::q5_0($nb, $w, $a),
+                GgmlType::Q5_0 => dot::$m::tile_q5_0::<1, 1>($nb, [$w], [$a])[0][0],
                 GgmlType::Q5_1 => dot::$m::q5_1($nb, $w, $a),
                 GgmlType::Q2_K => dot::$m::q2_k($nb, $w, $a),
                 GgmlType::Q3_K => dot::$m::q3_k($nb, $w, $a),
@@ -335,6 +352,8 @@ mod avx2 {
         let nb = n / ty.block_size();
         match (ty, vnni) {
             (GgmlType::Q4_0, false) => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q4_0),
+            (GgmlType::Q5_0, false) => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q5_0),
+            (GgmlType::Q5_0, true) => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q5_0v),
             (GgmlType::Q8_0, false) => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q8_0),
             (GgmlType::Q4_K, false) => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q4_k, DR_K),
             (GgmlType::Q6_K, false) => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q6_k, DR_K),

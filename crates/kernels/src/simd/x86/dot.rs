@@ -397,20 +397,42 @@ macro_rules! kernels {
             hsum_ps(acc) + _mm256_cvtss_f32(summ)
         }
 
+        /// Q5_0 x Q8_0 as an R x T tile, the layout of most matrices in a
+        /// Qwen2.5-0.5B "Q4_K_M" file (896-wide rows are not a whole number
+        /// of 256-element K-quant blocks, so llama-quantize falls back to
+        /// Q5_0). Per result the same operations as the 1 x 1 instance.
         #[target_feature(enable = "avx2,fma,f16c")]
-        pub(crate) unsafe fn q5_0(nb: usize, w: *const u8, a: *const u8) -> f32 {
+        pub(crate) unsafe fn tile_q5_0<const R: usize, const T: usize>(
+            nb: usize,
+            w: [*const u8; R],
+            a: [*const u8; T],
+        ) -> Tile<R, T> {
             let sixteen = _mm256_set1_epi8(16);
-            let mut acc = _mm256_setzero_ps();
+            let mut acc = [[_mm256_setzero_ps(); T]; R];
             for b in 0..nb {
-                let (x, y) = (w.add(22 * b), a.add(34 * b));
-                let hb = _mm256_and_si256(bits32(rd32(x.add(2))), sixteen);
-                let q = _mm256_or_si256(nibbles32(x.add(6)), hb); // 0..32
-                let av = loadu(y.add(2));
-                let ncorr = _mm256_sub_epi32(_mm256_setzero_si256(), $dpbusd(_mm256_setzero_si256(), sixteen, av));
-                let p32 = $dpbusd(ncorr, q, av);
-                acc = _mm256_fmadd_ps(_mm256_mul_ps(f16_splat(x), f16_splat(y)), to_f32(p32), acc);
+                let mut av = [_mm256_setzero_si256(); T];
+                let mut ncorr = [_mm256_setzero_si256(); T];
+                let mut da = [_mm256_setzero_ps(); T];
+                for t in 0..T {
+                    let p = a[t].add(34 * b);
+                    da[t] = f16_splat(p);
+                    av[t] = loadu(p.add(2));
+                    // -16 * (sum of the four activations) per i32 lane: the zero point.
+                    ncorr[t] = _mm256_sub_epi32(_mm256_setzero_si256(), $dpbusd(_mm256_setzero_si256(), sixteen, av[t]));
+                }
+                prefetch_rows(&w, 22 * b, 22, 22 * nb);
+                for r in 0..R {
+                    let x = w[r].add(22 * b);
+                    let dw = f16_splat(x);
+                    let hb = _mm256_and_si256(bits32(rd32(x.add(2))), sixteen);
+                    let q = _mm256_or_si256(nibbles32(x.add(6)), hb); // 0..32
+                    for t in 0..T {
+                        let p32 = $dpbusd(ncorr[t], q, av[t]);
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da[t]), to_f32(p32), acc[r][t]);
+                    }
+                }
             }
-            hsum_ps(acc)
+            finish(&acc)
         }
 
         #[target_feature(enable = "avx2,fma,f16c")]

@@ -1,0 +1,202 @@
+//! LoRA on a frozen GGUF base: adapter gradients against finite differences
+//! (f64), PEFT files round-tripping through the engine's reader, the engine's
+//! merged model against the training forward pass, `merge_gguf` against the
+//! in-memory merge, and a short `train_lora` run that lowers the loss.
+//!
+//! Tolerances as in `gradcheck.rs` (central differences, h = 1e-5: 1e-8
+//! absolute + 1e-6 relative) and `engine_parity.rs` (F32 weights and F32 KV
+//! cache: 1e-5 of the logit scale).
+
+use hearth_distill::bpe::{self, BpeConfig, CHATML_TEMPLATE};
+use hearth_distill::exec::{forward_backward, logits, Batch, LossWeights, Workspace, IGNORE};
+use hearth_distill::export::{write_gguf, ExportOptions};
+use hearth_distill::lora::{merge_gguf, params_from_adapter, save_peft, train_lora, LoraTrainOptions};
+use hearth_distill::net::{LoraConfig, Net, NetConfig, Target};
+use hearth_distill::rng::Rng;
+use hearth_engine::lora::PeftAdapter;
+use hearth_engine::{Engine, EngineConfig};
+use hearth_formats::{GgmlType, GgufFile};
+use hearth_models::pool::ThreadPool;
+use hearth_models::{Decoder, KvCache, KvType, Logits, Scratch, SeqInput};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hearth-lora-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A small random Llama model with a real (tiny) tokenizer and ChatML template.
+fn tiny_base(dir: &Path, n_embd: usize, n_layer: usize, seed: u64) -> PathBuf {
+    let text = "What is a byte? A byte is eight bits. What is a bit? A bit is a binary digit. The user asks and the assistant answers.";
+    let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+    let b = bpe::train([text], &BpeConfig { vocab_size: 300, min_frequency: 2, special_tokens: specials.iter().map(|s| s.to_string()).collect() }).unwrap();
+    let meta = b.gguf_metadata("<|endoftext|>", "<|im_end|>", "<|endoftext|>", CHATML_TEMPLATE).unwrap();
+    let nv = b.tokens.len();
+    let net = Net::new_scratch(NetConfig::llama(nv, n_embd, n_layer, 4, 2, 24, 64, false)).unwrap();
+    let mut rng = Rng::new(seed);
+    let mut params = net.init_scratch(&mut rng);
+    for info in &net.params.tensors {
+        if info.shape.len() == 2 {
+            params[info.range()].iter_mut().for_each(|v| *v = (rng.normal() * 0.15) as f32);
+        }
+    }
+    let path = dir.join("base.gguf");
+    write_gguf(&path, &net, &params, &ExportOptions { matrix_type: GgmlType::F32, name: "tiny".into(), metadata: meta }).unwrap();
+    path
+}
+
+fn load_decoder(path: &Path) -> Decoder {
+    hearth_models::load_gguf(Arc::new(GgufFile::open(path).unwrap())).unwrap()
+}
+
+fn all_targets(rank: usize, alpha: f32) -> LoraConfig {
+    LoraConfig { rank, alpha, targets: Target::ALL.to_vec() }
+}
+
+/// Random values for both factors (B is zero at PEFT's init, which would
+/// leave A without gradient).
+fn random_lora(net: &Net, rng: &mut Rng, std: f64) -> Vec<f64> {
+    (0..net.params.len).map(|_| rng.normal() * std).collect()
+}
+
+#[test]
+fn lora_gradients_match_finite_differences() {
+    let dir = tmp("grad");
+    let dec = load_decoder(&tiny_base(&dir, 16, 2, 1));
+    let net = Net::from_decoder(&dec, &all_targets(2, 3.0)).unwrap();
+    let mut rng = Rng::new(7);
+    let p = random_lora(&net, &mut rng, 0.3);
+    let (b, t) = (2, 6);
+    let nv = net.cfg.n_vocab;
+    let inputs: Vec<u32> = (0..b * t).map(|_| rng.below(nv) as u32).collect();
+    let mut targets: Vec<u32> = (0..b * t).map(|_| rng.below(nv) as u32).collect();
+    targets[2] = IGNORE;
+    let teacher: Vec<Vec<(u32, f32)>> =
+        (0..b * t).map(|r| if r % 2 == 0 { vec![(rng.below(nv) as u32, -0.7), ((r % nv) as u32, -1.9)] } else { Vec::new() }).collect();
+    let kl = 0.5;
+    let batch = Batch { b, t, inputs: &inputs, targets: &targets, teacher: Some(&teacher) };
+    let pool = ThreadPool::new(2);
+    let mut ws = Workspace::new();
+    let w = LossWeights { scale: 0.1, kl };
+    let loss = |p: &[f64], ws: &mut Workspace<f64>| {
+        let s = forward_backward(&pool, &net, p, None, &batch, w, ws).unwrap();
+        (s.ce + kl * s.kl) * 0.1
+    };
+    let mut g = vec![0f64; p.len()];
+    forward_backward(&pool, &net, &p, Some(&mut g), &batch, w, &mut ws).unwrap();
+    let mut q = p.clone();
+    let h = 1e-5;
+    for info in &net.params.tensors {
+        assert!(g[info.range()].iter().any(|v| v.abs() > 1e-9), "{} got no gradient", info.name);
+        for i in info.range() {
+            q[i] = p[i] + h;
+            let lp = loss(&q, &mut ws);
+            q[i] = p[i] - h;
+            let lm = loss(&q, &mut ws);
+            q[i] = p[i];
+            let fd = (lp - lm) / (2.0 * h);
+            assert!((g[i] - fd).abs() <= 1e-8 + 1e-6 * fd.abs(), "{}[{}]: analytic {} vs finite difference {fd}", info.name, i - info.offset, g[i]);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn engine_logits(dec: &Decoder, tokens: &[u32]) -> Vec<f32> {
+    let mut cache = KvCache::new(&dec.cfg, tokens.len(), KvType::F32, KvType::F32);
+    let mut out = Vec::new();
+    let mut seq = [SeqInput { tokens, cache: &mut cache, logits: Logits::All, out: &mut out }];
+    dec.forward(&mut seq, &ThreadPool::new(2), &mut Scratch::default()).unwrap();
+    out
+}
+
+#[test]
+fn peft_adapter_round_trips_and_merges_like_the_training_forward() {
+    let dir = tmp("peft");
+    let base = tiny_base(&dir, 32, 2, 2);
+    let dec = load_decoder(&base);
+    let net = Net::from_decoder(&dec, &all_targets(4, 8.0)).unwrap();
+    let mut rng = Rng::new(9);
+    let p: Vec<f32> = random_lora(&net, &mut rng, 0.2).iter().map(|&v| v as f32).collect();
+    let adir = dir.join("adapter");
+    save_peft(&adir, &net, &p, "base.gguf").unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(adir.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["r"], 4);
+    assert_eq!(cfg["peft_type"], "LORA");
+
+    let adapter = PeftAdapter::open(&adir).unwrap();
+    assert_eq!(adapter.pairs.len(), 2 * 7);
+    assert_eq!(adapter.scale(), 2.0);
+    // The Q/K permutation and its inverse: the values come back exactly.
+    assert_eq!(params_from_adapter(&net, &adapter).unwrap(), p);
+
+    // Engine merge vs the training forward pass with live adapters.
+    let tokens: Vec<u32> = (0..20).map(|_| rng.below(net.cfg.n_vocab) as u32).collect();
+    let mut ws = Workspace::new();
+    let train = logits(&ThreadPool::new(2), &net, &p, 1, tokens.len(), &tokens, &mut ws).unwrap();
+    let merged = adapter.merge_into(&dec).unwrap();
+    let eng = engine_logits(&merged, &tokens);
+    let base_logits = engine_logits(&dec, &tokens);
+    let scale = train.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = train.iter().zip(&eng).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let moved = base_logits.iter().zip(&eng).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("merged vs training forward: max |Δ| {diff:e} (scale {scale}); adapter moved logits by {moved}");
+    assert!(diff <= 1e-5 * scale, "merged model differs from the training forward by {diff}");
+    assert!(moved > 100.0 * diff, "the adapter must change the model measurably");
+
+    // merge_gguf writes the same merged weights to disk.
+    let out = dir.join("merged.gguf");
+    merge_gguf(&base, &adir, &out).unwrap();
+    let from_file = engine_logits(&load_decoder(&out), &tokens);
+    assert_eq!(from_file, eng);
+    assert!(GgufFile::open(&out).unwrap().get_str("hearth.merged_adapter").unwrap().is_some());
+
+    // A corrupted adapter is refused with a message, not a panic.
+    std::fs::write(adir.join("adapter_config.json"), "{\"r\": 4, \"lora_alpha\": 8, \"use_dora\": true}").unwrap();
+    let e = PeftAdapter::open(&adir).unwrap_err();
+    assert!(e.to_string().contains("use_dora"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_lora_lowers_the_loss_and_the_engine_serves_the_adapter() {
+    let dir = tmp("train");
+    let base = tiny_base(&dir, 32, 1, 3);
+    let data = dir.join("train.jsonl");
+    let lines = [
+        r#"{"messages": [{"role": "user", "content": "What is a byte?"}, {"role": "assistant", "content": "A byte is eight bits."}]}"#,
+        r#"{"messages": [{"role": "user", "content": "What is a bit?"}, {"role": "assistant", "content": "A bit is a binary digit."}]}"#,
+    ];
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    let out = dir.join("adapter");
+    let opts = LoraTrainOptions {
+        base: base.clone(),
+        data: data.clone(),
+        valid: Some(data.clone()),
+        out: out.clone(),
+        rank: 4,
+        alpha: 8.0,
+        targets: Target::ALL.to_vec(),
+        steps: 150,
+        batch: 2,
+        lr: 2e-2,
+        warmup: 2,
+        threads: 2,
+        progress: false,
+        resume: false,
+        ..LoraTrainOptions::default()
+    };
+    let r = train_lora(&opts, &mut |_| {}).unwrap();
+    let (before, after) = (r.valid_loss_before.unwrap(), r.valid_loss_after.unwrap());
+    eprintln!("valid loss {before:.3} -> {after:.3}");
+    assert!(after < 0.5 * before, "loss {before} -> {after}");
+    assert!(out.join("adapter_model.safetensors").exists() && out.join("train_report.json").exists());
+
+    // The engine serves base+adapter: greedy answer now follows the data.
+    let engine = Engine::load(&base, EngineConfig { threads: 2, ..EngineConfig::default() }).unwrap();
+    let tuned = engine.with_adapter(&out).unwrap();
+    let a = hearth_distill::demo::answer(&tuned, "What is a byte?", 12).unwrap();
+    assert!(a.starts_with("A byte is"), "adapter answer: {a:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
