@@ -6,7 +6,9 @@ use hearth_engine::{Engine, EngineConfig};
 use hearth_quantize::eval::{self, EvalOptions};
 use hearth_quantize::{ftype, Event, FileType, GgufSource, PlanOptions, QuantizeOptions};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct QuantizeArgs {
@@ -42,7 +44,11 @@ pub struct QuantizeArgs {
 
 pub fn quantize_main(a: QuantizeArgs) -> Result<()> {
     let Some(ft) = FileType::from_name(&a.ty) else {
-        bail!("unknown --type {:?}; supported: {}", a.ty, ftype::supported_names());
+        bail!(
+            "unknown --type {:?}; supported: {}",
+            a.ty,
+            ftype::supported_names()
+        );
     };
     if a.input.is_dir() {
         bail!(
@@ -51,35 +57,62 @@ pub fn quantize_main(a: QuantizeArgs) -> Result<()> {
             a.input.display()
         );
     }
-    let src = GgufSource::open(&a.input).with_context(|| format!("cannot read {}", a.input.display()))?;
+    let src =
+        GgufSource::open(&a.input).with_context(|| format!("cannot read {}", a.input.display()))?;
     let mut opts = QuantizeOptions::new(ft);
     opts.threads = a.threads;
-    opts.plan = PlanOptions { allow_requantize: a.allow_requantize, leave_output_tensor: a.leave_output_tensor, pure: a.pure };
+    opts.plan = PlanOptions {
+        allow_requantize: a.allow_requantize,
+        leave_output_tensor: a.leave_output_tensor,
+        pure: a.pure,
+    };
     opts.simulate_disk_full_after = a.simulate_disk_full_after;
+    opts.cancel = Some(cancel_on_ctrl_c());
     if a.dry_run {
         let plan = hearth_quantize::plan_for(&src, ft, &opts.plan)?;
         for f in plan.fallbacks() {
             eprintln!("warning: {f}");
         }
         for t in &plan.tensors {
-            println!("{:<40} {:>6} -> {:<6} {:?}", t.name, t.src_type.to_string(), t.dst_type.to_string(), t.dims);
+            println!(
+                "{:<40} {:>6} -> {:<6} {:?}",
+                t.name,
+                t.src_type.to_string(),
+                t.dst_type.to_string(),
+                t.dims
+            );
         }
-        println!("{} tensors, {:.2} MiB of tensor data", plan.tensors.len(), plan.dst_bytes() as f64 / 1048576.0);
+        println!(
+            "{} tensors, {:.2} MiB of tensor data",
+            plan.tensors.len(),
+            plan.dst_bytes() as f64 / 1048576.0
+        );
         return Ok(());
     }
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let verbose = a.verbose;
     let report = hearth_quantize::quantize(&src, &a.output, &opts, &mut |ev| match ev {
-        Event::Planned { plan, file_len, src_bytes } => {
+        Event::Planned {
+            plan,
+            file_len,
+            src_bytes,
+        } => {
             for f in plan.fallbacks() {
                 bar.suspend(|| eprintln!("warning: {f}"));
             }
             for t in plan.requantized() {
-                bar.suspend(|| eprintln!("warning: requantizing {} from {} to {}", t.name, t.src_type, t.dst_type));
+                bar.suspend(|| {
+                    eprintln!(
+                        "warning: requantizing {} from {} to {}",
+                        t.name, t.src_type, t.dst_type
+                    )
+                });
             }
             bar.suspend(|| {
                 eprintln!(
@@ -92,7 +125,9 @@ pub fn quantize_main(a: QuantizeArgs) -> Result<()> {
             });
             bar.set_length(src_bytes);
         }
-        Event::Tensor { tensor, .. } => bar.set_message(format!("{} -> {}", tensor.name, tensor.dst_type)),
+        Event::Tensor { tensor, .. } => {
+            bar.set_message(format!("{} -> {}", tensor.name, tensor.dst_type))
+        }
         Event::Progress { src_bytes_done } => bar.set_position(src_bytes_done),
     });
     bar.finish_and_clear();
@@ -118,6 +153,27 @@ pub fn quantize_main(a: QuantizeArgs) -> Result<()> {
     Ok(())
 }
 
+/// A flag set by Ctrl-C, so the run stops between slabs and removes its
+/// temporary file (a plain SIGINT would kill the process before the
+/// temporary file's destructor runs and leave it behind).
+fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&flag);
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+        else {
+            return;
+        };
+        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+            eprintln!("\ninterrupted; stopping and removing the partial output");
+            f.store(true, Ordering::Relaxed);
+        }
+    });
+    flag
+}
+
 #[derive(clap::Args)]
 pub struct PerplexityArgs {
     /// Model (.gguf).
@@ -136,12 +192,20 @@ pub struct PerplexityArgs {
     pub threads: usize,
 }
 
-fn load(path: &PathBuf, threads: usize) -> Result<Engine> {
-    Engine::load(path, EngineConfig { threads, ..Default::default() }).with_context(|| format!("cannot load {}", path.display()))
+fn load(path: &Path, threads: usize) -> Result<Engine> {
+    Engine::load(
+        path,
+        EngineConfig {
+            threads,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("cannot load {}", path.display()))
 }
 
-fn read_text(path: &PathBuf) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {} as UTF-8 text", path.display()))
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))
 }
 
 fn chunk_bar() -> ProgressBar {
@@ -156,7 +220,11 @@ fn chunk_bar() -> ProgressBar {
 pub fn perplexity_main(a: PerplexityArgs) -> Result<()> {
     let engine = load(&a.model, a.threads)?;
     let text = read_text(&a.text)?;
-    let opts = EvalOptions { n_ctx: a.ctx, max_chunks: a.chunks, ..Default::default() };
+    let opts = EvalOptions {
+        n_ctx: a.ctx,
+        max_chunks: a.chunks,
+        ..Default::default()
+    };
     let bar = chunk_bar();
     let p = eval::perplexity(&engine, &text, &opts, &mut |done, total| {
         bar.set_length(total as u64);
@@ -195,7 +263,11 @@ pub fn compare_main(a: CompareArgs) -> Result<()> {
     let base = load(&a.base, a.threads)?;
     let quant = load(&a.quant, a.threads)?;
     let text = read_text(&a.text)?;
-    let opts = EvalOptions { n_ctx: a.ctx, max_chunks: a.chunks, ..Default::default() };
+    let opts = EvalOptions {
+        n_ctx: a.ctx,
+        max_chunks: a.chunks,
+        ..Default::default()
+    };
     let bar = chunk_bar();
     let c = eval::compare(&base, &quant, &text, &opts, &mut |done, total| {
         bar.set_length(total as u64);
@@ -215,12 +287,31 @@ pub fn compare_main(a: CompareArgs) -> Result<()> {
         println!("{v}");
         return Ok(());
     }
-    println!("base  perplexity {:.4} +/- {:.4}", c.base.ppl, c.base.ppl_stderr);
-    println!("quant perplexity {:.4} +/- {:.4}", c.quant.ppl, c.quant.ppl_stderr);
-    println!("ln(PPL(Q)/PPL(base)) {:.5} +/- {:.5}", c.ln_ppl_ratio, c.ln_ppl_ratio_stderr);
-    println!("mean KL(base||quant) {:.6} +/- {:.6} nats (99th percentile {:.6}, max {:.6})", c.kl_mean, c.kl_stderr, c.kl_p99, c.kl_max);
-    println!("top-1 agreement      {:.3}% +/- {:.3}%", 100.0 * c.top1_agreement, 100.0 * c.top1_stderr);
+    println!(
+        "base  perplexity {:.4} +/- {:.4}",
+        c.base.ppl, c.base.ppl_stderr
+    );
+    println!(
+        "quant perplexity {:.4} +/- {:.4}",
+        c.quant.ppl, c.quant.ppl_stderr
+    );
+    println!(
+        "ln(PPL(Q)/PPL(base)) {:.5} +/- {:.5}",
+        c.ln_ppl_ratio, c.ln_ppl_ratio_stderr
+    );
+    println!(
+        "mean KL(base||quant) {:.6} +/- {:.6} nats (99th percentile {:.6}, max {:.6})",
+        c.kl_mean, c.kl_stderr, c.kl_p99, c.kl_max
+    );
+    println!(
+        "top-1 agreement      {:.3}% +/- {:.3}%",
+        100.0 * c.top1_agreement,
+        100.0 * c.top1_stderr
+    );
     println!("RMS delta p(correct) {:.4}", c.rms_delta_p);
-    println!("({} tokens scored over {} chunks of {})", c.base.count, c.base.n_chunks, a.ctx);
+    println!(
+        "({} tokens scored over {} chunks of {})",
+        c.base.count, c.base.n_chunks, a.ctx
+    );
     Ok(())
 }

@@ -21,7 +21,10 @@ pub fn available_bytes(dir: &Path) -> io::Result<Option<u64>> {
 
 /// Whether an I/O error means the filesystem (or the user's quota) is full.
 pub fn is_disk_full(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge)
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+    )
 }
 
 /// A writer that fails with "no space left on device" once `limit` bytes
@@ -67,7 +70,11 @@ mod tests {
 
     #[test]
     fn full_after_fails_with_storage_full() {
-        let mut w = FullAfter { inner: Vec::new(), limit: 5, written: 0 };
+        let mut w = FullAfter {
+            inner: Vec::new(),
+            limit: 5,
+            written: 0,
+        };
         let e = w.write_all(b"0123456789").unwrap_err();
         assert!(is_disk_full(&e));
         assert_eq!(w.inner, b"01234");

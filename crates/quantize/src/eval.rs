@@ -49,7 +49,11 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        EvalOptions { n_ctx: 512, max_chunks: None, logits_batch: 64 }
+        EvalOptions {
+            n_ctx: 512,
+            max_chunks: None,
+            logits_batch: 64,
+        }
     }
 }
 
@@ -60,7 +64,11 @@ pub enum EvalError {
     #[error(
         "the text tokenizes to {have} tokens; a context of {n_ctx} needs at least {need} (two chunks)"
     )]
-    NotEnoughTokens { have: usize, need: usize, n_ctx: usize },
+    NotEnoughTokens {
+        have: usize,
+        need: usize,
+        n_ctx: usize,
+    },
     #[error("the context must be at least 8 tokens, not {0}")]
     ContextTooSmall(usize),
     #[error("the two models tokenize the text differently (vocabularies of {base} and {quant} tokens); they cannot be compared")]
@@ -127,7 +135,14 @@ impl Nll {
     fn perplexity(&self, n_chunks: usize, n_tokens: usize) -> Perplexity {
         let (m, e) = self.mean_err();
         let ppl = m.exp();
-        Perplexity { ppl, ppl_stderr: ppl * e, mean_nll: m, count: self.count, n_chunks, n_tokens }
+        Perplexity {
+            ppl,
+            ppl_stderr: ppl * e,
+            mean_nll: m,
+            count: self.count,
+            n_chunks,
+            n_tokens,
+        }
     }
 }
 
@@ -138,7 +153,11 @@ fn mean_err(sum: f64, sum2: f64, count: usize) -> (f64, f64) {
     let n = count as f64;
     let m = sum / n;
     let var = sum2 / n - m * m;
-    let e = if var > 0.0 && count > 1 { (var / (n - 1.0)).sqrt() } else { 0.0 };
+    let e = if var > 0.0 && count > 1 {
+        (var / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
     (m, e)
 }
 
@@ -161,16 +180,27 @@ fn log_sum_exp(logits: &[f32]) -> (f64, f64, usize) {
 
 /// The tokens of `text` as llama-perplexity tokenizes them, and the number
 /// of chunks to evaluate.
-fn prepare(engine: &Engine, text: &str, opts: &EvalOptions) -> Result<(Vec<u32>, usize), EvalError> {
+fn prepare(
+    engine: &Engine,
+    text: &str,
+    opts: &EvalOptions,
+) -> Result<(Vec<u32>, usize), EvalError> {
     if opts.n_ctx < 8 {
         return Err(EvalError::ContextTooSmall(opts.n_ctx));
     }
     let tokens = engine.tokenize(text, true, false);
     if tokens.len() < 2 * opts.n_ctx {
-        return Err(EvalError::NotEnoughTokens { have: tokens.len(), need: 2 * opts.n_ctx, n_ctx: opts.n_ctx });
+        return Err(EvalError::NotEnoughTokens {
+            have: tokens.len(),
+            need: 2 * opts.n_ctx,
+            n_ctx: opts.n_ctx,
+        });
     }
     let n_chunks = tokens.len() / opts.n_ctx;
-    Ok((tokens, opts.max_chunks.map_or(n_chunks, |m| m.clamp(1, n_chunks))))
+    Ok((
+        tokens,
+        opts.max_chunks.map_or(n_chunks, |m| m.clamp(1, n_chunks)),
+    ))
 }
 
 /// Evaluates one chunk in pieces; calls `f(first_pos, logits)` for each
@@ -185,13 +215,22 @@ struct ChunkRunner<'a> {
 impl<'a> ChunkRunner<'a> {
     fn new(engine: &'a Engine, n_ctx: usize) -> ChunkRunner<'a> {
         let cache = KvCache::new(engine.model().config(), n_ctx, KvType::F16, KvType::F16);
-        ChunkRunner { engine, cache, out: Vec::new() }
+        ChunkRunner {
+            engine,
+            cache,
+            out: Vec::new(),
+        }
     }
 
     /// Feeds `tokens` (positions continue from the cache) and returns the
     /// logits for all of them (or none).
     fn feed(&mut self, tokens: &[u32], want: Logits) -> Result<&[f32], EvalError> {
-        let mut seq = [SeqInput { tokens, cache: &mut self.cache, logits: want, out: &mut self.out }];
+        let mut seq = [SeqInput {
+            tokens,
+            cache: &mut self.cache,
+            logits: want,
+            out: &mut self.out,
+        }];
         self.engine.forward_batch(&mut seq)?;
         Ok(&self.out)
     }
@@ -254,7 +293,10 @@ pub fn compare(
     let vb = base.model().config().n_vocab;
     let vq = quant.model().config().n_vocab;
     if vb != vq || quant.tokenize(text, true, false) != tokens {
-        return Err(EvalError::VocabMismatch { base: vb, quant: vq });
+        return Err(EvalError::VocabMismatch {
+            base: vb,
+            quant: vq,
+        });
     }
     let n_ctx = opts.n_ctx;
     let first = n_ctx / 2;
@@ -276,7 +318,13 @@ pub fn compare(
             let end = (pos + lb).min(n_ctx - 1);
             rb.feed(&t[pos..end], Logits::All)?;
             let lq = rq.feed(&t[pos..end], Logits::All)?;
-            for (k, (pb, pq)) in rb.out.chunks_exact(vb).zip(lq.chunks_exact(vb)).take(end - pos).enumerate() {
+            for (k, (pb, pq)) in rb
+                .out
+                .chunks_exact(vb)
+                .zip(lq.chunks_exact(vb))
+                .take(end - pos)
+                .enumerate()
+            {
                 let target = t[pos + k + 1] as usize;
                 let (_, lse_b, top_b) = log_sum_exp(pb);
                 let (_, lse_q, top_q) = log_sum_exp(pq);
@@ -309,7 +357,11 @@ pub fn compare(
     let (mb, eb) = nb.mean_err();
     let (mq, eq) = nq.mean_err();
     // Covariance of the two mean NLLs (llama-perplexity's `covariance`).
-    let cov = if count > 1 { (sum_cross / n - mb * mq) / (n - 1.0) } else { 0.0 };
+    let cov = if count > 1 {
+        (sum_cross / n - mb * mq) / (n - 1.0)
+    } else {
+        0.0
+    };
     let ratio_var = eq * eq + eb * eb - 2.0 * cov;
     let (kl_mean, kl_stderr) = mean_err(kl_sum, kl_sum2, count);
     kls.sort_by(f64::total_cmp);
@@ -334,7 +386,11 @@ pub fn compare(
         kl_max: kls.last().copied().unwrap_or(0.0),
         kl_p99: pct(0.99),
         top1_agreement: top1,
-        top1_stderr: if count > 1 { (top1 * (1.0 - top1) / (n - 1.0)).sqrt() } else { 0.0 },
+        top1_stderr: if count > 1 {
+            (top1 * (1.0 - top1) / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        },
         rms_delta_p: (dp2 / n).sqrt(),
     })
 }

@@ -125,7 +125,12 @@ impl FileType {
             "Q5_K" => Some(FileType::Q5_K_M),
             _ => None,
         };
-        alias.or_else(|| FileType::ALL.iter().copied().find(|t| t.name().eq_ignore_ascii_case(s)))
+        alias.or_else(|| {
+            FileType::ALL
+                .iter()
+                .copied()
+                .find(|t| t.name().eq_ignore_ascii_case(s))
+        })
     }
 
     /// Whether the base type is a block-quantized type (not F32/F16/BF16).
@@ -142,7 +147,11 @@ impl fmt::Display for FileType {
 
 /// Names of every accepted `--type`, for error messages.
 pub fn supported_names() -> String {
-    FileType::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+    FileType::ALL
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

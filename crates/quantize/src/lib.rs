@@ -38,7 +38,10 @@ pub mod plan;
 pub mod source;
 
 pub use ftype::FileType;
-pub use pipeline::{output_writer, plan_for, quantize, Event, QuantizeOptions, Report, TensorReport, QUANTIZATION_VERSION};
+pub use pipeline::{
+    output_writer, plan_for, quantize, Event, QuantizeOptions, Report, TensorReport,
+    QUANTIZATION_VERSION,
+};
 pub use plan::{Fallback, ModelFacts, Plan, PlanOptions, TensorPlan};
 pub use source::{GgufSource, SourceError, SourceTensor, TensorSource};
 
@@ -60,7 +63,11 @@ pub enum QuantizeError {
         "tensor {tensor:?} is already quantized ({from}); converting it to {to} would compound the error. \
          Start from the F16/BF16/F32 model, or pass --allow-requantize"
     )]
-    Requantize { tensor: String, from: GgmlType, to: GgmlType },
+    Requantize {
+        tensor: String,
+        from: GgmlType,
+        to: GgmlType,
+    },
     #[error("tensor {tensor:?} has type {ty}, which cannot be converted")]
     UnconvertibleType { tensor: String, ty: GgmlType },
     #[error("tensor {tensor:?}: {message}")]
@@ -75,13 +82,20 @@ pub enum QuantizeError {
         "not enough free space in {dir}: the output needs {needed} bytes ({:.1} MiB), {available} bytes ({:.1} MiB) are available",
         *needed as f64 / 1048576.0, *available as f64 / 1048576.0
     )]
-    NotEnoughSpace { dir: PathBuf, needed: u64, available: u64 },
+    NotEnoughSpace {
+        dir: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     #[error("no space left on the device while writing {path} (the output needs {needed} bytes); nothing was written")]
     DiskFull { path: PathBuf, needed: u64 },
     #[error("cancelled; nothing was written")]
     Cancelled,
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("building the output: {0}")]
     Write(GgufWriteError),
     #[error("internal error: {0}")]

@@ -83,9 +83,16 @@ impl QuantizeOptions {
 #[derive(Debug)]
 pub enum Event<'a> {
     /// Types chosen and sizes known; nothing written yet.
-    Planned { plan: &'a Plan, file_len: u64, src_bytes: u64 },
+    Planned {
+        plan: &'a Plan,
+        file_len: u64,
+        src_bytes: u64,
+    },
     /// A tensor is about to be written (`index` in output order).
-    Tensor { index: usize, tensor: &'a TensorPlan },
+    Tensor {
+        index: usize,
+        tensor: &'a TensorPlan,
+    },
     /// Source bytes processed so far (monotonic, ends at `src_bytes`).
     Progress { src_bytes_done: u64 },
 }
@@ -136,7 +143,11 @@ impl Report {
 
 /// Chooses the output types without writing anything (llama-quantize
 /// `--dry-run`).
-pub fn plan_for(src: &dyn TensorSource, ftype: FileType, opts: &PlanOptions) -> Result<Plan, QuantizeError> {
+pub fn plan_for(
+    src: &dyn TensorSource,
+    ftype: FileType,
+    opts: &PlanOptions,
+) -> Result<Plan, QuantizeError> {
     let facts = ModelFacts::from_metadata(src.metadata())?;
     plan::plan(ftype, &facts, src.tensors(), opts)
 }
@@ -152,12 +163,16 @@ pub fn output_writer(src: &dyn TensorSource, plan: &Plan) -> Result<GgufWriter, 
         if MOVED.contains(&k.as_str()) || SPLIT_KEYS.contains(&k.as_str()) {
             continue;
         }
-        w.add_meta(k.clone(), v.clone()).map_err(QuantizeError::Write)?;
+        w.add_meta(k.clone(), v.clone())
+            .map_err(QuantizeError::Write)?;
     }
-    w.add_meta(MOVED[0], MetaValue::U32(QUANTIZATION_VERSION)).map_err(QuantizeError::Write)?;
-    w.add_meta(MOVED[1], MetaValue::U32(plan.ftype.llama_ftype())).map_err(QuantizeError::Write)?;
+    w.add_meta(MOVED[0], MetaValue::U32(QUANTIZATION_VERSION))
+        .map_err(QuantizeError::Write)?;
+    w.add_meta(MOVED[1], MetaValue::U32(plan.ftype.llama_ftype()))
+        .map_err(QuantizeError::Write)?;
     for t in &plan.tensors {
-        w.add_tensor(t.name.clone(), &t.dims, t.dst_type).map_err(QuantizeError::Write)?;
+        w.add_tensor(t.name.clone(), &t.dims, t.dst_type)
+            .map_err(QuantizeError::Write)?;
     }
     Ok(w)
 }
@@ -181,26 +196,54 @@ pub fn quantize(
         _ => PathBuf::from("."),
     };
     if opts.check_free_space {
-        let available =
-            disk::available_bytes(&dir).map_err(|source| QuantizeError::Io { path: dir.clone(), source })?;
+        let available = disk::available_bytes(&dir).map_err(|source| QuantizeError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         if let Some(available) = available {
             if available < file_len {
-                return Err(QuantizeError::NotEnoughSpace { dir, needed: file_len, available });
+                return Err(QuantizeError::NotEnoughSpace {
+                    dir,
+                    needed: file_len,
+                    available,
+                });
             }
         }
     }
     let src_bytes: u64 = plan
         .tensors
         .iter()
-        .map(|t| src.tensors()[t.source_index].ty.row_bytes(t.n_elements()).unwrap_or(0))
+        .map(|t| {
+            src.tensors()[t.source_index]
+                .ty
+                .row_bytes(t.n_elements())
+                .unwrap_or(0)
+        })
         .sum();
-    on_event(Event::Planned { plan: &plan, file_len, src_bytes });
+    on_event(Event::Planned {
+        plan: &plan,
+        file_len,
+        src_bytes,
+    });
 
     let mut file = AtomicFile::create(out).map_err(|source| io_or_full(out, file_len, source))?;
-    let mut job = Job { src, plan: &plan, opts, threads: opts.n_threads(), done: 0, next: 0, reports: Vec::new(), failure: None };
+    let mut job = Job {
+        src,
+        plan: &plan,
+        opts,
+        threads: opts.n_threads(),
+        done: 0,
+        next: 0,
+        reports: Vec::new(),
+        failure: None,
+    };
     let result = match opts.simulate_disk_full_after {
         Some(limit) => {
-            let mut w = FullAfter { inner: &mut file, limit, written: 0 };
+            let mut w = FullAfter {
+                inner: &mut file,
+                limit,
+                written: 0,
+            };
             writer.write(&mut w, |info, sink| job.fill(info, sink, on_event))
         }
         None => writer.write(&mut file, |info, sink| job.fill(info, sink, on_event)),
@@ -216,15 +259,27 @@ pub fn quantize(
         }
         Err(e) => return Err(QuantizeError::Write(e)),
     }
-    file.commit().map_err(|source| io_or_full(out, file_len, source))?;
-    Ok(Report { ftype: opts.ftype, path: out.to_path_buf(), file_len, tensors: job.reports })
+    file.commit()
+        .map_err(|source| io_or_full(out, file_len, source))?;
+    Ok(Report {
+        ftype: opts.ftype,
+        path: out.to_path_buf(),
+        file_len,
+        tensors: job.reports,
+    })
 }
 
 fn io_or_full(path: &Path, needed: u64, source: io::Error) -> QuantizeError {
     if disk::is_disk_full(&source) {
-        QuantizeError::DiskFull { path: path.to_path_buf(), needed }
+        QuantizeError::DiskFull {
+            path: path.to_path_buf(),
+            needed,
+        }
     } else {
-        QuantizeError::Io { path: path.to_path_buf(), source }
+        QuantizeError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -235,7 +290,9 @@ fn refuse_overwriting_input(src: &dyn TensorSource, out: &Path) -> Result<(), Qu
         return Ok(()); // nothing there yet
     };
     for f in src.files() {
-        let Ok(in_meta) = std::fs::metadata(&f) else { continue };
+        let Ok(in_meta) = std::fs::metadata(&f) else {
+            continue;
+        };
         #[cfg(unix)]
         let same = {
             use std::os::unix::fs::MetadataExt;
@@ -247,7 +304,9 @@ fn refuse_overwriting_input(src: &dyn TensorSource, out: &Path) -> Result<(), Qu
             std::fs::canonicalize(&f).ok() == std::fs::canonicalize(out).ok()
         };
         if same {
-            return Err(QuantizeError::OutputIsInput { path: out.to_path_buf() });
+            return Err(QuantizeError::OutputIsInput {
+                path: out.to_path_buf(),
+            });
         }
     }
     Ok(())
@@ -268,11 +327,19 @@ struct Job<'a> {
 impl Job<'_> {
     /// The writer's per-tensor callback: it must return an io::Error, so
     /// typed failures are parked in `self.failure`.
-    fn fill(&mut self, info: &TensorInfo, sink: &mut TensorSink<'_>, on_event: &mut dyn FnMut(Event<'_>)) -> io::Result<()> {
+    fn fill(
+        &mut self,
+        info: &TensorInfo,
+        sink: &mut TensorSink<'_>,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> io::Result<()> {
         let index = self.next;
         self.next += 1;
         let Some(t) = self.plan.tensors.get(index).filter(|t| t.name == info.name) else {
-            return self.fail(QuantizeError::Internal(format!("writer asked for {} out of order", info.name)));
+            return self.fail(QuantizeError::Internal(format!(
+                "writer asked for {} out of order",
+                info.name
+            )));
         };
         on_event(Event::Tensor { index, tensor: t });
         match self.tensor(t, sink, on_event) {
@@ -292,15 +359,29 @@ impl Job<'_> {
     }
 
     fn cancelled(&self) -> bool {
-        self.opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+        self.opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
-    fn tensor(&mut self, t: &TensorPlan, sink: &mut TensorSink<'_>, on_event: &mut dyn FnMut(Event<'_>)) -> Result<TensorReport, Failure> {
+    fn tensor(
+        &mut self,
+        t: &TensorPlan,
+        sink: &mut TensorSink<'_>,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<TensorReport, Failure> {
         let st = &self.src.tensors()[t.source_index];
         let ne0 = st.row_len();
         let n_rows = st.n_rows();
-        let src_row = st.ty.row_bytes(ne0).ok_or_else(|| shape(t, "rows are not whole source blocks"))?;
-        let dst_row = t.dst_type.row_bytes(ne0).ok_or_else(|| shape(t, "rows are not whole output blocks"))?;
+        let src_row = st
+            .ty
+            .row_bytes(ne0)
+            .ok_or_else(|| shape(t, "rows are not whole source blocks"))?;
+        let dst_row = t
+            .dst_type
+            .row_bytes(ne0)
+            .ok_or_else(|| shape(t, "rows are not whole output blocks"))?;
         let mut report = TensorReport {
             name: t.name.clone(),
             src_type: t.src_type,
@@ -326,26 +407,44 @@ impl Job<'_> {
             let data = self
                 .src
                 .read_rows(t.source_index, first..last)
-                .map_err(|source| Failure::Typed(QuantizeError::Source { tensor: t.name.clone(), source }))?;
+                .map_err(|source| {
+                    Failure::Typed(QuantizeError::Source {
+                        tensor: t.name.clone(),
+                        source,
+                    })
+                })?;
             if data.len() as u64 != (last - first) * src_row {
                 return Err(shape(t, "the source returned the wrong number of bytes"));
             }
             if t.converts() {
                 out.resize(((last - first) * dst_row) as usize, 0);
-                let (sq, bad) = convert_rows(t.src_type, t.dst_type, ne0 as usize, &data, &mut out, self.threads);
+                let (sq, bad) = convert_rows(
+                    t.src_type,
+                    t.dst_type,
+                    ne0 as usize,
+                    &data,
+                    &mut out,
+                    self.threads,
+                );
                 if bad {
-                    return Err(Failure::Typed(QuantizeError::NonFinite { tensor: t.name.clone() }));
+                    return Err(Failure::Typed(QuantizeError::NonFinite {
+                        tensor: t.name.clone(),
+                    }));
                 }
                 sum_sq += sq;
                 sink.write_all(&out).map_err(Failure::Io)?;
             } else {
                 if !finite_floats(t.src_type, &data) {
-                    return Err(Failure::Typed(QuantizeError::NonFinite { tensor: t.name.clone() }));
+                    return Err(Failure::Typed(QuantizeError::NonFinite {
+                        tensor: t.name.clone(),
+                    }));
                 }
                 sink.write_all(&data).map_err(Failure::Io)?;
             }
             self.done += data.len() as u64;
-            on_event(Event::Progress { src_bytes_done: self.done });
+            on_event(Event::Progress {
+                src_bytes_done: self.done,
+            });
             first = last;
         }
         report.rmse = (sum_sq / report.n_elements.max(1) as f64).sqrt();
@@ -359,17 +458,26 @@ enum Failure {
 }
 
 fn shape(t: &TensorPlan, m: &str) -> Failure {
-    Failure::Typed(QuantizeError::Shape { tensor: t.name.clone(), message: m.into() })
+    Failure::Typed(QuantizeError::Shape {
+        tensor: t.name.clone(),
+        message: m.into(),
+    })
 }
 
 /// Whether an F32/F16/BF16 buffer holds only finite values (other types
 /// are not inspected).
 fn finite_floats(ty: GgmlType, data: &[u8]) -> bool {
     match ty {
-        GgmlType::F32 => data.chunks_exact(4).all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
+        GgmlType::F32 => data
+            .chunks_exact(4)
+            .all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
         // Exponent all ones = inf or NaN.
-        GgmlType::F16 => data.chunks_exact(2).all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 != 0x7c00),
-        GgmlType::BF16 => data.chunks_exact(2).all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 != 0x7f80),
+        GgmlType::F16 => data
+            .chunks_exact(2)
+            .all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 != 0x7c00),
+        GgmlType::BF16 => data
+            .chunks_exact(2)
+            .all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 != 0x7f80),
         _ => true,
     }
 }
@@ -379,7 +487,14 @@ fn finite_floats(ty: GgmlType, data: &[u8]) -> bool {
 /// the dequantized output and the source values, and whether any output
 /// value (or source value) is not finite (llama-quantize refuses such data:
 /// `ggml_validate_row_data`).
-fn convert_rows(from: GgmlType, to: GgmlType, ne0: usize, src: &[u8], dst: &mut [u8], threads: usize) -> (f64, bool) {
+fn convert_rows(
+    from: GgmlType,
+    to: GgmlType,
+    ne0: usize,
+    src: &[u8],
+    dst: &mut [u8],
+    threads: usize,
+) -> (f64, bool) {
     let src_row = hearth_kernels::row_bytes(from, ne0);
     let dst_row = hearth_kernels::row_bytes(to, ne0);
     let n_rows = src.len() / src_row.max(1);
@@ -416,11 +531,13 @@ fn convert_rows(from: GgmlType, to: GgmlType, ne0: usize, src: &[u8], dst: &mut 
             .zip(dst.chunks_mut(rows_per * dst_row))
             .map(|(a, b)| s.spawn(move || work(a, b)))
             .collect();
-        handles.into_iter().fold((0.0, false), |(sq, bad), h| match h.join() {
-            Ok((q, b)) => (sq + q, bad | b),
-            // A panicking kernel is a bug; keep the panic's message.
-            Err(p) => std::panic::resume_unwind(p),
-        })
+        handles
+            .into_iter()
+            .fold((0.0, false), |(sq, bad), h| match h.join() {
+                Ok((q, b)) => (sq + q, bad | b),
+                // A panicking kernel is a bug; keep the panic's message.
+                Err(p) => std::panic::resume_unwind(p),
+            })
     })
 }
 
@@ -432,7 +549,9 @@ mod tests {
     fn threads_do_not_change_the_bytes() {
         let ne0 = 256;
         let rows = 37;
-        let x: Vec<f32> = (0..ne0 * rows).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1.0 + (i % 13) as f32)).collect();
+        let x: Vec<f32> = (0..ne0 * rows)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1.0 + (i % 13) as f32))
+            .collect();
         let src: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
         for to in [GgmlType::Q4_K, GgmlType::Q8_0, GgmlType::Q3_K] {
             let rb = hearth_kernels::row_bytes(to, ne0);

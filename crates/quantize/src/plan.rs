@@ -59,7 +59,9 @@ impl ModelFacts {
         let get = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| v);
         let arch = get("general.architecture")
             .and_then(MetaValue::as_str)
-            .ok_or_else(|| QuantizeError::Metadata("general.architecture is missing or not a string".into()))?
+            .ok_or_else(|| {
+                QuantizeError::Metadata("general.architecture is missing or not a string".into())
+            })?
             .to_string();
         let int = |k: String, required: bool| -> Result<Option<u32>, QuantizeError> {
             let v = match get(&k) {
@@ -69,29 +71,37 @@ impl ModelFacts {
             };
             // Per-layer arrays: the type choice uses layer 0 (`n_gqa(il = 0)`).
             let x = match v {
-                MetaValue::Array(a) => a.to_i64_vec().and_then(|v| v.first().copied()).map(i128::from),
+                MetaValue::Array(a) => a
+                    .to_i64_vec()
+                    .and_then(|v| v.first().copied())
+                    .map(i128::from),
                 v => v.as_integer(),
             };
             x.and_then(|x| u32::try_from(x).ok())
                 .map(Some)
-                .ok_or_else(|| QuantizeError::Metadata(format!("{k} is not a non-negative 32-bit integer")))
+                .ok_or_else(|| {
+                    QuantizeError::Metadata(format!("{k} is not a non-negative 32-bit integer"))
+                })
         };
         let n_layer_all = int(format!("{arch}.block_count"), true)?.unwrap_or(0);
         let nextn = int(format!("{arch}.nextn_predict_layers"), false)?.unwrap_or(0);
         let n_head = int(format!("{arch}.attention.head_count"), false)?.unwrap_or(0);
         let n_head_kv = int(format!("{arch}.attention.head_count_kv"), false)?.unwrap_or(n_head);
         let n_expert = int(format!("{arch}.expert_count"), false)?.unwrap_or(0);
-        Ok(ModelFacts { n_layer: n_layer_all.saturating_sub(nextn), arch, n_layer_all, n_head, n_head_kv, n_expert })
+        Ok(ModelFacts {
+            n_layer: n_layer_all.saturating_sub(nextn),
+            arch,
+            n_layer_all,
+            n_head,
+            n_head_kv,
+            n_expert,
+        })
     }
 
     /// `n_head / n_head_kv` (0 when there are no KV heads), as
     /// `llama_hparams::n_gqa`.
     pub fn n_gqa(&self) -> u32 {
-        if self.n_head_kv == 0 {
-            0
-        } else {
-            self.n_head / self.n_head_kv
-        }
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
     }
 
     /// Whether llama.cpp classifies the model as `LLM_TYPE_70B` (the
@@ -189,7 +199,9 @@ impl Plan {
 
     /// Input tensors that are already quantized and get converted.
     pub fn requantized(&self) -> impl Iterator<Item = &TensorPlan> {
-        self.tensors.iter().filter(|t| t.converts() && is_block_quantized(t.src_type))
+        self.tensors
+            .iter()
+            .filter(|t| t.converts() && is_block_quantized(t.src_type))
     }
 
     /// Sum of the output tensors' bytes (without alignment padding).
@@ -240,11 +252,17 @@ pub fn category(name: &str) -> Category {
         ("ffn_gate", Category::FfnGate),
         ("ffn_down", Category::FfnDown),
     ];
-    BY_SUBSTRING.iter().find(|(s, _)| name.contains(s)).map_or(Category::Other, |&(_, c)| c)
+    BY_SUBSTRING
+        .iter()
+        .find(|(s, _)| name.contains(s))
+        .map_or(Category::Other, |&(_, c)| c)
 }
 
 fn is_attn_v_like(c: Category) -> bool {
-    matches!(c, Category::AttentionV | Category::AttentionQkv | Category::AttentionKvB)
+    matches!(
+        c,
+        Category::AttentionV | Category::AttentionQkv | Category::AttentionKvB
+    )
 }
 
 /// llama-quant.cpp's `use_more_bits`: the first and last eighth of the
@@ -255,7 +273,10 @@ pub fn use_more_bits(i_layer: i64, n_layers: i64) -> bool {
 
 /// `ggml_n_dims`: the number of dimensions up to the last one above 1.
 pub fn n_dims(dims: &[u64]) -> usize {
-    (1..dims.len()).rev().find(|&i| dims[i] > 1).map_or(1, |i| i + 1)
+    (1..dims.len())
+        .rev()
+        .find(|&i| dims[i] > 1)
+        .map_or(1, |i| i + 1)
 }
 
 /// `sscanf(name, "blk.%d.", &layer)`: the layer number of a `blk.N.` name.
@@ -266,8 +287,14 @@ pub fn layer_of(name: &str) -> Option<i64> {
         b'+' => (1, &rest[1..]),
         _ => (1, rest),
     };
-    let end = digits.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
-    digits[..end].parse::<i32>().ok().map(|n| sign * i64::from(n))
+    let end = digits
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end]
+        .parse::<i32>()
+        .ok()
+        .map(|n| sign * i64::from(n))
 }
 
 /// The order of llama.cpp's `weights_map` (`weight_name_comparer`): by
@@ -280,7 +307,12 @@ pub fn llama_order(a: &str, b: &str) -> Ordering {
 
 /// llama-quant.cpp `tensor_allows_quantization` (with
 /// `quantize_output_tensor = !leave_output_tensor`, `only_copy = false`).
-pub fn allows_quantization(arch: &str, name: &str, dims: &[u64], leave_output_tensor: bool) -> bool {
+pub fn allows_quantization(
+    arch: &str,
+    name: &str,
+    dims: &[u64],
+    leave_output_tensor: bool,
+) -> bool {
     if n_dims(dims) < 2 || !name.ends_with("weight") || name.contains("_norm.weight") {
         return false;
     }
@@ -373,9 +405,15 @@ impl State<'_> {
     fn layer_info(&self, counter: i64, name: &str) -> Result<(i64, i64), QuantizeError> {
         let n = self.n_ffn;
         if self.facts.n_expert.max(1) > 1 {
-            let i = layer_of(name).ok_or_else(|| QuantizeError::BadLayer { tensor: name.into(), n_layer: n })?;
+            let i = layer_of(name).ok_or_else(|| QuantizeError::BadLayer {
+                tensor: name.into(),
+                n_layer: n,
+            })?;
             if i < 0 || i >= n {
-                return Err(QuantizeError::BadLayer { tensor: name.into(), n_layer: n });
+                return Err(QuantizeError::BadLayer {
+                    tensor: name.into(),
+                    n_layer: n,
+                });
             }
             return Ok((i, n));
         }
@@ -383,7 +421,13 @@ impl State<'_> {
     }
 
     /// `llama_tensor_get_type_impl` for the file types in [`FileType`].
-    fn choose(&mut self, mut t: GgmlType, name: &str, ne0: u64, cat: Category) -> Result<GgmlType, QuantizeError> {
+    fn choose(
+        &mut self,
+        mut t: GgmlType,
+        name: &str,
+        ne0: u64,
+        cat: Category,
+    ) -> Result<GgmlType, QuantizeError> {
         use FileType as F;
         use GgmlType as G;
         let ft = self.ftype;
@@ -391,7 +435,11 @@ impl State<'_> {
         let falcon = arch == "falcon";
         let n_expert = self.facts.n_expert;
 
-        if arch == "glm5-next" && ["attn_q_a", "attn_q_b", "nextn.eh_proj"].iter().any(|s| name.contains(s)) {
+        if arch == "glm5-next"
+            && ["attn_q_a", "attn_q_b", "nextn.eh_proj"]
+                .iter()
+                .any(|s| name.contains(s))
+        {
             match t {
                 G::F32 | G::BF16 | G::F16 => {}
                 _ => return Ok(G::Q8_0),
@@ -417,7 +465,8 @@ impl State<'_> {
                 t = if i < 2 { G::Q5_K } else { G::Q4_K };
             } else if ft == F::Q3_K_L {
                 t = G::Q5_K;
-            } else if (ft == F::Q4_K_M || ft == F::Q5_K_M) && use_more_bits(i, self.n_attention_wv) {
+            } else if (ft == F::Q4_K_M || ft == F::Q5_K_M) && use_more_bits(i, self.n_attention_wv)
+            {
                 t = G::Q6_K;
             } else if ft == F::Q4_K_S && i < 4 {
                 t = G::Q5_K;
@@ -524,7 +573,15 @@ fn fallback(name: &str, ncols: u64, wanted: GgmlType) -> (GgmlType, Option<Fallb
     if ncols % chosen.block_size() as u64 != 0 {
         chosen = GgmlType::F16;
     }
-    (chosen, Some(Fallback { tensor: name.to_string(), ncols, wanted, chosen }))
+    (
+        chosen,
+        Some(Fallback {
+            tensor: name.to_string(),
+            ncols,
+            wanted,
+            chosen,
+        }),
+    )
 }
 
 /// Chooses every tensor's output type and the output order.
@@ -545,8 +602,13 @@ pub fn plan(
     // init_quantize_state_counters: attn_v-like tensors are counted over all
     // tensors (quantizable or not), and embeddings are tied unless an
     // output.weight exists.
-    let n_attention_wv = tensors.iter().filter(|t| is_attn_v_like(category(&t.name))).count() as i64;
-    let tied_embeddings = !tensors.iter().any(|t| category(&t.name) == Category::Output);
+    let n_attention_wv = tensors
+        .iter()
+        .filter(|t| is_attn_v_like(category(&t.name)))
+        .count() as i64;
+    let tied_embeddings = !tensors
+        .iter()
+        .any(|t| category(&t.name) == Category::Output);
     let mut st = State {
         facts,
         ftype,
@@ -580,10 +642,17 @@ pub fn plan(
         };
         if dst != t.ty {
             if is_block_quantized(t.ty) && !opts.allow_requantize {
-                return Err(QuantizeError::Requantize { tensor: t.name.clone(), from: t.ty, to: dst });
+                return Err(QuantizeError::Requantize {
+                    tensor: t.name.clone(),
+                    from: t.ty,
+                    to: dst,
+                });
             }
             if !hearth_kernels::is_supported_type(t.ty) {
-                return Err(QuantizeError::UnconvertibleType { tensor: t.name.clone(), ty: t.ty });
+                return Err(QuantizeError::UnconvertibleType {
+                    tensor: t.name.clone(),
+                    ty: t.ty,
+                });
             }
         }
         let n: u64 = t.dims.iter().product();
@@ -601,7 +670,11 @@ pub fn plan(
             fallback: fb,
         });
     }
-    Ok(Plan { ftype, facts: facts.clone(), tensors: out })
+    Ok(Plan {
+        ftype,
+        facts: facts.clone(),
+        tensors: out,
+    })
 }
 
 #[cfg(test)]
@@ -609,18 +682,32 @@ mod tests {
     use super::*;
 
     fn facts(arch: &str, n_layer: u32, n_head: u32, n_head_kv: u32) -> ModelFacts {
-        ModelFacts { arch: arch.into(), n_layer_all: n_layer, n_layer, n_head, n_head_kv, n_expert: 0 }
+        ModelFacts {
+            arch: arch.into(),
+            n_layer_all: n_layer,
+            n_layer,
+            n_head,
+            n_head_kv,
+            n_expert: 0,
+        }
     }
 
     fn t(name: &str, dims: &[u64]) -> SourceTensor {
-        SourceTensor { name: name.into(), dims: dims.to_vec(), ty: GgmlType::F32 }
+        SourceTensor {
+            name: name.into(),
+            dims: dims.to_vec(),
+            ty: GgmlType::F32,
+        }
     }
 
     #[test]
     fn use_more_bits_matches_the_formula_on_32_layers() {
         // First and last 4 layers, and 4 + 2, 4 + 5, ... in between.
         let picked: Vec<i64> = (0..32).filter(|&i| use_more_bits(i, 32)).collect();
-        assert_eq!(picked, vec![0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]);
+        assert_eq!(
+            picked,
+            vec![0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
+        );
     }
 
     #[test]
@@ -628,27 +715,81 @@ mod tests {
         assert_eq!(layer_of("blk.12.attn_q.weight"), Some(12));
         assert_eq!(layer_of("blk.x.attn_q.weight"), None);
         assert_eq!(layer_of("output.weight"), None);
-        let mut names = vec!["blk.10.a", "blk.9.b", "token_embd.weight", "blk.9.a", "output.weight"];
+        let mut names = vec![
+            "blk.10.a",
+            "blk.9.b",
+            "token_embd.weight",
+            "blk.9.a",
+            "output.weight",
+        ];
         names.sort_by(|a, b| llama_order(a, b));
-        assert_eq!(names, vec!["output.weight", "token_embd.weight", "blk.9.a", "blk.9.b", "blk.10.a"]);
+        assert_eq!(
+            names,
+            vec![
+                "output.weight",
+                "token_embd.weight",
+                "blk.9.a",
+                "blk.9.b",
+                "blk.10.a"
+            ]
+        );
     }
 
     #[test]
     fn one_dimensional_and_norm_tensors_are_never_quantized() {
-        assert!(!allows_quantization("llama", "blk.0.attn_norm.weight", &[256], false));
+        assert!(!allows_quantization(
+            "llama",
+            "blk.0.attn_norm.weight",
+            &[256],
+            false
+        ));
         // Trailing unit dimensions do not count (ggml_n_dims).
-        assert!(!allows_quantization("llama", "blk.0.attn_q.weight", &[256, 1], false));
-        assert!(!allows_quantization("llama", "blk.0.q_norm_weight_norm.weight", &[256, 2], false));
-        assert!(!allows_quantization("llama", "blk.0.attn_q.bias", &[256, 2], false));
-        assert!(!allows_quantization("llama", "blk.0.ffn_gate_inp.weight", &[256, 8], false));
-        assert!(allows_quantization("llama", "blk.0.attn_q.weight", &[256, 256], false));
-        assert!(!allows_quantization("llama", "output.weight", &[256, 256], true));
+        assert!(!allows_quantization(
+            "llama",
+            "blk.0.attn_q.weight",
+            &[256, 1],
+            false
+        ));
+        assert!(!allows_quantization(
+            "llama",
+            "blk.0.q_norm_weight_norm.weight",
+            &[256, 2],
+            false
+        ));
+        assert!(!allows_quantization(
+            "llama",
+            "blk.0.attn_q.bias",
+            &[256, 2],
+            false
+        ));
+        assert!(!allows_quantization(
+            "llama",
+            "blk.0.ffn_gate_inp.weight",
+            &[256, 8],
+            false
+        ));
+        assert!(allows_quantization(
+            "llama",
+            "blk.0.attn_q.weight",
+            &[256, 256],
+            false
+        ));
+        assert!(!allows_quantization(
+            "llama",
+            "output.weight",
+            &[256, 256],
+            true
+        ));
     }
 
     #[test]
     fn output_goes_to_q6_k_and_odd_rows_fall_back() {
         let f = facts("llama", 1, 4, 4);
-        let ts = [t("output.weight", &[256, 100]), t("token_embd.weight", &[256, 100]), t("blk.0.attn_q.weight", &[96, 96])];
+        let ts = [
+            t("output.weight", &[256, 100]),
+            t("token_embd.weight", &[256, 100]),
+            t("blk.0.attn_q.weight", &[96, 96]),
+        ];
         let p = plan(FileType::Q4_0, &f, &ts, &PlanOptions::default()).unwrap();
         let ty = |n: &str| p.tensors.iter().find(|t| t.name == n).unwrap().dst_type;
         assert_eq!(ty("output.weight"), GgmlType::Q6_K);
@@ -657,14 +798,28 @@ mod tests {
         assert_eq!(ty("blk.0.attn_q.weight"), GgmlType::Q4_0);
 
         // Q4_K on a 96-wide row falls back to Q5_0; 200-wide to F16.
-        let ts = [t("blk.0.attn_q.weight", &[96, 96]), t("blk.0.ffn_down.weight", &[200, 96])];
+        let ts = [
+            t("blk.0.attn_q.weight", &[96, 96]),
+            t("blk.0.ffn_down.weight", &[200, 96]),
+        ];
         let p = plan(FileType::Q4_K_S, &f, &ts, &PlanOptions::default()).unwrap();
         assert_eq!(p.tensors[0].dst_type, GgmlType::Q5_0);
         assert_eq!(p.tensors[1].dst_type, GgmlType::F16);
         let fb: Vec<_> = p.fallbacks().map(|f| (f.wanted, f.chosen)).collect();
         // ffn_down layer 0 of 1: Q4_K_S gives the first eighth Q5_K (0 < 1/8 is false: 1/8 = 0).
-        assert_eq!(fb, vec![(GgmlType::Q4_K, GgmlType::Q5_0), (GgmlType::Q4_K, GgmlType::F16)]);
-        assert!(p.tensors[1].fallback.as_ref().unwrap().to_string().contains("no quantized type fits"));
+        assert_eq!(
+            fb,
+            vec![
+                (GgmlType::Q4_K, GgmlType::Q5_0),
+                (GgmlType::Q4_K, GgmlType::F16)
+            ]
+        );
+        assert!(p.tensors[1]
+            .fallback
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("no quantized type fits"));
     }
 
     #[test]
@@ -675,17 +830,49 @@ mod tests {
         assert_eq!(p.tensors[0].dst_type, GgmlType::Q6_K);
         let p = plan(FileType::Q8_0, &f, &ts, &PlanOptions::default()).unwrap();
         assert_eq!(p.tensors[0].dst_type, GgmlType::Q8_0);
-        let p = plan(FileType::Q5_1, &f, &ts, &PlanOptions { pure: true, ..Default::default() }).unwrap();
+        let p = plan(
+            FileType::Q5_1,
+            &f,
+            &ts,
+            &PlanOptions {
+                pure: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(p.tensors[0].dst_type, GgmlType::Q5_1);
     }
 
     #[test]
     fn requantizing_needs_permission() {
         let f = facts("llama", 1, 4, 4);
-        let ts = [SourceTensor { name: "blk.0.attn_q.weight".into(), dims: vec![256, 256], ty: GgmlType::Q8_0 }];
+        let ts = [SourceTensor {
+            name: "blk.0.attn_q.weight".into(),
+            dims: vec![256, 256],
+            ty: GgmlType::Q8_0,
+        }];
         let e = plan(FileType::Q4_K_M, &f, &ts, &PlanOptions::default()).unwrap_err();
-        assert!(matches!(e, QuantizeError::Requantize { from: GgmlType::Q8_0, to: GgmlType::Q4_K, .. }), "{e}");
-        let p = plan(FileType::Q4_K_M, &f, &ts, &PlanOptions { allow_requantize: true, ..Default::default() }).unwrap();
+        assert!(
+            matches!(
+                e,
+                QuantizeError::Requantize {
+                    from: GgmlType::Q8_0,
+                    to: GgmlType::Q4_K,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let p = plan(
+            FileType::Q4_K_M,
+            &f,
+            &ts,
+            &PlanOptions {
+                allow_requantize: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(p.requantized().count(), 1);
         // Same type: a copy, no permission needed.
         let p = plan(FileType::Q8_0, &f, &ts, &PlanOptions::default()).unwrap();
@@ -707,13 +894,25 @@ mod tests {
     fn facts_read_scalars_and_per_layer_arrays() {
         use hearth_formats::MetaArray;
         let meta = vec![
-            ("general.architecture".to_string(), MetaValue::String("llama".into())),
+            (
+                "general.architecture".to_string(),
+                MetaValue::String("llama".into()),
+            ),
             ("llama.block_count".to_string(), MetaValue::U32(80)),
-            ("llama.attention.head_count".to_string(), MetaValue::Array(MetaArray::U32(vec![64; 80]))),
-            ("llama.attention.head_count_kv".to_string(), MetaValue::U32(8)),
+            (
+                "llama.attention.head_count".to_string(),
+                MetaValue::Array(MetaArray::U32(vec![64; 80])),
+            ),
+            (
+                "llama.attention.head_count_kv".to_string(),
+                MetaValue::U32(8),
+            ),
         ];
         let f = ModelFacts::from_metadata(&meta).unwrap();
-        assert_eq!((f.n_layer, f.n_head, f.n_head_kv, f.n_gqa()), (80, 64, 8, 8));
+        assert_eq!(
+            (f.n_layer, f.n_head, f.n_head_kv, f.n_gqa()),
+            (80, 64, 8, 8)
+        );
         assert!(f.is_70b());
         let e = ModelFacts::from_metadata(&meta[..1]).unwrap_err();
         assert!(e.to_string().contains("llama.block_count"), "{e}");

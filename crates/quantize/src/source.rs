@@ -85,9 +85,17 @@ impl GgufSource {
         let tensors = file
             .tensors()
             .iter()
-            .map(|t| SourceTensor { name: t.name.clone(), dims: t.dims.clone(), ty: t.ty })
+            .map(|t| SourceTensor {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ty: t.ty,
+            })
             .collect();
-        GgufSource { file, path: None, tensors }
+        GgufSource {
+            file,
+            path: None,
+            tensors,
+        }
     }
 
     pub fn file(&self) -> &GgufFile {
@@ -106,20 +114,30 @@ impl TensorSource for GgufSource {
 
     fn read_rows(&self, index: usize, rows: Range<u64>) -> Result<Cow<'_, [u8]>, SourceError> {
         let err = |m: String| SourceError { message: m };
-        let info = self.file.tensors().get(index).ok_or_else(|| err(format!("no tensor #{index}")))?;
+        let info = self
+            .file
+            .tensors()
+            .get(index)
+            .ok_or_else(|| err(format!("no tensor #{index}")))?;
         let row_bytes = info
             .ty
             .row_bytes(info.row_len())
             .ok_or_else(|| err(format!("{}: rows are not whole blocks", info.name)))?;
         if rows.start > rows.end || rows.end > info.n_rows() {
-            return Err(err(format!("{}: rows {rows:?} out of 0..{}", info.name, info.n_rows())));
+            return Err(err(format!(
+                "{}: rows {rows:?} out of 0..{}",
+                info.name,
+                info.n_rows()
+            )));
         }
         // The reader checked the tensor's extent against the file, so these
         // products are within the tensor's byte count.
         let data = self.file.tensor_data(info);
         let start = (rows.start * row_bytes) as usize;
         let end = (rows.end * row_bytes) as usize;
-        data.get(start..end).map(Cow::Borrowed).ok_or_else(|| err(format!("{}: rows beyond the data", info.name)))
+        data.get(start..end)
+            .map(Cow::Borrowed)
+            .ok_or_else(|| err(format!("{}: rows beyond the data", info.name)))
     }
 
     fn files(&self) -> Vec<PathBuf> {

@@ -5,7 +5,9 @@ mod common;
 
 use common::synth::recipes;
 use hearth_formats::{GgmlType, GgufFile};
-use hearth_quantize::{quantize, FileType, GgufSource, PlanOptions, QuantizeError, QuantizeOptions};
+use hearth_quantize::{
+    quantize, FileType, GgufSource, PlanOptions, QuantizeError, QuantizeOptions,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -18,12 +20,18 @@ fn tempdir(tag: &str) -> PathBuf {
 }
 
 fn small() -> common::synth::MemSource {
-    recipes().into_iter().find(|r| r.name == "llama-bf16-gqa4").unwrap().source()
+    recipes()
+        .into_iter()
+        .find(|r| r.name == "llama-bf16-gqa4")
+        .unwrap()
+        .source()
 }
 
 fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -82,20 +90,35 @@ fn quantized_input_needs_allow_requantize_and_the_output_cannot_be_the_input() {
 
     let out = dir.join("m-q4.gguf");
     let e = quantize(&src, &out, &opts(FileType::Q4_K_M), &mut |_| {}).unwrap_err();
-    assert!(matches!(e, QuantizeError::Requantize { from: GgmlType::Q8_0, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            QuantizeError::Requantize {
+                from: GgmlType::Q8_0,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("--allow-requantize"), "{e}");
     assert!(!out.exists());
 
     // Writing over the input is refused even with permission.
     let mut o = opts(FileType::Q4_K_M);
-    o.plan = PlanOptions { allow_requantize: true, ..Default::default() };
+    o.plan = PlanOptions {
+        allow_requantize: true,
+        ..Default::default()
+    };
     let e = quantize(&src, &q8, &o, &mut |_| {}).unwrap_err();
     assert!(matches!(e, QuantizeError::OutputIsInput { .. }), "{e}");
     assert_eq!(std::fs::read(&q8).unwrap(), before);
 
     // With permission it works, and says which tensors were requantized.
     let report = quantize(&src, &out, &o, &mut |_| {}).unwrap();
-    assert!(report.tensors.iter().any(|t| t.src_type == GgmlType::Q8_0 && t.dst_type == GgmlType::Q4_K));
+    assert!(report
+        .tensors
+        .iter()
+        .any(|t| t.src_type == GgmlType::Q8_0 && t.dst_type == GgmlType::Q4_K));
     let f = GgufFile::open(&out).unwrap();
     assert!(f.tensors().iter().any(|t| t.ty == GgmlType::Q4_K));
     assert_eq!(entries(&dir), vec!["m-q4.gguf", "m-q8.gguf"]);
@@ -105,7 +128,11 @@ fn quantized_input_needs_allow_requantize_and_the_output_cannot_be_the_input() {
 #[test]
 fn odd_row_lengths_fall_back_and_are_reported() {
     // qwen2-f16-odd: n_embd 192 and n_ff 200 are not multiples of 256.
-    let src = recipes().into_iter().find(|r| r.name == "qwen2-f16-odd").unwrap().source();
+    let src = recipes()
+        .into_iter()
+        .find(|r| r.name == "qwen2-f16-odd")
+        .unwrap()
+        .source();
     let dir = tempdir("odd");
     let out = dir.join("m.gguf");
     let mut planned = Vec::new();
@@ -116,9 +143,16 @@ fn odd_row_lengths_fall_back_and_are_reported() {
     })
     .unwrap();
     assert!(!planned.is_empty());
-    assert!(planned.iter().any(|m| m.contains("not a multiple of 256")), "{planned:?}");
+    assert!(
+        planned.iter().any(|m| m.contains("not a multiple of 256")),
+        "{planned:?}"
+    );
     // ffn_down rows are 200 long: no 32-element block fits either.
-    let down = report.tensors.iter().find(|t| t.name == "blk.0.ffn_down.weight").unwrap();
+    let down = report
+        .tensors
+        .iter()
+        .find(|t| t.name == "blk.0.ffn_down.weight")
+        .unwrap();
     assert_eq!(down.dst_type, GgmlType::F16);
     assert!(down.fallback.is_some());
     std::fs::remove_dir_all(&dir).ok();
@@ -127,13 +161,20 @@ fn odd_row_lengths_fall_back_and_are_reported() {
 #[test]
 fn non_finite_weights_are_refused() {
     let mut src = small();
-    let i = src.tensors.iter().position(|t| t.name == "blk.0.attn_q.weight").unwrap();
+    let i = src
+        .tensors
+        .iter()
+        .position(|t| t.name == "blk.0.attn_q.weight")
+        .unwrap();
     // BF16 +inf.
     src.data[i][2..4].copy_from_slice(&0x7f80u16.to_le_bytes());
     let dir = tempdir("nan");
     let out = dir.join("m.gguf");
     let e = quantize(&src, &out, &opts(FileType::Q4_0), &mut |_| {}).unwrap_err();
-    assert!(matches!(e, QuantizeError::NonFinite { ref tensor } if tensor == "blk.0.attn_q.weight"), "{e}");
+    assert!(
+        matches!(e, QuantizeError::NonFinite { ref tensor } if tensor == "blk.0.attn_q.weight"),
+        "{e}"
+    );
     assert!(entries(&dir).is_empty());
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -143,7 +184,13 @@ fn missing_architecture_is_a_metadata_error() {
     let mut src = small();
     src.metadata.retain(|(k, _)| k != "general.architecture");
     let dir = tempdir("meta");
-    let e = quantize(&src, &dir.join("m.gguf"), &opts(FileType::Q4_0), &mut |_| {}).unwrap_err();
+    let e = quantize(
+        &src,
+        &dir.join("m.gguf"),
+        &opts(FileType::Q4_0),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(matches!(e, QuantizeError::Metadata(_)), "{e}");
     assert!(entries(&dir).is_empty());
     std::fs::remove_dir_all(&dir).ok();

@@ -15,12 +15,18 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 fn expected() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/llama_quantize_expected.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/llama_quantize_expected.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("expected json")).expect("json")
 }
 
 fn sha256(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 fn ty_name(t: GgmlType) -> String {
@@ -41,7 +47,11 @@ fn per_tensor_types_match_llama_quantize_for_every_type() {
             let want = &model["types"][ft.name()];
             assert!(want.is_object(), "{} {ft}: not in the expectations", r.name);
             let plan = hearth_quantize::plan_for(&src, ft, &PlanOptions::default()).unwrap();
-            let got: BTreeMap<String, String> = plan.tensors.iter().map(|t| (t.name.clone(), ty_name(t.dst_type))).collect();
+            let got: BTreeMap<String, String> = plan
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), ty_name(t.dst_type)))
+                .collect();
             let want_types: BTreeMap<String, String> = want["tensors"]
                 .as_object()
                 .unwrap()
@@ -51,8 +61,12 @@ fn per_tensor_types_match_llama_quantize_for_every_type() {
             assert_eq!(got, want_types, "{} {ft}", r.name);
             // The same tensors are reported as falling back.
             let mut fb: Vec<String> = plan.fallbacks().map(|f| f.tensor.clone()).collect();
-            let mut want_fb: Vec<String> =
-                want["fallbacks"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+            let mut want_fb: Vec<String> = want["fallbacks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
             fb.sort();
             want_fb.sort();
             assert_eq!(fb, want_fb, "{} {ft}: fallbacks", r.name);
@@ -70,7 +84,13 @@ fn bytes_and_errors_match(r: &Recipe) {
     let src = r.source();
     // The generator agrees with synth.py (else every later check is moot).
     for (t, data) in src.tensors.iter().zip(&src.data) {
-        assert_eq!(sha256(data), model["input_tensors"][&t.name].as_str().unwrap(), "{}: input {}", r.name, t.name);
+        assert_eq!(
+            sha256(data),
+            model["input_tensors"][&t.name].as_str().unwrap(),
+            "{}: input {}",
+            r.name,
+            t.name
+        );
     }
     let dir = tempdir();
     for ft in FileType::ALL {
@@ -84,11 +104,20 @@ fn bytes_and_errors_match(r: &Recipe) {
         let mut byte_identical = 0;
         for t in file.tensors() {
             let w = &want[&t.name];
-            assert_eq!(ty_name(t.ty), w["type"].as_str().unwrap(), "{} {ft} {}", r.name, t.name);
+            assert_eq!(
+                ty_name(t.ty),
+                w["type"].as_str().unwrap(),
+                "{} {ft} {}",
+                r.name,
+                t.name
+            );
             if sha256(file.tensor_data(t)) == w["sha256"].as_str().unwrap() {
                 byte_identical += 1;
             } else if matches!(ft, FileType::Q8_0 | FileType::Q4_0 | FileType::Q4_1) {
-                panic!("{} {ft} {}: bytes differ from llama-quantize's", r.name, t.name);
+                panic!(
+                    "{} {ft} {}: bytes differ from llama-quantize's",
+                    r.name, t.name
+                );
             }
             let rep = report.tensors.iter().find(|x| x.name == t.name).unwrap();
             let want_rmse = w["rmse"].as_f64().unwrap();
@@ -103,9 +132,21 @@ fn bytes_and_errors_match(r: &Recipe) {
         }
         // Hearth's quantizers are ports of the reference ones, so in practice
         // every type is byte-identical; only Q8_0/Q4_0/Q4_1 are required to be.
-        assert_eq!(byte_identical, file.tensors().len(), "{} {ft}: tensors differ from llama-quantize's", r.name);
+        assert_eq!(
+            byte_identical,
+            file.tensors().len(),
+            "{} {ft}: tensors differ from llama-quantize's",
+            r.name
+        );
         // Metadata: the file type is recorded.
-        let ftv = file.metadata().iter().find(|(k, _)| k == "general.file_type").unwrap().1.as_integer().unwrap();
+        let ftv = file
+            .metadata()
+            .iter()
+            .find(|(k, _)| k == "general.file_type")
+            .unwrap()
+            .1
+            .as_integer()
+            .unwrap();
         assert_eq!(ftv, i128::from(ft.llama_ftype()));
         std::fs::remove_file(&out).unwrap();
     }
@@ -113,7 +154,11 @@ fn bytes_and_errors_match(r: &Recipe) {
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("hearth-quantize-compat-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let d = std::env::temp_dir().join(format!(
+        "hearth-quantize-compat-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

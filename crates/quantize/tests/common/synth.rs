@@ -35,7 +35,8 @@ pub fn recipes() -> Vec<Recipe> {
     let v: serde_json::Value = serde_json::from_str(&text).expect("recipes.json is JSON");
     let u = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k}"));
     let b = |r: &serde_json::Value, k: &str| r[k].as_bool().unwrap_or_else(|| panic!("{k}"));
-    let s = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_else(|| panic!("{k}")).to_string();
+    let s =
+        |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_else(|| panic!("{k}")).to_string();
     v["recipes"]
         .as_array()
         .expect("recipes")
@@ -89,15 +90,26 @@ fn uniform(seed: u64, name: &str, n: usize) -> Vec<f32> {
 
 fn normal(seed: u64, name: &str, n: usize, std: f32) -> Vec<f32> {
     let u = uniform(seed, name, 3 * n);
-    u.chunks_exact(3).map(|c| ((c[0] + c[1]) + c[2]) * std).collect()
+    u.chunks_exact(3)
+        .map(|c| ((c[0] + c[1]) + c[2]) * std)
+        .collect()
 }
 
 impl Recipe {
     /// (name, dims in ggml order, kind), in synth.py's file order.
     pub fn tensor_list(&self) -> Vec<(String, Vec<u64>, Kind)> {
-        let (e, h, kv, f, v) = (self.n_embd, self.n_head, self.n_head_kv, self.n_ff, self.n_vocab);
+        let (e, h, kv, f, v) = (
+            self.n_embd,
+            self.n_head,
+            self.n_head_kv,
+            self.n_ff,
+            self.n_vocab,
+        );
         let hd = e / h;
-        let mut t = vec![("token_embd.weight".to_string(), vec![e, v], Kind::Matrix), ("output_norm.weight".into(), vec![e], Kind::Norm)];
+        let mut t = vec![
+            ("token_embd.weight".to_string(), vec![e, v], Kind::Matrix),
+            ("output_norm.weight".into(), vec![e], Kind::Norm),
+        ];
         if !self.tied {
             t.push(("output.weight".into(), vec![e, v], Kind::Matrix));
         }
@@ -112,7 +124,11 @@ impl Recipe {
                 t.push((p.clone() + "attn_k.bias", vec![kv * hd], Kind::Bias));
                 t.push((p.clone() + "attn_v.bias", vec![kv * hd], Kind::Bias));
             }
-            t.push((p.clone() + "attn_output.weight", vec![h * hd, e], Kind::Matrix));
+            t.push((
+                p.clone() + "attn_output.weight",
+                vec![h * hd, e],
+                Kind::Matrix,
+            ));
             t.push((p.clone() + "ffn_norm.weight", vec![e], Kind::Norm));
             t.push((p.clone() + "ffn_gate.weight", vec![e, f], Kind::Matrix));
             t.push((p.clone() + "ffn_up.weight", vec![e, f], Kind::Matrix));
@@ -130,7 +146,10 @@ impl Recipe {
         }
         match kind {
             Kind::Matrix => normal(self.seed, name, n, (1.0 / (dims[0] as f64).sqrt()) as f32),
-            Kind::Norm => uniform(self.seed, name, n).into_iter().map(|u| 1.0 + u * 0.1f32).collect(),
+            Kind::Norm => uniform(self.seed, name, n)
+                .into_iter()
+                .map(|u| 1.0 + u * 0.1f32)
+                .collect(),
             Kind::Bias => normal(self.seed, name, n, 0.02),
         }
     }
@@ -139,11 +158,21 @@ impl Recipe {
     /// input type, norms and biases in F32.
     pub fn stored(&self, name: &str, dims: &[u64], kind: Kind) -> (GgmlType, Vec<u8>) {
         let x = self.values(name, dims, kind);
-        let ty = if kind == Kind::Matrix { self.input_type } else { GgmlType::F32 };
+        let ty = if kind == Kind::Matrix {
+            self.input_type
+        } else {
+            GgmlType::F32
+        };
         let bytes = match ty {
             GgmlType::F32 => x.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            GgmlType::F16 => x.iter().flat_map(|&v| hearth_kernels::fp::f32_to_f16(v).to_le_bytes()).collect(),
-            GgmlType::BF16 => x.iter().flat_map(|&v| hearth_kernels::fp::f32_to_bf16(v).to_le_bytes()).collect(),
+            GgmlType::F16 => x
+                .iter()
+                .flat_map(|&v| hearth_kernels::fp::f32_to_f16(v).to_le_bytes())
+                .collect(),
+            GgmlType::BF16 => x
+                .iter()
+                .flat_map(|&v| hearth_kernels::fp::f32_to_bf16(v).to_le_bytes())
+                .collect(),
             other => panic!("synthetic inputs are F32/F16/BF16, not {other}"),
         };
         (ty, bytes)
@@ -154,10 +183,22 @@ impl Recipe {
         vec![
             ("general.architecture".into(), MetaValue::String(a.clone())),
             ("general.name".into(), MetaValue::String(self.name.clone())),
-            (format!("{a}.block_count"), MetaValue::U32(self.n_layer as u32)),
-            (format!("{a}.embedding_length"), MetaValue::U32(self.n_embd as u32)),
-            (format!("{a}.attention.head_count"), MetaValue::U32(self.n_head as u32)),
-            (format!("{a}.attention.head_count_kv"), MetaValue::U32(self.n_head_kv as u32)),
+            (
+                format!("{a}.block_count"),
+                MetaValue::U32(self.n_layer as u32),
+            ),
+            (
+                format!("{a}.embedding_length"),
+                MetaValue::U32(self.n_embd as u32),
+            ),
+            (
+                format!("{a}.attention.head_count"),
+                MetaValue::U32(self.n_head as u32),
+            ),
+            (
+                format!("{a}.attention.head_count_kv"),
+                MetaValue::U32(self.n_head_kv as u32),
+            ),
         ]
     }
 
@@ -170,7 +211,11 @@ impl Recipe {
             tensors.push(SourceTensor { name, dims, ty });
             data.push(bytes);
         }
-        MemSource { metadata: self.metadata(), tensors, data }
+        MemSource {
+            metadata: self.metadata(),
+            tensors,
+            data,
+        }
     }
 }
 
@@ -193,7 +238,9 @@ impl TensorSource for MemSource {
     fn read_rows(&self, index: usize, rows: Range<u64>) -> Result<Cow<'_, [u8]>, SourceError> {
         let t = &self.tensors[index];
         let rb = t.ty.row_bytes(t.row_len()).expect("whole blocks") as usize;
-        Ok(Cow::Borrowed(&self.data[index][rows.start as usize * rb..rows.end as usize * rb]))
+        Ok(Cow::Borrowed(
+            &self.data[index][rows.start as usize * rb..rows.end as usize * rb],
+        ))
     }
 }
 
@@ -204,8 +251,20 @@ impl Recipe {
         let tensors = self
             .tensor_list()
             .into_iter()
-            .map(|(name, dims, kind)| SourceTensor { name, dims, ty: if kind == Kind::Matrix { self.input_type } else { GgmlType::F32 } })
+            .map(|(name, dims, kind)| SourceTensor {
+                name,
+                dims,
+                ty: if kind == Kind::Matrix {
+                    self.input_type
+                } else {
+                    GgmlType::F32
+                },
+            })
             .collect::<Vec<_>>();
-        MemSource { metadata: self.metadata(), data: vec![Vec::new(); tensors.len()], tensors }
+        MemSource {
+            metadata: self.metadata(),
+            data: vec![Vec::new(); tensors.len()],
+            tensors,
+        }
     }
 }
