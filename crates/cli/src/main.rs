@@ -4,6 +4,7 @@
 mod bench;
 mod chat;
 mod embed;
+mod route;
 mod run;
 mod serve;
 mod tokenize;
@@ -32,6 +33,8 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Print sentence embeddings (JSON) of texts given or read from stdin.
     Embed(embed::EmbedArgs),
+    /// Train, calibrate, evaluate and run the local/cloud query router.
+    Route(route::RouteArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::main(a),
         Command::Tokenize(a) => tokenize::main(a),
         Command::Embed(a) => embed::main(a),
+        Command::Route(a) => route::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
