@@ -233,16 +233,17 @@ mod tests {
 
     #[test]
     fn pgr_matches_a_hand_computation() {
-        // Gains s - w: q0 +1, q1 0, q2 -1, q3 +1. Q_strong = 3/4, Q_weak = 1/4, gap 1/2.
+        // Gains s - w: q0 +1, q1 0, q2 -1, q3 +1. Q_strong = 3/4, Q_weak = 2/4, gap 1/4.
         let q = [(1.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0)];
-        // Order by score: q0, q3, q1, q2 -> gains 0, 1, 2, 2, 1 -> PGR = g / 4 / 0.5.
+        // Order by score: q0, q3, q1, q2 -> cumulative gains 0, 1, 2, 2, 1 -> PGR = g / 4 / 0.25 = g.
         let m = pgr(&[0.9, 0.5, 0.1, 0.8], &q).unwrap();
-        let p = [0.0, 0.5, 1.0, 1.0, 0.5];
+        assert!((m.strong_quality - 0.75).abs() < 1e-12 && (m.weak_quality - 0.5).abs() < 1e-12);
+        let p = [0.0, 1.0, 2.0, 2.0, 1.0];
         let want: f64 = p.windows(2).map(|w| 0.25 * (w[0] + w[1]) / 2.0).sum();
-        assert!((m.apgr - want).abs() < 1e-12, "{} vs {want}", m.apgr);
-        assert_eq!(m.cpt50_pct, Some(25.0));
-        // PGR 0.8 is crossed between x = 0.25 (0.5) and 0.5 (1.0): 0.25 + 0.6 * 0.25.
-        assert!((m.cpt80_pct.unwrap() - 40.0).abs() < 1e-9);
+        assert!((m.apgr - want).abs() < 1e-12 && (want - 1.375).abs() < 1e-12, "{} vs {want}", m.apgr);
+        // PGR 0.5 and 0.8 are crossed on the first segment (0 -> 1 over x 0 -> 0.25).
+        assert!((m.cpt50_pct.unwrap() - 12.5).abs() < 1e-9);
+        assert!((m.cpt80_pct.unwrap() - 20.0).abs() < 1e-9);
         // A constant score is the random router: PGR(x) = x, APGR 1/2, CPT = p.
         let c = pgr(&[0.3; 4], &q).unwrap();
         assert!((c.apgr - 0.5).abs() < 1e-12);
