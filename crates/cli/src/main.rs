@@ -9,6 +9,7 @@ mod distill;
 mod embed;
 mod quantize;
 mod gateway_cmd;
+mod route;
 mod run;
 mod serve;
 mod serve_embed;
@@ -56,6 +57,8 @@ enum Command {
     Guard(gateway_cmd::GuardArgs),
     /// Cascade threshold calibration (`hearth cascade calibrate`).
     Cascade(cascade_cmd::CascadeArgs),
+    /// Train, calibrate, evaluate and run the local/cloud query router.
+    Route(route::RouteArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => gateway_cmd::audit(a),
         Command::Guard(a) => gateway_cmd::guard(a),
         Command::Cascade(a) => cascade_cmd::main(a),
+        Command::Route(a) => route::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

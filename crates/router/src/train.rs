@@ -1,0 +1,346 @@
+//! Fitting the router's head: L2-regularised logistic regression on
+//! standardised inputs, solved by Newton's method.
+//!
+//! Why this head: on the enterprise set a one-hidden-layer MLP (16–64 units)
+//! scored no better on held-out data than the linear head (dev ROC AUC
+//! 0.959–0.971 against 0.963–0.968, within seed noise) and varied with its
+//! initialisation, while the linear head is convex: Newton's method reaches
+//! the one optimum in a dozen steps, so training is deterministic and
+//! independent of any seed (the seed only shuffles cross-validation folds).
+//! Soft targets in `[0, 1]` are allowed (cross-entropy against a
+//! probability), which the strong/weak label mode uses.
+//!
+//! Objective: `Σ_i CE(y_i, σ(w·z_i + b)) + l2/2 · |w|²` with `z = (x − mean)
+//! / scale` (the bias is not penalised). Each step solves `H Δ = g` by
+//! Cholesky in f64 and halves the step until the objective decreases.
+
+use crate::RouterError;
+
+/// A fitted linear head over standardised inputs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LinearHead {
+    pub mean: Vec<f32>,
+    pub scale: Vec<f32>,
+    pub weights: Vec<f32>,
+    pub bias: f32,
+}
+
+impl LinearHead {
+    /// The logit `w · (x − mean) / scale + b`.
+    pub fn logit(&self, x: &[f32]) -> f32 {
+        let mut acc = f64::from(self.bias);
+        for (((&xi, &m), &s), &w) in x.iter().zip(&self.mean).zip(&self.scale).zip(&self.weights) {
+            acc += f64::from(w) * f64::from((xi - m) / s);
+        }
+        acc as f32
+    }
+
+    /// `σ(logit)`, in (0, 1).
+    pub fn probability(&self, x: &[f32]) -> f32 {
+        sigmoid(f64::from(self.logit(x))) as f32
+    }
+
+    pub fn dim(&self) -> usize {
+        self.weights.len()
+    }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Settings of [`fit_logistic`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FitOptions {
+    /// L2 penalty on the standardised weights (> 0).
+    pub l2: f64,
+    pub max_iter: usize,
+    /// Stop when the largest Newton step component falls below this.
+    pub tol: f64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions { l2: 10.0, max_iter: 30, tol: 1e-7 }
+    }
+}
+
+/// What the solver did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FitReport {
+    pub iterations: usize,
+    pub converged: bool,
+    pub objective: f64,
+}
+
+fn invalid(why: impl Into<String>) -> RouterError {
+    RouterError::Train(why.into())
+}
+
+/// Fits the head to rows `x` (equal lengths) and targets `y` in `[0, 1]`.
+pub fn fit_logistic(x: &[Vec<f32>], y: &[f32], opts: &FitOptions) -> Result<(LinearHead, FitReport), RouterError> {
+    let n = x.len();
+    if n == 0 || n != y.len() {
+        return Err(invalid(format!("{} rows and {} targets", n, y.len())));
+    }
+    if !(opts.l2 > 0.0 && opts.l2.is_finite()) {
+        return Err(invalid(format!("l2 must be a positive number, got {}", opts.l2)));
+    }
+    let d = x[0].len();
+    if let Some(i) = x.iter().position(|r| r.len() != d) {
+        return Err(invalid(format!("row {i} has {} values, row 0 has {d}", x[i].len())));
+    }
+    if let Some(i) = y.iter().position(|t| !(0.0..=1.0).contains(t)) {
+        return Err(invalid(format!("target {i} is {}, outside [0, 1]", y[i])));
+    }
+    if let Some(i) = x.iter().position(|r| r.iter().any(|v| !v.is_finite())) {
+        return Err(invalid(format!("row {i} has a non-finite value")));
+    }
+    // Standardise: a constant column keeps scale 1 (its weight stays 0 under the penalty).
+    let mut mean = vec![0f64; d];
+    for r in x {
+        for (m, &v) in mean.iter_mut().zip(r) {
+            *m += f64::from(v);
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    let mut var = vec![0f64; d];
+    for r in x {
+        for ((s, &v), &m) in var.iter_mut().zip(r).zip(&mean) {
+            *s += (f64::from(v) - m).powi(2);
+        }
+    }
+    let scale: Vec<f64> = var.iter().map(|v| (v / n as f64).sqrt()).map(|s| if s > 1e-12 { s } else { 1.0 }).collect();
+    // Design matrix with a trailing 1 for the bias, row-major, f64.
+    let p = d + 1;
+    let mut z = vec![0f64; n * p];
+    for (i, r) in x.iter().enumerate() {
+        let row = &mut z[i * p..(i + 1) * p];
+        for j in 0..d {
+            row[j] = (f64::from(r[j]) - mean[j]) / scale[j];
+        }
+        row[d] = 1.0;
+    }
+    let yv: Vec<f64> = y.iter().map(|&t| f64::from(t)).collect();
+    let objective = |beta: &[f64]| -> f64 {
+        let mut o = 0.0;
+        for i in 0..n {
+            let t: f64 = z[i * p..(i + 1) * p].iter().zip(beta).map(|(a, b)| a * b).sum();
+            // CE = log(1 + e^t) - y t, computed stably.
+            o += t.max(0.0) + (-t.abs()).exp().ln_1p() - yv[i] * t;
+        }
+        o + 0.5 * opts.l2 * beta[..d].iter().map(|b| b * b).sum::<f64>()
+    };
+    let mut beta = vec![0f64; p];
+    let mut obj = objective(&beta);
+    let mut report = FitReport { iterations: 0, converged: false, objective: obj };
+    let mut h = vec![0f64; p * p];
+    let mut g = vec![0f64; p];
+    for it in 0..opts.max_iter {
+        h.iter_mut().for_each(|v| *v = 0.0);
+        g.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..n {
+            let row = &z[i * p..(i + 1) * p];
+            let t: f64 = row.iter().zip(&beta).map(|(a, b)| a * b).sum();
+            let pr = sigmoid(t);
+            let r = pr - yv[i];
+            let wgt = (pr * (1.0 - pr)).max(1e-12);
+            for a in 0..p {
+                g[a] += r * row[a];
+                let wa = wgt * row[a];
+                // Lower triangle only; mirrored below.
+                let hrow = &mut h[a * p..a * p + a + 1];
+                for (hv, &rb) in hrow.iter_mut().zip(&row[..=a]) {
+                    *hv += wa * rb;
+                }
+            }
+        }
+        for a in 0..d {
+            g[a] += opts.l2 * beta[a];
+            h[a * p + a] += opts.l2;
+        }
+        // A tiny ridge on the bias keeps H positive definite when every
+        // prediction saturates.
+        h[d * p + d] += 1e-9;
+        let step = cholesky_solve(&mut h, &g, p).ok_or_else(|| invalid("the Newton system is not positive definite"))?;
+        let mut t = 1.0;
+        let mut accepted = false;
+        for _ in 0..30 {
+            let cand: Vec<f64> = beta.iter().zip(&step).map(|(b, s)| b - t * s).collect();
+            let o = objective(&cand);
+            if o <= obj {
+                beta = cand;
+                obj = o;
+                accepted = true;
+                break;
+            }
+            t /= 2.0;
+        }
+        report.iterations = it + 1;
+        report.objective = obj;
+        let biggest = step.iter().fold(0f64, |m, s| m.max((t * s).abs()));
+        if !accepted || biggest < opts.tol {
+            report.converged = true;
+            break;
+        }
+    }
+    Ok((
+        LinearHead {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            scale: scale.iter().map(|&s| s as f32).collect(),
+            weights: beta[..d].iter().map(|&b| b as f32).collect(),
+            bias: beta[d] as f32,
+        },
+        report,
+    ))
+}
+
+/// Solves `A x = b` for a symmetric positive definite `A` whose lower
+/// triangle is filled (row-major, `n × n`); `A` is overwritten by its
+/// Cholesky factor. `None` if `A` is not positive definite.
+fn cholesky_solve(a: &mut [f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
+    for j in 0..n {
+        let mut s = a[j * n + j];
+        for k in 0..j {
+            s -= a[j * n + k] * a[j * n + k];
+        }
+        if !(s > 0.0) {
+            return None;
+        }
+        let l = s.sqrt();
+        a[j * n + j] = l;
+        for i in j + 1..n {
+            let mut v = a[i * n + j];
+            let (ri, rj) = (i * n, j * n);
+            for k in 0..j {
+                v -= a[ri + k] * a[rj + k];
+            }
+            a[ri + j] = v / l;
+        }
+    }
+    let mut y = vec![0f64; n];
+    for i in 0..n {
+        let mut v = b[i];
+        for k in 0..i {
+            v -= a[i * n + k] * y[k];
+        }
+        y[i] = v / a[i * n + i];
+    }
+    let mut x = vec![0f64; n];
+    for i in (0..n).rev() {
+        let mut v = y[i];
+        for k in i + 1..n {
+            v -= a[k * n + i] * x[k];
+        }
+        x[i] = v / a[i * n + i];
+    }
+    Some(x)
+}
+
+/// A deterministic permutation of `0..n` from `seed` (SplitMix64 keys,
+/// sorted), for cross-validation folds. No global RNG.
+pub fn shuffled_indices(n: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed;
+    let mut next = || {
+        // SplitMix64 (Steele, Lea, Flood 2014).
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut keyed: Vec<(u64, usize)> = (0..n).map(|i| (next(), i)).collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Fold of each row (`0..k`) for `k`-fold cross-validation: rows are
+/// shuffled with `seed`, then dealt round-robin.
+pub fn fold_assignment(n: usize, k: usize, seed: u64) -> Vec<usize> {
+    let mut fold = vec![0; n];
+    for (pos, i) in shuffled_indices(n, seed).into_iter().enumerate() {
+        fold[i] = pos % k.max(1);
+    }
+    fold
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two Gaussian-ish blobs from a fixed LCG (no RNG crate needed).
+    fn blobs(n: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<f32>) {
+        let mut s = seed;
+        let mut u = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f32) / (1u64 << 31) as f32 - 0.5
+        };
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let c = (i % 2) as f32;
+            x.push(vec![c * 1.5 + u() + u(), 3.0 * u(), 7.0]);
+            y.push(c);
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn fits_separable_signal_and_ignores_noise() {
+        let (x, y) = blobs(400, 1);
+        let (h, rep) = fit_logistic(&x, &y, &FitOptions { l2: 1.0, ..Default::default() }).unwrap();
+        assert!(rep.converged, "{rep:?}");
+        assert!(h.weights[0] > 1.0, "{:?}", h.weights);
+        assert!(h.weights[1].abs() < 0.5 * h.weights[0], "{:?}", h.weights);
+        assert_eq!(h.weights[2], 0.0, "a constant column gets no weight");
+        let acc = x.iter().zip(&y).filter(|(r, &t)| (h.probability(r) >= 0.5) == (t == 1.0)).count();
+        assert!(acc as f32 / x.len() as f32 > 0.8, "{acc}");
+        // The optimum: the gradient of the objective vanishes.
+        let g0: f64 = x
+            .iter()
+            .zip(&y)
+            .map(|(r, &t)| f64::from(h.probability(r) - t) * f64::from((r[0] - h.mean[0]) / h.scale[0]))
+            .sum::<f64>()
+            + 1.0 * f64::from(h.weights[0]);
+        assert!(g0.abs() < 1e-2, "{g0}");
+    }
+
+    #[test]
+    fn training_is_deterministic() {
+        let (x, y) = blobs(200, 7);
+        let a = fit_logistic(&x, &y, &FitOptions::default()).unwrap();
+        let b = fit_logistic(&x, &y, &FitOptions::default()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(fold_assignment(50, 5, 3), fold_assignment(50, 5, 3));
+        assert_ne!(fold_assignment(50, 5, 3), fold_assignment(50, 5, 4));
+        let f = fold_assignment(50, 5, 3);
+        for k in 0..5 {
+            assert_eq!(f.iter().filter(|&&v| v == k).count(), 10);
+        }
+    }
+
+    #[test]
+    fn soft_targets_give_the_mean_probability() {
+        // One constant input: the best probability is the mean target.
+        let x = vec![vec![1.0f32]; 4];
+        let (h, _) = fit_logistic(&x, &[0.5, 0.5, 1.0, 0.0], &FitOptions::default()).unwrap();
+        assert!((h.probability(&[1.0]) - 0.5).abs() < 1e-5);
+        let (h, _) = fit_logistic(&x, &[1.0, 1.0, 1.0, 0.0], &FitOptions::default()).unwrap();
+        assert!((h.probability(&[1.0]) - 0.75).abs() < 1e-4);
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let o = FitOptions::default();
+        assert!(matches!(fit_logistic(&[], &[], &o), Err(RouterError::Train(_))));
+        assert!(matches!(fit_logistic(&[vec![1.0], vec![1.0, 2.0]], &[0.0, 1.0], &o), Err(RouterError::Train(_))));
+        assert!(matches!(fit_logistic(&[vec![1.0]], &[2.0], &o), Err(RouterError::Train(_))));
+        assert!(matches!(fit_logistic(&[vec![f32::NAN]], &[1.0], &o), Err(RouterError::Train(_))));
+        assert!(matches!(fit_logistic(&[vec![1.0]], &[1.0], &FitOptions { l2: 0.0, ..o }), Err(RouterError::Train(_))));
+    }
+}
