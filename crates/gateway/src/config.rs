@@ -579,7 +579,12 @@ impl Config {
             need_file("local.model", m);
         }
         if let RouterKind::File(p) = &self.router.kind {
-            need_file("router.path", p);
+            // A bare name (`default`, `routellm`) is a named router that
+            // hearth-router resolves (routers/, $HEARTH_ROUTERS, built-in).
+            let s = p.to_string_lossy();
+            if s.contains('/') || s.contains('\\') || s.ends_with(".json") {
+                need_file("router.path", p);
+            }
         }
         if let Some(k) = &self.guard.audit_key {
             need_file("guard.audit_key", k);
@@ -778,7 +783,13 @@ fn router(cx: &mut Cx, t: &Table) -> RouterSection {
         &["kind", "path", "alias", "threshold", "cascade", "cascade_threshold", "cascade_metric"],
     );
     let mut r = RouterSection::default();
-    let path = s.path(cx, "path");
+    // `path` is a router file (relative to this config) or the name of a
+    // router hearth-router knows (`default`, `routellm`): names stay bare.
+    let is_name = s
+        .get("path")
+        .and_then(|v| v.as_str())
+        .is_some_and(|v| !v.is_empty() && !v.contains('/') && !v.contains('\\') && !v.ends_with(".json"));
+    let path = if is_name { s.nonempty(cx, "path").map(PathBuf::from) } else { s.path(cx, "path") };
     match (s.str(cx, "kind"), path) {
         (None, None) | (Some("heuristic"), None) => {}
         (Some("always-local"), None) => r.kind = RouterKind::AlwaysLocal,

@@ -240,11 +240,12 @@ impl Gateway {
             (RouterKind::Heuristic, t) => Arc::new(HeuristicRouter { threshold: t.unwrap_or(0.5) }),
             (RouterKind::AlwaysLocal, _) => Arc::new(FixedRouter::always_local()),
             (RouterKind::AlwaysCloud, _) => Arc::new(FixedRouter::always_cloud()),
-            (RouterKind::File(_), _) => {
-                return Err(err(
-                    "router.path",
-                    "trained router files need the hearth-router crate, which this build does not include yet; use kind = \"heuristic\"",
-                ))
+            (RouterKind::File(p), _) => {
+                let spec = p.to_string_lossy();
+                match crate::router::TrainedRouter::load(&spec) {
+                    Ok(r) => Arc::new(r),
+                    Err(e) => return Err(err("router.path", format!("cannot load the router '{spec}': {e}"))),
+                }
             }
         };
         let router: Arc<dyn QueryRouter> = match cfg.router.threshold {

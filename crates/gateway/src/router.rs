@@ -1,11 +1,9 @@
 //! The quality router's interface, and stand-in routers.
 //!
 //! The trained router (MiniLM embedding + head, calibrated threshold) lives
-//! in `hearth-router`; until it is merged, this module defines the same
-//! interface so the gateway can be built and tested against it. When
-//! `hearth-router` lands, [`QueryRouter`] and [`RouterError`] become
-//! re-exports of its types and [`HeuristicRouter`] stays as the fallback for
-//! deployments without a router file.
+//! in `hearth-router`; [`TrainedRouter`] adapts it to [`QueryRouter`].
+//! [`HeuristicRouter`] stays as the fallback for deployments without the
+//! MiniLM encoder.
 //!
 //! A router only *scores*: higher means the query needs the cloud model. It
 //! never sees the guard's decision and cannot override it — the privacy
@@ -127,6 +125,38 @@ impl QueryRouter for HeuristicRouter {
     }
     fn name(&self) -> &str {
         "heuristic"
+    }
+}
+
+/// A trained `hearth-router` router (MiniLM embedding + logistic head with
+/// its calibrated threshold). A conversation is scored from its user turns
+/// as `hearth_router::Router::score_user_turns` defines: the last turn alone
+/// or all of them together, whichever needs the cloud more.
+pub struct TrainedRouter {
+    inner: hearth_router::Router,
+}
+
+impl TrainedRouter {
+    /// `spec`: a router name (`default`, `routellm`, `routers/<name>.json`,
+    /// `$HEARTH_ROUTERS`) or a path to a router file.
+    pub fn load(spec: &str) -> Result<TrainedRouter, RouterError> {
+        hearth_router::Router::load(spec)
+            .map(|inner| TrainedRouter { inner })
+            .map_err(|e| RouterError::Model(e.to_string()))
+    }
+}
+
+impl QueryRouter for TrainedRouter {
+    fn score(&self, req: &ChatRequest) -> Result<f32, RouterError> {
+        let turns: Vec<&str> =
+            req.messages.iter().filter(|m| m.role == hearth_api::Role::User).map(|m| m.content.as_str()).collect();
+        self.inner.score_user_turns(&turns).map_err(|e| RouterError::Model(e.to_string()))
+    }
+    fn threshold(&self) -> f32 {
+        self.inner.threshold()
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
     }
 }
 
