@@ -50,15 +50,9 @@ pub fn quantize_main(a: QuantizeArgs) -> Result<()> {
             ftype::supported_names()
         );
     };
-    if a.input.is_dir() {
-        bail!(
-            "{} is a folder: quantizing a Hugging Face safetensors folder is not supported yet; \
-             convert it to an F16 GGUF first (llama.cpp's convert_hf_to_gguf.py)",
-            a.input.display()
-        );
-    }
-    let src =
-        GgufSource::open(&a.input).with_context(|| format!("cannot read {}", a.input.display()))?;
+    // A .gguf file, or a Hugging Face folder converted in memory.
+    let src = GgufSource::open_model(&a.input)
+        .with_context(|| format!("cannot read {}", a.input.display()))?;
     let mut opts = QuantizeOptions::new(ft);
     opts.threads = a.threads;
     opts.plan = PlanOptions {

@@ -26,9 +26,8 @@
 //! Importance matrices (`--imatrix`) and so the i-quants and Q2_K_S;
 //! per-tensor overrides (`--tensor-type`, `--output-tensor-type`,
 //! `--token-embedding-type`); `--keep-split` and split inputs; layer
-//! pruning; metadata overrides. A Hugging Face safetensors folder as input
-//! needs a [`TensorSource`] for it (tensor renaming to GGUF names and the
-//! metadata), which belongs with the models crate's HF loader.
+//! pruning; metadata overrides. Hugging Face folders are read through
+//! [`GgufSource::open_model`].
 
 pub mod disk;
 pub mod eval;

@@ -1,9 +1,9 @@
 //! Where the weights come from: any set of named tensors plus GGUF-style
-//! metadata ([`TensorSource`]). [`GgufSource`] reads a GGUF file; a Hugging
-//! Face safetensors folder plugs in the same way once the models crate can
-//! name its tensors in GGUF terms (`blk.N.attn_q.weight`, ggml dimension
-//! order) and synthesize the metadata (`general.architecture`,
-//! `{arch}.block_count`, the tokenizer) — the pipeline needs nothing else.
+//! metadata ([`TensorSource`]). [`GgufSource`] reads a GGUF file, or a
+//! Hugging Face safetensors folder converted in memory by the models crate
+//! (`hearth_models::hf::load_folder`: GGUF tensor names, ggml dimension
+//! order, synthesized metadata and tokenizer) — the pipeline needs nothing
+//! else.
 
 use hearth_formats::{GgmlType, GgufFile, MetaValue};
 use std::borrow::Cow;
@@ -75,6 +75,16 @@ impl GgufSource {
     pub fn open(path: impl AsRef<Path>) -> Result<GgufSource, hearth_formats::GgufError> {
         let path = path.as_ref();
         let file = GgufFile::open(path)?;
+        let mut s = GgufSource::new(Arc::new(file));
+        s.path = Some(path.to_path_buf());
+        Ok(s)
+    }
+
+    /// A GGUF file, or a Hugging Face folder (`config.json` + safetensors)
+    /// converted as llama.cpp's `convert_hf_to_gguf.py` would convert it.
+    pub fn open_model(path: impl AsRef<Path>) -> Result<GgufSource, hearth_models::hf::HfError> {
+        let path = path.as_ref();
+        let file = hearth_models::hf::open(path)?;
         let mut s = GgufSource::new(Arc::new(file));
         s.path = Some(path.to_path_buf());
         Ok(s)
