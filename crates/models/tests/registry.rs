@@ -80,3 +80,95 @@ fn bad_architecture_hparams_are_typed_errors() {
     let err = hearth_models::load_gguf(with_meta("phi3", "general.architecture", MetaValue::String("phi2".into()))).err().unwrap();
     assert!(matches!(&err, ModelError::UnknownArchitecture { supported, .. } if supported.contains("gemma3")), "{err}");
 }
+
+/// The encoder beside the decoder registry: a tiny random BERT in llama.cpp's
+/// GGUF layout (what `convert_hf_to_gguf.py` writes for all-MiniLM-L6-v2)
+/// loads, runs, is bidirectional (a later token changes an earlier token's
+/// state), and a causal-flagged file is a typed error.
+#[test]
+fn bert_encoder_loads_runs_and_is_bidirectional() {
+    use hearth_formats::GgmlType;
+    use hearth_models::bert::{Bert, BertInput, BertOptions, BertScratch};
+    const E: u64 = 32;
+    const FF: u64 = 64;
+    const V: u64 = 50;
+    const POS: u64 = 16;
+    let build = |causal: Option<bool>| -> Arc<GgufFile> {
+        let mut w = GgufWriter::new();
+        w.set_meta("general.architecture", MetaValue::String("bert".into())).unwrap();
+        w.set_meta("bert.embedding_length", MetaValue::U32(E as u32)).unwrap();
+        w.set_meta("bert.block_count", MetaValue::U32(2)).unwrap();
+        w.set_meta("bert.attention.head_count", MetaValue::U32(4)).unwrap();
+        w.set_meta("bert.feed_forward_length", MetaValue::U32(FF as u32)).unwrap();
+        w.set_meta("bert.context_length", MetaValue::U32(POS as u32)).unwrap();
+        w.set_meta("bert.attention.layer_norm_epsilon", MetaValue::F32(1e-12)).unwrap();
+        if let Some(c) = causal {
+            w.set_meta("bert.attention.causal", MetaValue::Bool(c)).unwrap();
+        }
+        let mut shapes: Vec<(String, Vec<u64>)> = vec![
+            ("token_embd.weight".into(), vec![E, V]),
+            ("position_embd.weight".into(), vec![E, POS]),
+            ("token_types.weight".into(), vec![E, 2]),
+            ("token_embd_norm.weight".into(), vec![E]),
+            ("token_embd_norm.bias".into(), vec![E]),
+        ];
+        for i in 0..2 {
+            for (n, d) in [
+                ("attn_q.weight", vec![E, E]),
+                ("attn_q.bias", vec![E]),
+                ("attn_k.weight", vec![E, E]),
+                ("attn_k.bias", vec![E]),
+                ("attn_v.weight", vec![E, E]),
+                ("attn_v.bias", vec![E]),
+                ("attn_output.weight", vec![E, E]),
+                ("attn_output.bias", vec![E]),
+                ("attn_output_norm.weight", vec![E]),
+                ("attn_output_norm.bias", vec![E]),
+                ("ffn_up.weight", vec![E, FF]),
+                ("ffn_up.bias", vec![FF]),
+                ("ffn_down.weight", vec![FF, E]),
+                ("ffn_down.bias", vec![E]),
+                ("layer_output_norm.weight", vec![E]),
+                ("layer_output_norm.bias", vec![E]),
+            ] {
+                shapes.push((format!("blk.{i}.{n}"), d));
+            }
+        }
+        // A fixed xorshift stream: deterministic weights, no global RNG.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut data = Vec::new();
+        for (name, dims) in &shapes {
+            w.add_tensor(name, dims, GgmlType::F32).unwrap();
+            let n: u64 = dims.iter().product();
+            let norm_weight = name.ends_with("norm.weight");
+            let mut bytes = Vec::with_capacity(n as usize * 4);
+            for _ in 0..n {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                let v = if norm_weight { 1.0 + 0.1 * u } else { 0.4 * u };
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+            data.push(bytes);
+        }
+        let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        Arc::new(GgufFile::from_bytes(w.write_to_vec(&refs).unwrap()).unwrap())
+    };
+    let bert = Bert::from_gguf(build(None), &BertOptions::default()).unwrap();
+    assert_eq!(bert.n_embd(), E as usize);
+    let pool = ThreadPool::new(1);
+    let run = |ids: &[u32]| -> Vec<f32> {
+        let mut out = Vec::new();
+        bert.forward(&[BertInput::new(ids)], &pool, &mut BertScratch::default(), &mut out).unwrap();
+        out
+    };
+    let a = run(&[1, 7, 9, 3]);
+    let b = run(&[1, 7, 9, 4]);
+    assert_eq!(a.len(), 4 * E as usize, "one state per token");
+    assert!(a.iter().all(|v| v.is_finite()));
+    // The first token's state depends on the last token: no causal mask.
+    let first_diff = a[..E as usize].iter().zip(&b[..E as usize]).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(first_diff > 1e-4, "token 0 ignored a later token ({first_diff})");
+    assert!(Bert::from_gguf(build(Some(true)), &BertOptions::default()).is_err(), "a causal BERT must be refused");
+}
