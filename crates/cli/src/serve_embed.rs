@@ -37,15 +37,14 @@ impl Embedder for ServedEmbedder {
     }
 
     fn embed(&self, inputs: &[String]) -> Result<(Vec<Vec<f32>>, usize), String> {
-        let mut tokens = 0usize;
-        for t in inputs {
-            // Usage reports what the model read: truncated inputs count
-            // only the tokens the encoder saw.
-            let n = self.inner.count_tokens(t).map_err(|e| e.to_string())?;
-            tokens += n.min(self.inner.max_tokens());
-        }
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let v = self.inner.embed(&refs).map_err(|e| e.to_string())?;
+        // Tokenize once: the ids (special tokens added, truncated to the
+        // encoder's window) are both what usage reports and what is embedded.
+        // Single-segment texts have all-zero token types, which is what
+        // `embed_ids` assumes.
+        let ids = inputs.iter().map(|t| self.inner.tokenize(t)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        let tokens = ids.iter().map(Vec::len).sum();
+        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let v = self.inner.embed_ids(&refs).map_err(|e| e.to_string())?;
         Ok((v, tokens))
     }
 }
