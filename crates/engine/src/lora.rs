@@ -1,8 +1,12 @@
-//! PEFT LoRA adapters (`adapter_config.json` + `adapter_model.safetensors`)
-//! applied to a loaded model by merging `W + scale · B · A` into an owned
-//! copy of each adapted matrix. Every other weight stays shared with the
-//! base (the memory map), so several adapters over one base cost one copy of
-//! their target matrices each.
+//! LoRA adapters applied to a loaded model by merging `W + scale · B · A`
+//! into an owned copy of each adapted matrix. Every other weight stays
+//! shared with the base (the memory map), so several adapters over one base
+//! cost one copy of their target matrices each.
+//!
+//! Two file formats, told apart by content ([`LoraAdapter::open`]): a PEFT
+//! directory (`adapter_config.json` + `adapter_model.safetensors`) and a GGUF
+//! LoRA file as llama.cpp's `convert_lora_to_gguf.py` writes and `--lora`
+//! loads (read and written by the [`gguf`](self::gguf) half of this module).
 //!
 //! Facts used (huggingface/peft `tuners/lora`): `lora_A.weight` is
 //! `[r, in_features]`, `lora_B.weight` is `[out_features, r]`, the delta is
@@ -16,8 +20,10 @@
 //! Hugging Face order, so the rows of its `lora_B` for `q_proj`/`k_proj` are
 //! permuted the same way when the model's RoPE is the interleaved (Llama)
 //! layout; NeoX-layout models (Qwen2, ...) were not permuted and neither is
-//! the adapter. [`permute_rows_hf_to_gguf`] and its inverse are public so
-//! that the trainer writes adapters in Hugging Face order.
+//! the adapter. A GGUF LoRA is already in the GGUF's row order (the
+//! converter permutes `lora_B` with the base) and is never permuted.
+//! [`permute_rows_hf_to_gguf`] and its inverse are public so that the
+//! trainer writes adapters in Hugging Face order.
 //!
 //! Merged matrices keep the base type when it is F32, F16 or BF16, and are
 //! stored as Q8_0 (F16 if the row is not a whole number of 32-blocks) when
@@ -26,30 +32,78 @@
 //!
 //! Deliberately absent: DoRA, `rank_pattern` / `alpha_pattern`,
 //! `modules_to_save`, trained biases, `fan_in_fan_out` (GPT-2 Conv1D),
-//! adapters on embeddings or the output head, GGUF LoRA files, and applying
-//! the delta at matmul time without a merged copy.
+//! adapters on embeddings or the output head, GGUF LoRA norm tensors and
+//! activated LoRA (aLoRA), and applying the delta at matmul time without a
+//! merged copy.
 
 use hearth_formats::{Dtype, GgmlType, SafetensorsFile};
-use hearth_models::config::RopeLayout;
-use hearth_models::decoder::{GateUp, Qkv};
+use hearth_models::config::{LayerConfig, RopeLayout};
+use hearth_models::decoder::{GateUp, Layer, Qkv};
 use hearth_models::weights::Weight;
 use hearth_models::Decoder;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+#[path = "lora_gguf.rs"]
+pub mod gguf;
+
 /// The projections an adapter may target, by PEFT module name.
 pub const MODULES: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+/// Module name of a GGUF LoRA on a fused `attn_qkv` matrix (Phi-3); PEFT
+/// adapters never use it here.
+pub const FUSED_QKV: &str = "qkv_proj";
+
+/// What is wrong with an adapter, for callers and tests that must tell
+/// hostile or mismatched files apart without parsing messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterErrorKind {
+    /// The file or directory cannot be read.
+    Io,
+    /// Not parseable as an adapter of a known format (bad JSON, safetensors
+    /// or GGUF, neither a PEFT directory nor a GGUF file, no LoRA tensors).
+    Format,
+    /// A readable file that is not a LoRA adapter: PEFT `peft_type` other
+    /// than LORA, GGUF `general.type` not `adapter` or `adapter.type` not `lora`.
+    NotLora,
+    /// A required key is missing or has the wrong type (`r`, `lora_alpha`,
+    /// `general.architecture`, `adapter.lora.alpha`).
+    MissingKey,
+    /// The adapter was made for another architecture than the model's.
+    ArchMismatch,
+    /// A tensor that is not a LoRA factor of a projection this module knows.
+    UnknownTensor,
+    /// A `lora_A`/`lora_a` without its `lora_B`/`lora_b`, or the reverse.
+    MissingPair,
+    /// The two factors of a pair (or a factor and the config) disagree on the rank.
+    RankMismatch,
+    /// Factors that do not fit the model's matrix, or a layer it lacks.
+    ShapeMismatch,
+    /// Well-formed but not supported here (DoRA, aLoRA, norm tensors, ...).
+    Unsupported,
+}
 
 /// Why an adapter could not be read or applied.
 #[derive(Debug, thiserror::Error)]
 #[error("adapter {path}: {why}")]
 pub struct AdapterError {
     pub path: PathBuf,
+    pub kind: AdapterErrorKind,
     pub why: String,
 }
 
+/// Which file an adapter came from; decides the Q/K row order of its
+/// `lora_B` factors and how the scale is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterFormat {
+    /// PEFT directory: Hugging Face row order.
+    Peft,
+    /// GGUF LoRA file: the base GGUF's row order.
+    Gguf,
+}
+
 /// One adapted projection: `a` is `[rank, cols]`, `b` is `[rows, rank]`,
-/// row-major, in Hugging Face row order.
+/// row-major, in the row order of the adapter's [`AdapterFormat`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoraPair {
     pub rank: usize,
@@ -57,42 +111,74 @@ pub struct LoraPair {
     pub b: Vec<f32>,
 }
 
-/// A PEFT LoRA adapter read from disk.
+/// A LoRA adapter read from disk (PEFT directory or GGUF LoRA file).
 #[derive(Clone, Debug)]
-pub struct PeftAdapter {
+pub struct LoraAdapter {
     pub path: PathBuf,
+    pub format: AdapterFormat,
+    /// The configured rank (PEFT `r`); for a GGUF LoRA, whose pairs may each
+    /// have their own rank, the largest.
     pub rank: usize,
     pub alpha: f32,
     pub use_rslora: bool,
-    /// Module names from the config (`q_proj`, ...).
+    /// Module names (`q_proj`, ...): from the PEFT config, or the modules a
+    /// GGUF LoRA adapts.
     pub target_modules: Vec<String>,
     pub base_model: Option<String>,
+    /// `general.architecture` of a GGUF LoRA (checked against the model's);
+    /// PEFT adapters do not record one.
+    pub arch: Option<String>,
     /// `(layer, module)` → factors.
     pub pairs: BTreeMap<(usize, String), LoraPair>,
 }
 
-impl PeftAdapter {
+/// The name this type had when only PEFT adapters were read.
+pub type PeftAdapter = LoraAdapter;
+
+impl LoraAdapter {
+    /// Reads an adapter, telling the format by content: a directory is a
+    /// PEFT adapter, a file must start with the GGUF magic.
+    pub fn open(path: &Path) -> Result<LoraAdapter, AdapterError> {
+        let err = |kind, why: String| AdapterError { path: path.to_path_buf(), kind, why };
+        let meta = std::fs::metadata(path).map_err(|e| err(AdapterErrorKind::Io, e.to_string()))?;
+        if meta.is_dir() {
+            return LoraAdapter::open_peft(path);
+        }
+        let mut magic = [0u8; 4];
+        let n = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut magic))
+            .map_err(|e| err(AdapterErrorKind::Io, e.to_string()))?;
+        if n == 4 && &magic == b"GGUF" {
+            return gguf::open(path);
+        }
+        Err(err(
+            AdapterErrorKind::Format,
+            "neither a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) nor a GGUF LoRA file".into(),
+        ))
+    }
+
     /// Reads `dir/adapter_config.json` and `dir/adapter_model.safetensors`.
-    pub fn open(dir: &Path) -> Result<PeftAdapter, AdapterError> {
-        let err = |why: String| AdapterError { path: dir.to_path_buf(), why };
+    pub fn open_peft(dir: &Path) -> Result<LoraAdapter, AdapterError> {
+        use AdapterErrorKind as K;
+        let err = |kind, why: String| AdapterError { path: dir.to_path_buf(), kind, why };
         let cfg_path = dir.join("adapter_config.json");
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| err(format!("adapter_config.json: {e}")))?;
-        let cfg: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(format!("adapter_config.json: {e}")))?;
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| err(K::Io, format!("adapter_config.json: {e}")))?;
+        let cfg: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(K::Format, format!("adapter_config.json: {e}")))?;
         let peft_type = cfg.get("peft_type").and_then(|v| v.as_str()).unwrap_or("LORA");
         if peft_type != "LORA" {
-            return Err(err(format!("peft_type {peft_type} is not LORA")));
+            return Err(err(K::NotLora, format!("peft_type {peft_type} is not LORA")));
         }
-        let rank = cfg.get("r").and_then(|v| v.as_u64()).filter(|&r| r > 0).ok_or_else(|| err("\"r\" must be a positive integer".into()))?;
-        let alpha = cfg.get("lora_alpha").and_then(|v| v.as_f64()).filter(|a| a.is_finite()).ok_or_else(|| err("\"lora_alpha\" must be a number".into()))?;
+        let rank = cfg.get("r").and_then(|v| v.as_u64()).filter(|&r| r > 0).ok_or_else(|| err(K::MissingKey, "\"r\" must be a positive integer".into()))?;
+        let alpha = cfg.get("lora_alpha").and_then(|v| v.as_f64()).filter(|a| a.is_finite()).ok_or_else(|| err(K::MissingKey, "\"lora_alpha\" must be a number".into()))?;
         let flag = |k: &str| cfg.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
         for k in ["use_dora", "fan_in_fan_out"] {
             if flag(k) {
-                return Err(err(format!("\"{k}\": true is not supported")));
+                return Err(err(K::Unsupported, format!("\"{k}\": true is not supported")));
             }
         }
         if let Some(b) = cfg.get("bias").and_then(|v| v.as_str()) {
             if b != "none" {
-                return Err(err(format!("\"bias\": \"{b}\" is not supported (only \"none\")")));
+                return Err(err(K::Unsupported, format!("\"bias\": \"{b}\" is not supported (only \"none\")")));
             }
         }
         let non_empty = |k: &str| match cfg.get(k) {
@@ -103,7 +189,7 @@ impl PeftAdapter {
         };
         for k in ["rank_pattern", "alpha_pattern", "modules_to_save"] {
             if non_empty(k) {
-                return Err(err(format!("\"{k}\" is not supported")));
+                return Err(err(K::Unsupported, format!("\"{k}\" is not supported")));
             }
         }
         let target_modules: Vec<String> = match cfg.get("target_modules") {
@@ -114,100 +200,224 @@ impl PeftAdapter {
         let base_model = cfg.get("base_model_name_or_path").and_then(|v| v.as_str()).map(str::to_string);
 
         let st_path = dir.join("adapter_model.safetensors");
-        let st = SafetensorsFile::open(&st_path).map_err(|e| err(format!("adapter_model.safetensors: {e}")))?;
+        let st = SafetensorsFile::open(&st_path).map_err(|e| err(K::Format, format!("adapter_model.safetensors: {e}")))?;
         let mut a_map: BTreeMap<(usize, String), (Vec<usize>, Vec<f32>)> = BTreeMap::new();
         let mut b_map: BTreeMap<(usize, String), (Vec<usize>, Vec<f32>)> = BTreeMap::new();
         for info in st.tensors() {
             let name = info.name.as_str();
-            let (key, is_a) = parse_name(name).ok_or_else(|| err(format!("tensor {name}: not a LoRA factor of a supported projection")))?;
+            let (key, is_a) = parse_name(name).ok_or_else(|| err(K::UnknownTensor, format!("tensor {name}: not a LoRA factor of a supported projection")))?;
             let shape: Vec<usize> = info.shape.iter().map(|&d| d as usize).collect();
             let bytes = st.tensor_data(info);
             let vals: Vec<f32> = match info.dtype {
                 Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
                 Dtype::F16 => bytes.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
                 Dtype::BF16 => bytes.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect(),
-                other => return Err(err(format!("tensor {name}: dtype {other:?} (expected F32, F16 or BF16)"))),
+                other => return Err(err(K::Unsupported, format!("tensor {name}: dtype {other:?} (expected F32, F16 or BF16)"))),
             };
             if shape.len() != 2 || shape[0] * shape[1] != vals.len() {
-                return Err(err(format!("tensor {name}: shape {shape:?} is not a matrix")));
+                return Err(err(K::ShapeMismatch, format!("tensor {name}: shape {shape:?} is not a matrix")));
             }
             let map = if is_a { &mut a_map } else { &mut b_map };
             if map.insert(key, (shape, vals)).is_some() {
-                return Err(err(format!("tensor {name} appears twice")));
+                return Err(err(K::Format, format!("tensor {name} appears twice")));
             }
         }
         let mut pairs = BTreeMap::new();
         for (key, (sa, a)) in a_map {
-            let (sb, b) = b_map.remove(&key).ok_or_else(|| err(format!("layer {} {}: lora_A without lora_B", key.0, key.1)))?;
+            let (sb, b) = b_map.remove(&key).ok_or_else(|| err(K::MissingPair, format!("layer {} {}: lora_A without lora_B", key.0, key.1)))?;
             if sa[0] as u64 != rank || sb[1] as u64 != rank {
-                return Err(err(format!("layer {} {}: factor shapes {sa:?} / {sb:?} do not have rank {rank}", key.0, key.1)));
+                return Err(err(K::RankMismatch, format!("layer {} {}: factor shapes {sa:?} / {sb:?} do not have rank {rank}", key.0, key.1)));
             }
             pairs.insert(key, LoraPair { rank: rank as usize, a, b });
         }
         if let Some(key) = b_map.keys().next() {
-            return Err(err(format!("layer {} {}: lora_B without lora_A", key.0, key.1)));
+            return Err(err(K::MissingPair, format!("layer {} {}: lora_B without lora_A", key.0, key.1)));
         }
         if pairs.is_empty() {
-            return Err(err("no LoRA tensors".into()));
+            return Err(err(K::Format, "no LoRA tensors".into()));
         }
-        Ok(PeftAdapter { path: dir.to_path_buf(), rank: rank as usize, alpha: alpha as f32, use_rslora: flag("use_rslora"), target_modules, base_model, pairs })
+        Ok(LoraAdapter {
+            path: dir.to_path_buf(),
+            format: AdapterFormat::Peft,
+            rank: rank as usize,
+            alpha: alpha as f32,
+            use_rslora: flag("use_rslora"),
+            target_modules,
+            base_model,
+            arch: None,
+            pairs,
+        })
     }
 
-    /// The factor the delta `B · A` is multiplied by.
+    /// The factor the delta `B · A` of a pair of rank [`LoraAdapter::rank`]
+    /// is multiplied by.
     pub fn scale(&self) -> f32 {
-        if self.use_rslora {
-            self.alpha / (self.rank as f32).sqrt()
-        } else {
-            self.alpha / self.rank as f32
+        self.scale_for_rank(self.rank)
+    }
+
+    /// The factor for a pair of rank `r`. PEFT: `alpha / r` (`alpha / √r`
+    /// with rsLoRA). GGUF: `alpha / r`, where llama.cpp takes `r` from each
+    /// `lora_b` and an alpha of 0 means a scale of 1
+    /// (llama-adapter.h `llama_adapter_lora_weight::get_scale`).
+    pub fn scale_for_rank(&self, r: usize) -> f32 {
+        let r = r.max(1) as f32;
+        match self.format {
+            AdapterFormat::Peft if self.use_rslora => self.alpha / r.sqrt(),
+            AdapterFormat::Peft => self.alpha / r,
+            AdapterFormat::Gguf if self.alpha == 0.0 => 1.0,
+            AdapterFormat::Gguf => self.alpha / r,
+        }
+    }
+
+    /// The factors of one pair in the row order of `dec`'s GGUF matrices
+    /// (Q/K `lora_B` of PEFT adapters permuted for interleaved RoPE).
+    fn b_in_gguf_order(&self, lc: &LayerConfig, module: &str, pair: &LoraPair) -> Vec<f32> {
+        if self.format == AdapterFormat::Gguf {
+            return pair.b.clone();
+        }
+        match (module, lc.rope.layout) {
+            ("q_proj", RopeLayout::Interleaved) => permute_rows_hf_to_gguf(&pair.b, pair.rank, lc.n_head, lc.head_dim_k),
+            ("k_proj", RopeLayout::Interleaved) => permute_rows_hf_to_gguf(&pair.b, pair.rank, lc.n_head_kv, lc.head_dim_k),
+            _ => pair.b.clone(),
+        }
+    }
+
+    /// Fails with [`AdapterErrorKind::ArchMismatch`] when the adapter names
+    /// an architecture other than `dec`'s (llama.cpp refuses the same way).
+    fn check_arch(&self, dec: &Decoder) -> Result<(), AdapterError> {
+        match &self.arch {
+            Some(a) if *a != dec.cfg.arch => Err(AdapterError {
+                path: self.path.clone(),
+                kind: AdapterErrorKind::ArchMismatch,
+                why: format!("adapter is for architecture {a:?}, the model is {:?}", dec.cfg.arch),
+            }),
+            _ => Ok(()),
         }
     }
 
     /// `dec` with every adapted projection replaced by its merged copy.
     pub fn merge_into(&self, dec: &Decoder) -> Result<Decoder, AdapterError> {
-        let err = |why: String| AdapterError { path: self.path.clone(), why };
+        let err = |kind, why: String| AdapterError { path: self.path.clone(), kind, why };
+        self.check_arch(dec)?;
         let mut w = dec.w.clone();
-        let scale = self.scale();
         for ((layer, module), pair) in &self.pairs {
-            let lc = dec.cfg.layers.get(*layer).ok_or_else(|| err(format!("layer {layer} does not exist (the model has {})", dec.cfg.layers.len())))?;
-            let lw = &mut w.layers[*layer];
-            let qd = lc.n_head * lc.head_dim_k;
-            let kvd = lc.n_head_kv * lc.head_dim_k;
-            let f = lc.n_ff;
-            let (wo_rows, down_rows) = (lw.wo.rows, lw.down.rows);
-            // Which stored matrix, and which of its rows, the module is.
-            let (weight, row0, rows): (&mut Weight, usize, usize) = match (module.as_str(), &mut lw.qkv, &mut lw.gate_up) {
-                ("q_proj", Qkv::Separate { q, .. }, _) => (q, 0, qd),
-                ("k_proj", Qkv::Separate { k, .. }, _) => (k, 0, kvd),
-                ("v_proj", Qkv::Separate { v, .. }, _) => (v, 0, kvd),
-                ("q_proj", Qkv::Fused(m), _) => (m, 0, qd),
-                ("k_proj", Qkv::Fused(m), _) => (m, qd, kvd),
-                ("v_proj", Qkv::Fused(m), _) => (m, qd + kvd, kvd),
-                ("o_proj", _, _) => (&mut lw.wo, 0, wo_rows),
-                ("gate_proj", _, GateUp::Separate { gate, .. }) => (gate, 0, f),
-                ("up_proj", _, GateUp::Separate { up, .. }) => (up, 0, f),
-                ("gate_proj", _, GateUp::Fused(m)) => (m, 0, f),
-                ("up_proj", _, GateUp::Fused(m)) => (m, f, f),
-                ("down_proj", _, _) => (&mut lw.down, 0, down_rows),
-                (other, _, _) => return Err(err(format!("module {other} is not supported"))),
-            };
-            let cols = weight.cols;
-            let r = pair.rank;
-            if pair.a.len() != r * cols || pair.b.len() != rows * r || row0 + rows > weight.rows {
-                return Err(err(format!(
-                    "layer {layer} {module}: factors [{r}, {}] / [{}, {r}] do not fit the model's [{rows}, {cols}] projection",
-                    pair.a.len() / r.max(1),
-                    pair.b.len() / r.max(1)
-                )));
-            }
-            let b = match (module.as_str(), lc.rope.layout) {
-                ("q_proj", RopeLayout::Interleaved) => permute_rows_hf_to_gguf(&pair.b, r, lc.n_head, lc.head_dim_k),
-                ("k_proj", RopeLayout::Interleaved) => permute_rows_hf_to_gguf(&pair.b, r, lc.n_head_kv, lc.head_dim_k),
-                _ => pair.b.clone(),
-            };
-            *weight = merged(weight, row0, rows, &pair.a, &b, r, scale).map_err(|why| err(format!("layer {layer} {module}: {why}")))?;
+            let t = resolve(dec, *layer, module, self.format).map_err(|(k, why)| err(k, format!("layer {layer} {module}: {why}")))?;
+            let lc = &dec.cfg.layers[*layer];
+            check_fit(pair, t.rows, t.weight(&dec.w.layers[*layer]).cols).map_err(|why| err(AdapterErrorKind::ShapeMismatch, format!("layer {layer} {module}: {why}")))?;
+            let b = self.b_in_gguf_order(lc, module, pair);
+            let weight = t.weight_mut(&mut w.layers[*layer]);
+            *weight = merged(weight, t.row0, t.rows, &pair.a, &b, pair.rank, self.scale_for_rank(pair.rank))
+                .map_err(|why| err(AdapterErrorKind::ShapeMismatch, format!("layer {layer} {module}: {why}")))?;
         }
-        Decoder::new(dec.cfg.clone(), w).map_err(|e| err(e.to_string()))
+        Decoder::new(dec.cfg.clone(), w).map_err(|e| err(AdapterErrorKind::ShapeMismatch, e.to_string()))
     }
+}
+
+/// Which stored matrix of a layer a module adapts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Q,
+    K,
+    V,
+    Qkv,
+    O,
+    Gate,
+    Up,
+    GateUp,
+    Down,
+}
+
+/// A module resolved against a model: the matrix, the rows of it the
+/// adapter's `B` covers, and the matrix's GGUF tensor name suffix.
+#[derive(Clone, Copy, Debug)]
+struct Resolved {
+    slot: Slot,
+    row0: usize,
+    rows: usize,
+    gguf: &'static str,
+}
+
+impl Resolved {
+    fn weight<'a>(&self, l: &'a Layer) -> &'a Weight {
+        match (self.slot, &l.qkv, &l.gate_up) {
+            (Slot::Q, Qkv::Separate { q, .. }, _) => q,
+            (Slot::K, Qkv::Separate { k, .. }, _) => k,
+            (Slot::V, Qkv::Separate { v, .. }, _) => v,
+            (Slot::Q | Slot::K | Slot::V | Slot::Qkv, Qkv::Fused(m), _) => m,
+            (Slot::Gate, _, GateUp::Separate { gate, .. }) => gate,
+            (Slot::Up, _, GateUp::Separate { up, .. }) => up,
+            (Slot::Gate | Slot::Up | Slot::GateUp, _, GateUp::Fused(m)) => m,
+            (Slot::Down, _, _) => &l.down,
+            // O, and (never built by `resolve`) a slot the layer lacks.
+            _ => &l.wo,
+        }
+    }
+
+    fn weight_mut<'a>(&self, l: &'a mut Layer) -> &'a mut Weight {
+        match (self.slot, &mut l.qkv, &mut l.gate_up) {
+            (Slot::Q, Qkv::Separate { q, .. }, _) => q,
+            (Slot::K, Qkv::Separate { k, .. }, _) => k,
+            (Slot::V, Qkv::Separate { v, .. }, _) => v,
+            (Slot::Q | Slot::K | Slot::V | Slot::Qkv, Qkv::Fused(m), _) => m,
+            (Slot::Gate, _, GateUp::Separate { gate, .. }) => gate,
+            (Slot::Up, _, GateUp::Separate { up, .. }) => up,
+            (Slot::Gate | Slot::Up | Slot::GateUp, _, GateUp::Fused(m)) => m,
+            (Slot::Down, _, _) => &mut l.down,
+            _ => &mut l.wo,
+        }
+    }
+}
+
+/// Resolves `module` of `layer` against `dec`. PEFT names of fused models
+/// address row ranges of the fused matrix; in a GGUF LoRA `up_proj` (the
+/// tensor `ffn_up`) and `qkv_proj` (`attn_qkv`) are whole tensors, since
+/// that is what the name means in the base GGUF (Phi-3's `ffn_up` holds gate and up).
+fn resolve(dec: &Decoder, layer: usize, module: &str, format: AdapterFormat) -> Result<Resolved, (AdapterErrorKind, String)> {
+    use AdapterErrorKind as K;
+    let lc = dec.cfg.layers.get(layer).ok_or_else(|| (K::ShapeMismatch, format!("layer {layer} does not exist (the model has {})", dec.cfg.layers.len())))?;
+    let lw = &dec.w.layers[layer];
+    let qd = lc.n_head * lc.head_dim_k;
+    let kvd = lc.n_head_kv * lc.head_dim_k;
+    let f = lc.n_ff;
+    let r = |slot, row0, rows, gguf| Ok(Resolved { slot, row0, rows, gguf });
+    match (module, &lw.qkv, &lw.gate_up, format) {
+        ("q_proj", Qkv::Separate { q, .. }, _, _) => r(Slot::Q, 0, q.rows, "attn_q"),
+        ("k_proj", Qkv::Separate { k, .. }, _, _) => r(Slot::K, 0, k.rows, "attn_k"),
+        ("v_proj", Qkv::Separate { v, .. }, _, _) => r(Slot::V, 0, v.rows, "attn_v"),
+        ("q_proj", Qkv::Fused(_), _, AdapterFormat::Peft) => r(Slot::Q, 0, qd, "attn_qkv"),
+        ("k_proj", Qkv::Fused(_), _, AdapterFormat::Peft) => r(Slot::K, qd, kvd, "attn_qkv"),
+        ("v_proj", Qkv::Fused(_), _, AdapterFormat::Peft) => r(Slot::V, qd + kvd, kvd, "attn_qkv"),
+        (FUSED_QKV, Qkv::Fused(m), _, AdapterFormat::Gguf) => r(Slot::Qkv, 0, m.rows, "attn_qkv"),
+        ("o_proj", _, _, _) => r(Slot::O, 0, lw.wo.rows, "attn_output"),
+        ("gate_proj", _, GateUp::Separate { gate, .. }, _) => r(Slot::Gate, 0, gate.rows, "ffn_gate"),
+        ("up_proj", _, GateUp::Separate { up, .. }, _) => r(Slot::Up, 0, up.rows, "ffn_up"),
+        ("gate_proj", _, GateUp::Fused(_), AdapterFormat::Peft) => r(Slot::Gate, 0, f, "ffn_up"),
+        ("up_proj", _, GateUp::Fused(_), AdapterFormat::Peft) => r(Slot::Up, f, f, "ffn_up"),
+        ("up_proj", _, GateUp::Fused(m), AdapterFormat::Gguf) => r(Slot::GateUp, 0, m.rows, "ffn_up"),
+        ("down_proj", _, _, _) => r(Slot::Down, 0, lw.down.rows, "ffn_down"),
+        (other, qkv, gate_up, _) if MODULES.contains(&other) || other == FUSED_QKV => Err((
+            K::ShapeMismatch,
+            format!(
+                "{other} does not fit the model's layout (fused attn_qkv: {}, fused ffn_up: {})",
+                matches!(qkv, Qkv::Fused(_)),
+                matches!(gate_up, GateUp::Fused(_))
+            ),
+        )),
+        (other, _, _, _) => Err((K::UnknownTensor, format!("module {other} is not supported"))),
+    }
+}
+
+/// Checks that a pair's factors are `[r, cols]` and `[rows, r]`.
+fn check_fit(pair: &LoraPair, rows: usize, cols: usize) -> Result<(), String> {
+    let r = pair.rank;
+    if r == 0 || pair.a.len() != r * cols || pair.b.len() != rows * r {
+        return Err(format!(
+            "factors [{r}, {}] / [{}, {r}] do not fit the model's [{rows}, {cols}] projection",
+            pair.a.len() / r.max(1),
+            pair.b.len() / r.max(1)
+        ));
+    }
+    Ok(())
 }
 
 /// `(layer, module)` and whether it is `lora_A`, from a PEFT tensor name.
