@@ -4,7 +4,8 @@
 //!   from-scratch training → GGUF → evaluation through the engine).
 //! * `train` — LoRA fine-tuning of a frozen GGUF base on chat JSONL, written
 //!   as a PEFT adapter.
-//! * `merge` — bake a PEFT adapter into a new GGUF.
+//! * `merge` — bake a LoRA adapter (PEFT or GGUF LoRA) into a new GGUF.
+//! * `export-lora` — write an adapter as a GGUF LoRA (`lora_cmd`).
 
 use anyhow::{Context, Result};
 use hearth_distill::demo::{train_demo, DemoConfig};
@@ -25,8 +26,10 @@ pub enum DistillCommand {
     TrainDemo(TrainDemoArgs),
     /// Fine-tune LoRA adapters on a frozen GGUF model; writes a PEFT adapter directory.
     Train(TrainArgs),
-    /// Merge a PEFT LoRA adapter into a new GGUF file.
+    /// Merge a LoRA adapter (PEFT directory or GGUF LoRA file) into a new GGUF file.
     Merge(MergeArgs),
+    /// Write a LoRA adapter as a GGUF LoRA file for llama.cpp's --lora.
+    ExportLora(crate::lora_cmd::ExportLoraArgs),
 }
 
 #[derive(clap::Args)]
@@ -79,7 +82,7 @@ pub struct TrainArgs {
 pub struct MergeArgs {
     /// Base model (GGUF).
     pub base: PathBuf,
-    /// PEFT adapter directory.
+    /// PEFT adapter directory or GGUF LoRA file.
     pub adapter: PathBuf,
     /// Output GGUF.
     pub out: PathBuf,
@@ -142,6 +145,7 @@ pub fn main(a: DistillArgs) -> Result<()> {
             eprintln!("hearth: wrote {} ({n} bytes)", a.out.display());
             Ok(())
         }
+        DistillCommand::ExportLora(a) => crate::lora_cmd::export(a),
     }
 }
 

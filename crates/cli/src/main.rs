@@ -7,6 +7,7 @@ mod chat;
 mod default_model;
 mod distill;
 mod embed;
+mod lora_cmd;
 mod quantize;
 mod gateway_cmd;
 mod route;

@@ -69,8 +69,9 @@ pub struct ServeArgs {
     /// Do not serve /v1/embeddings even if an embedding model is found.
     #[arg(long)]
     pub no_embeddings: bool,
-    /// A PEFT LoRA adapter served as model `{id}+NAME` (repeatable): NAME=DIR.
-    #[arg(long = "lora", value_name = "NAME=DIR")]
+    /// A LoRA adapter served as model `{id}+NAME` (repeatable): NAME=PATH,
+    /// PATH a PEFT adapter directory or a GGUF LoRA file.
+    #[arg(long = "lora", value_name = "NAME=PATH")]
     pub lora: Vec<String>,
 }
 
@@ -163,7 +164,7 @@ pub fn main(mut a: ServeArgs) -> Result<()> {
     let model = crate::default_model::resolve(a.model.as_deref())?;
     let mut adapters = Vec::new();
     for spec in &a.lora {
-        let (name, dir) = spec.split_once('=').with_context(|| format!("--lora {spec}: expected NAME=DIR"))?;
+        let (name, dir) = spec.split_once('=').with_context(|| format!("--lora {spec}: expected NAME=PATH"))?;
         anyhow::ensure!(!name.is_empty() && !name.contains('+'), "--lora {spec}: the name must be non-empty and without '+'");
         adapters.push((name.to_string(), PathBuf::from(dir)));
     }

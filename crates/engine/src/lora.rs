@@ -303,7 +303,11 @@ impl LoraAdapter {
         for ((layer, module), pair) in &self.pairs {
             let t = resolve(dec, *layer, module, self.format).map_err(|(k, why)| err(k, format!("layer {layer} {module}: {why}")))?;
             let lc = &dec.cfg.layers[*layer];
-            check_fit(pair, t.rows, t.weight(&dec.w.layers[*layer]).cols).map_err(|why| err(AdapterErrorKind::ShapeMismatch, format!("layer {layer} {module}: {why}")))?;
+            let full = t.weight(&dec.w.layers[*layer]);
+            if t.row0 + t.rows > full.rows {
+                return Err(err(AdapterErrorKind::ShapeMismatch, format!("layer {layer} {module}: rows {}..{} of a {}-row matrix", t.row0, t.row0 + t.rows, full.rows)));
+            }
+            check_fit(pair, t.rows, full.cols).map_err(|why| err(AdapterErrorKind::ShapeMismatch, format!("layer {layer} {module}: {why}")))?;
             let b = self.b_in_gguf_order(lc, module, pair);
             let weight = t.weight_mut(&mut w.layers[*layer]);
             *weight = merged(weight, t.row0, t.rows, &pair.a, &b, pair.rank, self.scale_for_rank(pair.rank))

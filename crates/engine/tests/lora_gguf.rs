@@ -366,3 +366,100 @@ fn alpha_zero_means_scale_one_as_in_llama_cpp() {
     assert_eq!(a.scale(), 1.0);
     assert_eq!(a.scale_for_rank(2), 1.0);
 }
+
+/// Phi-3 stores Q/K/V as one `attn_qkv` and gate/up as one `ffn_up`; a GGUF
+/// LoRA on those names adapts the whole fused tensor.
+#[test]
+fn gguf_lora_on_fused_phi3_tensors_adapts_the_whole_tensor() {
+    let model = Model::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/hf/phi3")).unwrap();
+    let dec = &model.decoder;
+    assert_eq!(dec.cfg.arch, "phi3");
+    let lw = &dec.w.layers[0];
+    let (Qkv::Fused(qkv), GateUp::Fused(gu)) = (&lw.qkv, &lw.gate_up) else { panic!("phi3 is fused") };
+    let mut rng = Rng(11);
+    let mut pair = |suffix: &str, rows: usize, cols: usize| -> Vec<Tensor> {
+        let a: Vec<f32> = (0..2 * cols).map(|_| rng.next()).collect();
+        let b: Vec<f32> = (0..rows * 2).map(|_| rng.next()).collect();
+        vec![(format!("blk.0.{suffix}.weight.lora_a"), vec![cols as u64, 2], a), (format!("blk.0.{suffix}.weight.lora_b"), vec![2, rows as u64], b)]
+    };
+    let mut tensors = pair("attn_qkv", qkv.rows, qkv.cols);
+    tensors.extend(pair("ffn_up", gu.rows, gu.cols));
+    let mut meta = good_meta();
+    meta[0].1 = "phi3".into();
+    let adapter = open_kind(&meta, &tensors).unwrap();
+    let merged = adapter.merge_into(dec).unwrap();
+    let ml = &merged.w.layers[0];
+    let (Qkv::Fused(mqkv), GateUp::Fused(mgu)) = (&ml.qkv, &ml.gate_up) else { panic!() };
+    let scale = adapter.scale();
+    for (t, (old, new)) in [(0, (qkv, mqkv)), (2, (gu, mgu))] {
+        let (a, b) = (&tensors[t].2, &tensors[t + 1].2);
+        let (mut r0, mut r1) = (vec![0f32; old.cols], vec![0f32; old.cols]);
+        // First and last row: the delta covers the whole fused tensor.
+        for i in [0, old.rows - 1] {
+            old.dequantize_row(i, &mut r0);
+            new.dequantize_row(i, &mut r1);
+            for j in 0..old.cols {
+                let want = r0[j] + scale * (b[2 * i] * a[j] + b[2 * i + 1] * a[old.cols + j]);
+                assert!((r1[j] - want).abs() <= 2e-3 * want.abs().max(1.0), "{} row {i} col {j}: {} vs {want}", tensors[t].0, r1[j]);
+            }
+        }
+    }
+    // Separate names do not fit a fused model.
+    let q = open_kind(&meta, &factors(0, "attn_q", qkv.cols, 8, 2, 2)).unwrap();
+    assert_eq!(q.merge_into(dec).err().expect("fused").kind, K::ShapeMismatch);
+}
+
+/// llama.cpp itself (llama-cpp-python 0.3.36, runtime `--lora`) on the demo
+/// model with `testdata/lora/demo-adapter.gguf`, an adapter `hearth distill
+/// train` made and `hearth distill export-lora` wrote
+/// (`testdata/lora/gen_expected.py`). Hearth merges the adapter into F16
+/// copies of the matrices where llama.cpp adds `scale · B (A x)` in f32 at
+/// run time, so the two differ by the F16 rounding of the merged weights.
+#[test]
+fn llama_cpp_parity_on_the_demo_model() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/lora");
+    let exp: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f32> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+    let tokens: Vec<u32> = exp["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+    let base = Engine::load(&demo(), EngineConfig { threads: 1, ..EngineConfig::default() }).unwrap();
+    let tuned = base.with_adapter(&dir.join("demo-adapter.gguf")).unwrap();
+    assert_eq!(tuned.model().decoder.cfg.arch, "llama");
+
+    // Position by position, so that every position's logits are compared.
+    let run = |e: &Engine| -> Vec<Vec<f32>> {
+        let mut s = e.new_session(tokens.len());
+        let mut all = Vec::new();
+        for &t in &tokens {
+            let mut out = Vec::new();
+            e.eval(&mut s, &[t], &mut out).unwrap();
+            all.push(out);
+        }
+        all
+    };
+    let (lb, lt) = (run(&base), run(&tuned));
+    let base_d = max_abs_diff(lb.last().unwrap(), &floats(&exp["base_last_logits"]));
+    let last_d = max_abs_diff(lt.last().unwrap(), &floats(&exp["last_logits"]));
+    let moved = max_abs_diff(lb.last().unwrap(), lt.last().unwrap());
+    let mut top_d = 0f32;
+    let mut agree = 0;
+    for (pos, top) in exp["top8"].as_array().unwrap().iter().enumerate() {
+        let top = top.as_array().unwrap();
+        for (k, e) in top.iter().enumerate() {
+            let (id, logit) = (e[0].as_u64().unwrap() as usize, e[1].as_f64().unwrap() as f32);
+            top_d = top_d.max((lt[pos][id] - logit).abs());
+            if k == 0 {
+                let best = lt[pos].iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+                agree += usize::from(best.0 == id);
+            }
+        }
+    }
+    eprintln!(
+        "vs llama.cpp: base last-position max |Δ| {base_d}; with the GGUF LoRA: last position {last_d}, top-8 of all {} positions {top_d}, top-1 agreement {agree}/{}; the adapter moves the logits by {moved}",
+        tokens.len(),
+        tokens.len()
+    );
+    assert!(moved > 0.5, "the adapter must move the logits measurably ({moved})");
+    assert!(base_d < 0.01, "base differs from llama.cpp by {base_d}");
+    assert!(last_d < 0.02 && top_d < 0.02, "with the adapter: {last_d} / {top_d}");
+    assert_eq!(agree, tokens.len());
+}
