@@ -463,3 +463,32 @@ fn llama_cpp_parity_on_the_demo_model() {
     assert!(last_d < 0.02 && top_d < 0.02, "with the adapter: {last_d} / {top_d}");
     assert_eq!(agree, tokens.len());
 }
+
+/// llama.cpp's own `convert_lora_to_gguf.py` is the reference writer: for a
+/// PEFT adapter on the tiny Hugging Face Llama of testdata/hf, Hearth's
+/// export has the same tensors (names, dims, types, bytes) in F32 and Q8_0,
+/// and the converter's file merges to the same weights as the PEFT adapter.
+#[test]
+fn export_matches_llama_cpp_convert_lora_to_gguf() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
+    let model = Model::load(&root.join("hf/llama")).unwrap();
+    let dec = &model.decoder;
+    let peft = LoraAdapter::open(&root.join("lora/hf-llama-peft")).unwrap();
+    for (ty, file) in [(GgmlType::F32, "hf-llama-convert-f32.gguf"), (GgmlType::Q8_0, "hf-llama-convert-q8_0.gguf")] {
+        let reference = GgufFile::open(root.join("lora").join(file)).unwrap();
+        let (w, data) = gguf::to_writer(&peft, dec, ty).unwrap();
+        let ours = GgufFile::from_bytes(w.write_to_vec(&data).unwrap()).unwrap();
+        assert_eq!(ours.tensors().len(), reference.tensors().len(), "{file}");
+        for t in reference.tensors() {
+            let o = ours.tensor(&t.name).unwrap_or_else(|| panic!("{file}: {} missing", t.name));
+            assert_eq!((&o.dims, o.ty), (&t.dims, t.ty), "{file}: {}", t.name);
+            assert!(ours.tensor_data(o) == reference.tensor_data(t), "{file}: {} bytes differ", t.name);
+        }
+        for key in ["general.architecture", "general.type", "adapter.type"] {
+            assert_eq!(ours.get_str(key).unwrap(), reference.get_str(key).unwrap(), "{key}");
+        }
+        assert_eq!(ours.get_f32("adapter.lora.alpha").unwrap(), reference.get_f32("adapter.lora.alpha").unwrap());
+    }
+    let converted = LoraAdapter::open(&root.join("lora/hf-llama-convert-f32.gguf")).unwrap();
+    assert!(matrices(&converted.merge_into(dec).unwrap()) == matrices(&peft.merge_into(dec).unwrap()));
+}
