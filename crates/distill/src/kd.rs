@@ -54,27 +54,36 @@ pub fn teacher_examples(teacher: &Engine, questions: &[String], max_tokens: usiz
             continue;
         }
         let messages = vec![Message { role: "user".into(), content: q.clone() }, Message { role: "assistant".into(), content: answer }];
-        let plain = Example { messages: Some(messages.clone()), text: None, teacher_topk: None };
-        let s = tokenize_examples(teacher.model(), std::slice::from_ref(&plain), usize::MAX)?;
-        let Some(s) = s.into_iter().next() else { continue };
-        let logits = all_logits(teacher, &s.tokens)?;
-        let nv = teacher.model().config().n_vocab;
-        let mut rows = Vec::new();
-        for i in 1..s.tokens.len() {
-            if !s.mask[i] {
-                continue;
-            }
-            let lp = log_softmax(&logits[(i - 1) * nv..i * nv]);
-            let mut idx: Vec<usize> = (0..nv).collect();
-            let k = k.min(nv);
-            idx.select_nth_unstable_by(k.saturating_sub(1), |&a, &b| lp[b].total_cmp(&lp[a]));
-            idx.truncate(k);
-            idx.sort_by(|&a, &b| lp[b].total_cmp(&lp[a]));
-            rows.push(idx.into_iter().map(|t| (t as u32, lp[t] as f32)).collect());
-        }
+        let Some(rows) = answer_topk(teacher, &messages, k)? else { continue };
         out.push(Example { messages: Some(messages), text: None, teacher_topk: Some(rows) });
     }
     Ok(out)
+}
+
+/// The teacher's top-`k` `(token, log-probability)` pairs at every trained
+/// (assistant) token of `messages`, rendered with the teacher's chat
+/// template: the `teacher_topk` rows of [`crate::data`]. `None` when the
+/// conversation has no trained token.
+pub fn answer_topk(teacher: &Engine, messages: &[Message], k: usize) -> Result<Option<Vec<Vec<(u32, f32)>>>> {
+    let plain = Example { messages: Some(messages.to_vec()), text: None, teacher_topk: None };
+    let s = tokenize_examples(teacher.model(), std::slice::from_ref(&plain), usize::MAX)?;
+    let Some(s) = s.into_iter().next() else { return Ok(None) };
+    let logits = all_logits(teacher, &s.tokens)?;
+    let nv = teacher.model().config().n_vocab;
+    let mut rows = Vec::new();
+    for i in 1..s.tokens.len() {
+        if !s.mask[i] {
+            continue;
+        }
+        let lp = log_softmax(&logits[(i - 1) * nv..i * nv]);
+        let mut idx: Vec<usize> = (0..nv).collect();
+        let k = k.clamp(1, nv);
+        idx.select_nth_unstable_by(k - 1, |&a, &b| lp[b].total_cmp(&lp[a]));
+        idx.truncate(k);
+        idx.sort_by(|&a, &b| lp[b].total_cmp(&lp[a]));
+        rows.push(idx.into_iter().map(|t| (t as u32, lp[t] as f32)).collect());
+    }
+    Ok(Some(rows))
 }
 
 /// How close a student is to its teacher (see the module docs).
