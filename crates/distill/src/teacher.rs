@@ -79,7 +79,7 @@ impl TeacherError {
     pub fn kind(&self) -> &'static str {
         match self {
             TeacherError::Timeout(_) => "timeout",
-            TeacherError::Cloud(_) => "http",
+            TeacherError::Cloud(e) => e.kind(),
             TeacherError::Stream(_) => "stream",
             TeacherError::Garbage(_) => "garbage",
             TeacherError::Privacy(_) => "privacy",
