@@ -5,6 +5,7 @@ pub mod data;
 pub mod dedup;
 pub mod demo;
 pub mod error;
+pub mod eval;
 pub mod exec;
 pub mod foldoc;
 pub mod generate;
