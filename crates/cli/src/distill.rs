@@ -156,6 +156,10 @@ pub struct TrainArgs {
     /// Start over even if the output directory holds a checkpoint.
     #[arg(long)]
     pub fresh: bool,
+    /// Instead of LoRA: train a new, smaller student from scratch (WIDTHxLAYERS, e.g. 128x4) with
+    /// --base's tokenizer; writes OUT/student-init.gguf, OUT/student.gguf, OUT/train_report.json.
+    #[arg(long, value_name = "WIDTHxLAYERS")]
+    pub init_student: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -296,6 +300,31 @@ fn parse_targets(s: &str) -> Result<Vec<Target>> {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
+    if let Some(shape) = &a.init_student {
+        let shape = hearth_distill::kd::StudentShape::parse(shape)
+            .with_context(|| format!("--init-student {shape:?}: expected WIDTHxLAYERS with WIDTH a multiple of 32, e.g. 128x4"))?;
+        let opts = hearth_distill::kd::ScratchOptions {
+            base: a.base,
+            data: a.data,
+            out: a.out.clone(),
+            shape,
+            n_ctx: a.max_len,
+            steps: a.steps,
+            batch: a.batch,
+            lr: a.lr,
+            warmup: a.warmup,
+            kl_weight: a.kl,
+            seed: a.seed,
+            threads: a.threads,
+        };
+        let r = hearth_distill::kd::train_scratch_student(&opts, &mut |line| eprintln!("hearth: {line}")).context("student training failed")?;
+        eprintln!(
+            "hearth: {} parameters, {} examples, {} steps in {:.0} s; cross-entropy {:.3} -> {:.3}, KL {:.3}",
+            r.params, r.examples, r.steps, r.seconds, r.ce_start, r.ce_end, r.kl_end
+        );
+        eprintln!("hearth: wrote {} and {}", a.out.join("student-init.gguf").display(), a.out.join("student.gguf").display());
+        return Ok(());
+    }
     let opts = LoraTrainOptions {
         base: a.base,
         data: a.data,
