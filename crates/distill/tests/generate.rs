@@ -327,3 +327,14 @@ fn timeouts_and_garbage_are_typed_and_the_run_continues_or_stops_cleanly() {
     let kept: usize = r2.records.values().sum();
     assert_eq!(kept, 3, "finished records survive a stopped run");
 }
+
+#[test]
+fn shipped_specs_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/distill-example");
+    let s = Spec::load(&dir.join("spec.toml")).expect("spec.toml");
+    assert_eq!(s.tasks.len(), 2);
+    assert!(s.tasks[1].schema.is_some());
+    assert!(s.judge.enabled);
+    let f = Spec::load(&dir.join("foldoc-spec.toml")).expect("foldoc-spec.toml");
+    assert_eq!(f.teacher.top_k_logprobs, 8);
+}
