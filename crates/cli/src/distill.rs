@@ -146,6 +146,10 @@ pub struct TrainArgs {
     /// Weight of the KL term to stored teacher top-k log-probabilities (0 = cross-entropy only).
     #[arg(long, default_value_t = 0.0)]
     pub kl: f64,
+    /// KL over the teacher's top-k plus one "rest" bucket for its remaining probability mass
+    /// (keeps the student from becoming over-confident outside the top-k).
+    #[arg(long)]
+    pub kl_rest: bool,
     /// Examples are cut to this many tokens.
     #[arg(long, default_value_t = 512)]
     pub max_len: usize,
@@ -314,6 +318,7 @@ fn train(a: TrainArgs) -> Result<()> {
             lr: a.lr,
             warmup: a.warmup,
             kl_weight: a.kl,
+            kl_rest: a.kl_rest,
             seed: a.seed,
             threads: a.threads,
         };
@@ -339,6 +344,7 @@ fn train(a: TrainArgs) -> Result<()> {
         lr: a.lr,
         warmup: a.warmup,
         kl_weight: a.kl,
+        kl_rest: a.kl_rest,
         max_len: a.max_len,
         seed: a.seed,
         threads: a.threads,

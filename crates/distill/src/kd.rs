@@ -171,6 +171,8 @@ pub struct ScratchOptions {
     pub lr: f32,
     pub warmup: u64,
     pub kl_weight: f64,
+    /// KL with the teacher's remaining mass as one extra bucket.
+    pub kl_rest: bool,
     pub seed: u64,
     pub threads: usize,
 }
@@ -224,6 +226,7 @@ pub fn train_scratch_student(opts: &ScratchOptions, log: &mut dyn FnMut(&str)) -
         clip: 1.0,
         adamw: crate::optim::AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 },
         kl_weight: opts.kl_weight,
+        kl_rest: opts.kl_rest,
         seed: opts.seed.wrapping_add(1),
         threads: opts.threads,
         pad,
