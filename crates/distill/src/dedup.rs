@@ -258,7 +258,7 @@ mod tests {
         let (v, c) = dedup(&texts, &DedupOptions::default());
         assert_eq!(v[0], Verdict::Kept);
         assert_eq!(v[1], Verdict::Exact { of: 0 });
-        assert!(matches!(v[2], Verdict::Near { of: 0, jaccard } if jaccard >= 0.8 && jaccard < 1.0), "{:?}", v[2]);
+        assert!(matches!(v[2], Verdict::Near { of: 0, jaccard } if (0.8..1.0).contains(&jaccard)), "{:?}", v[2]);
         assert_eq!(v[3], Verdict::Kept);
         assert_eq!(v[4], Verdict::Exact { of: 3 });
         assert_eq!(v[5], Verdict::Kept);

@@ -292,7 +292,7 @@ pub fn evaluate(
     student: &Engine,
     student_name: &str,
     mut teacher: Option<&mut dyn Teacher>,
-    mut judge: Option<&mut dyn Teacher>,
+    judge: Option<&mut dyn Teacher>,
     items: &[EvalItem],
     opts: &EvalOptions,
     log: &mut dyn FnMut(&str),
@@ -383,7 +383,7 @@ pub fn evaluate(
         }
     }
 
-    if let Some(j) = judge.as_deref_mut() {
+    if let Some(j) = judge {
         let tmpl = crate::spec::compile_template(PAIRWISE_TEMPLATE, "judge").map_err(|e| DistillError::Config(e.to_string()))?;
         let mut w = WinRate { items: pairs.len(), ..Default::default() };
         let mut per_item = Vec::new();

@@ -15,9 +15,11 @@
 //! Both models run through `hearth-engine` on their saved GGUF files (F16 KV
 //! cache), so the numbers are about the files a user would serve.
 //!
-//! Deliberately absent: remote (HTTP) teachers, sampling several answers per
-//! prompt, judging answer quality, and deduplication; see `hearth distill`'s
-//! documentation for what the CLI offers.
+//! Also here: [`train_scratch_student`], the from-scratch student behind
+//! `hearth distill train --init-student`.
+//!
+//! Remote teachers, sampling, judging and dedup live in [`crate::generate`]
+//! and [`crate::teacher`]; the evaluation CLI in [`crate::eval`].
 
 use crate::data::{Example, Message, Sample};
 use crate::error::{DistillError, Result};
@@ -60,11 +62,14 @@ pub fn teacher_examples(teacher: &Engine, questions: &[String], max_tokens: usiz
     Ok(out)
 }
 
+/// Per trained token, the teacher's `(token id, log-probability)` pairs.
+pub type TopK = Vec<Vec<(u32, f32)>>;
+
 /// The teacher's top-`k` `(token, log-probability)` pairs at every trained
 /// (assistant) token of `messages`, rendered with the teacher's chat
 /// template: the `teacher_topk` rows of [`crate::data`]. `None` when the
 /// conversation has no trained token.
-pub fn answer_topk(teacher: &Engine, messages: &[Message], k: usize) -> Result<Option<Vec<Vec<(u32, f32)>>>> {
+pub fn answer_topk(teacher: &Engine, messages: &[Message], k: usize) -> Result<Option<TopK>> {
     let plain = Example { messages: Some(messages.to_vec()), text: None, teacher_topk: None };
     let s = tokenize_examples(teacher.model(), std::slice::from_ref(&plain), usize::MAX)?;
     let Some(s) = s.into_iter().next() else { return Ok(None) };
