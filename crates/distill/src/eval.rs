@@ -22,8 +22,9 @@
 //!   percentile bootstrap over items (the two orders of one item are not
 //!   independent, so the bootstrap is the honest one). Position consistency
 //!   is the share of items whose two verdicts agree.
-//! * **Latency** of the student per answer (p50/p95, nearest rank), decode
-//!   tokens/s, and peak RSS of the process (`VmHWM`, Linux).
+//! * **Latency** of the student per answer (p50/p95, nearest rank, prompt
+//!   included), answer tokens per second, and peak RSS of the process
+//!   (`VmHWM`, Linux; a local teacher or judge in the same process counts).
 //! * **Cost per 1,000 queries** without the student (every query to the
 //!   cloud teacher: measured token counts × the prices) and with it (every
 //!   query local: measured seconds × a configurable machine price per hour,

@@ -338,3 +338,26 @@ fn shipped_specs_parse() {
     let f = Spec::load(&dir.join("foldoc-spec.toml")).expect("foldoc-spec.toml");
     assert_eq!(f.teacher.top_k_logprobs, 8);
 }
+
+#[test]
+fn prompts_with_personal_data_pass_the_privacy_guard_first() {
+    let t = start(Arc::new(|prompt: &str, _| Reply::Text(format!("You asked: {prompt}"))));
+    let text = "[topics]\nlist = [\"TCP\", \"mail to alice.smith@example.com\"]\n[[tasks]]\nname = \"d\"\ntemplate = \"Define {{ topic }}.\"\n[teacher]\nmodel = \"fake\"\n";
+    let s = Spec::parse(text, Path::new(".")).expect("spec");
+    // Default policy: personal data keeps the prompt on this machine.
+    let out = tempdir("privacy");
+    let mut teacher = HttpTeacher::new(&t.url, &s.teacher, Policy::default()).expect("teacher");
+    let r = generate(&s, &mut teacher, &GenerateOptions { out: out.clone(), budget_usd: None, fresh: false }, &mut |_| {}).expect("generate");
+    assert_eq!(r.calls_failed.get("privacy"), Some(&1), "{:?}", r.calls_failed);
+    assert_eq!(t.count.load(Ordering::SeqCst), 1);
+    assert!(t.prompts.lock().expect("lock").iter().all(|p| !p.contains("alice")));
+    // Redaction: the address leaves as a placeholder and comes back restored.
+    let out2 = tempdir("privacy-redact");
+    let mut teacher = HttpTeacher::new(&t.url, &s.teacher, Policy::all(hearth_guard::Action::Redact)).expect("teacher");
+    let r = generate(&s, &mut teacher, &GenerateOptions { out: out2.clone(), budget_usd: None, fresh: false }, &mut |_| {}).expect("generate");
+    assert!(r.calls_failed.is_empty(), "{:?}", r.calls_failed);
+    let sent = t.prompts.lock().expect("lock").clone();
+    assert!(sent.iter().all(|p| !p.contains("alice.smith@example.com")), "{sent:?}");
+    let all: String = ["train", "valid", "test"].iter().map(|s| std::fs::read_to_string(out2.join(format!("{s}.jsonl"))).expect("split")).collect();
+    assert!(all.contains("You asked: Define mail to alice.smith@example.com."), "{all}");
+}
