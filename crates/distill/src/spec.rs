@@ -311,9 +311,14 @@ impl Spec {
         }
         let retry_invalid = w.bool_opt("retry_invalid")?.unwrap_or(true);
 
-        // [topics]
+        // [topics], or the shorthand `topics_from = "docs/*.md"`.
+        let topics_from = w.str_opt("topics_from")?;
         let topics = match w.table_opt("topics")? {
-            None => return Err(SpecError::Missing { field: "topics".into() }),
+            None => match topics_from {
+                Some(f) => TopicSource::Documents { pattern: base_dir.join(f), chunk_chars: 800, max_chunks_per_doc: 8 },
+                None => return Err(SpecError::Missing { field: "topics".into() }),
+            },
+            Some(_) if topics_from.is_some() => return Err(w.invalid("topics_from", "give either topics_from or a [topics] table, not both")),
             Some(t) => {
                 let mut tw = Walk::new(t, "topics");
                 let list = tw.strings_opt("list")?;
@@ -559,6 +564,9 @@ mod tests {
         assert!(matches!(Spec::parse("[[tasks]]\nname=\"a\"\ntemplate=\"b\"\n", Path::new(".")), Err(SpecError::Missing { field }) if field == "topics"));
         assert!(matches!(Spec::parse("topics = [", Path::new(".")), Err(SpecError::Syntax(_))));
         assert_eq!(Spec::parse(&format!("surprise = 1\n{MIN}"), Path::new(".")).unwrap_err(), SpecError::Unknown { field: "surprise".into() });
+        assert_eq!(Spec::parse(&format!("topics_from = \"d\"\n{MIN}"), Path::new(".")).unwrap_err().field(), "topics_from");
+        let s = Spec::parse("topics_from = \"notes/*.md\"\n[[tasks]]\nname = \"a\"\ntemplate = \"b\"\n", Path::new("/x")).unwrap();
+        assert_eq!(s.topics, TopicSource::Documents { pattern: PathBuf::from("/x/notes/*.md"), chunk_chars: 800, max_chunks_per_doc: 8 });
     }
 
     #[test]
