@@ -37,10 +37,10 @@ fn main() {
     let batch = Batch { b, t, inputs: &inputs, targets: &targets, teacher: None };
     let mut ws = Workspace::new();
     let steps = 3;
-    forward_backward(&pool, &net, &params, Some(&mut grads), &batch, LossWeights { scale: 1.0 / (b * t) as f64, kl: 0.0 }, &mut ws).unwrap();
+    forward_backward(&pool, &net, &params, Some(&mut grads), &batch, LossWeights { scale: 1.0 / (b * t) as f64, kl: 0.0, kl_rest: false }, &mut ws).unwrap();
     let t0 = Instant::now();
     for _ in 0..steps {
-        forward_backward(&pool, &net, &params, Some(&mut grads), &batch, LossWeights { scale: 1.0 / (b * t) as f64, kl: 0.0 }, &mut ws).unwrap();
+        forward_backward(&pool, &net, &params, Some(&mut grads), &batch, LossWeights { scale: 1.0 / (b * t) as f64, kl: 0.0, kl_rest: false }, &mut ws).unwrap();
     }
     let s = t0.elapsed().as_secs_f64() / steps as f64;
     let flops = 6.0 * net.params.len as f64 * (b * t) as f64;

@@ -88,6 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         clip: 1.0,
         adamw: AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 },
         kl_weight: 1.0,
+        kl_rest: false,
         seed: 3,
         threads,
         pad,

@@ -17,8 +17,8 @@
 //! the rendered conversation (assistant tokens in order). It requires the
 //! teacher to share the student's vocabulary, and adds a KL term
 //! `Σ_k p_teacher(k) (log p_teacher(k) − log p_student(k))` over those k
-//! (see [`crate::exec`]). Producing these sidecars from a teacher model is
-//! not part of this crate yet.
+//! (see [`crate::exec`]). `hearth distill generate` with a local teacher
+//! writes them ([`crate::generate`], [`crate::kd::answer_topk`]).
 //!
 //! Deliberately absent: multi-turn loss weighting, sequence packing of chat
 //! examples (each is its own padded row), and streaming datasets larger than

@@ -313,6 +313,7 @@ pub fn train_demo(cfg: &DemoConfig, log: &mut dyn FnMut(&str)) -> Result<DemoRep
         clip: 1.0,
         adamw: AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: cfg.weight_decay },
         kl_weight: 0.0,
+        kl_rest: false,
         seed: cfg.seed,
         threads: cfg.threads,
         pad: eot,

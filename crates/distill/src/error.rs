@@ -33,6 +33,8 @@ pub enum DistillError {
     Adapter { path: PathBuf, why: String },
     #[error("corpus: {0}")]
     Corpus(String),
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
     #[error("the loss became {0} (diverged); lower the learning rate")]
     Diverged(f64),
 }

@@ -57,6 +57,12 @@ pub struct LossWeights {
     pub scale: f64,
     /// Weight of the KL term against the teacher's top-k.
     pub kl: f64,
+    /// Add the teacher's mass outside its top-k as one "rest" bucket:
+    /// KL over the k + 1 outcomes (top-k tokens, everything else), with the
+    /// student's rest mass 1 − Σ_top-k q. Without it the term's optimum puts
+    /// no mass outside the top-k, so the student becomes over-confident and
+    /// the full-vocabulary KL to the teacher grows (docs/distill.md).
+    pub kl_rest: bool,
 }
 
 /// Sums over the micro-batch (not means).
@@ -599,22 +605,49 @@ fn loss_rows<T: Real>(
             let lse = max + sum.ln();
             *ce = (lse - z[target as usize]).to_f64();
             let teacher = batch.teacher.map(|tt| tt[r].as_slice()).unwrap_or(&[]);
-            let mut mass = 0f64;
+            let (mut mass, mut q_top) = (0f64, 0f64);
             for &(id, lpt) in teacher {
                 let pt = (lpt as f64).exp();
+                let lq = (z[id as usize] - lse).to_f64();
                 mass += pt;
-                *kl += pt * (lpt as f64 - (z[id as usize] - lse).to_f64());
+                q_top += lq.exp();
+                *kl += pt * (lpt as f64 - lq);
+            }
+            // The rest bucket: teacher mass p_r = 1 − Σ p, student mass
+            // q_r = 1 − Σ q (floored so a student with everything on the
+            // top-k still has a finite loss).
+            let rest = w.kl_rest && !teacher.is_empty();
+            let (p_r, q_r) = ((1.0 - mass).max(0.0), (1.0 - q_top).max(1e-12));
+            if rest && p_r > 0.0 {
+                *kl += p_r * (p_r.ln() - q_r.ln());
             }
             if backward {
                 let sc = T::from_f64(w.scale);
-                // d/dz of CE: softmax − onehot; of KL: mass·softmax − p_teacher.
-                let f = T::from_f64(w.scale * (1.0 + w.kl * mass));
-                for v in z.iter_mut() {
-                    *v = (*v - lse).exp() * f;
-                }
-                z[target as usize] -= sc;
-                for &(id, lpt) in teacher {
-                    z[id as usize] -= T::from_f64(w.scale * w.kl * (lpt as f64).exp());
+                if rest {
+                    // d/dz_j of the bucketed KL: q_j − p_j on the top-k,
+                    // q_j (1 − p_r/q_r) elsewhere; CE adds softmax − onehot.
+                    let ratio = p_r / q_r;
+                    let q_k: Vec<f64> = teacher.iter().map(|&(id, _)| (z[id as usize] - lse).to_f64().exp()).collect();
+                    // mass + p_r is 1 unless rounding put the teacher's
+                    // top-k mass above 1 (then p_r is 0).
+                    let f = T::from_f64(w.scale * (1.0 + w.kl * (mass + p_r - ratio)));
+                    for v in z.iter_mut() {
+                        *v = (*v - lse).exp() * f;
+                    }
+                    z[target as usize] -= sc;
+                    for (&(id, lpt), &q) in teacher.iter().zip(&q_k) {
+                        z[id as usize] += T::from_f64(w.scale * w.kl * (ratio * q - (lpt as f64).exp()));
+                    }
+                } else {
+                    // d/dz of CE: softmax − onehot; of KL: mass·softmax − p_teacher.
+                    let f = T::from_f64(w.scale * (1.0 + w.kl * mass));
+                    for v in z.iter_mut() {
+                        *v = (*v - lse).exp() * f;
+                    }
+                    z[target as usize] -= sc;
+                    for &(id, lpt) in teacher {
+                        z[id as usize] -= T::from_f64(w.scale * w.kl * (lpt as f64).exp());
+                    }
                 }
             }
         }

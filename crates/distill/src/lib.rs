@@ -2,10 +2,13 @@
 
 pub mod bpe;
 pub mod data;
+pub mod dedup;
 pub mod demo;
 pub mod error;
+pub mod eval;
 pub mod exec;
 pub mod foldoc;
+pub mod generate;
 pub mod export;
 pub mod gemm;
 pub mod kd;
@@ -14,6 +17,8 @@ pub mod net;
 pub mod optim;
 pub mod real;
 pub mod rng;
+pub mod spec;
+pub mod teacher;
 pub mod st;
 pub mod trainer;
 

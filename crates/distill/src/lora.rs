@@ -230,6 +230,8 @@ pub struct LoraTrainOptions {
     pub weight_decay: f32,
     /// Weight of the KL term to stored teacher log-probabilities.
     pub kl_weight: f64,
+    /// KL with the teacher's remaining mass as one extra bucket.
+    pub kl_rest: bool,
     /// Examples longer than this many tokens are cut.
     pub max_len: usize,
     pub seed: u64,
@@ -256,6 +258,7 @@ impl Default for LoraTrainOptions {
             warmup: 10,
             weight_decay: 0.0,
             kl_weight: 0.0,
+            kl_rest: false,
             max_len: 512,
             seed: 0,
             threads: 0,
@@ -354,6 +357,7 @@ pub fn train_lora(opts: &LoraTrainOptions, log: &mut dyn FnMut(&str)) -> Result<
         clip: 1.0,
         adamw: AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: opts.weight_decay },
         kl_weight: opts.kl_weight,
+        kl_rest: opts.kl_rest,
         seed: opts.seed,
         threads: opts.threads,
         pad,

@@ -41,6 +41,9 @@ pub struct TrainConfig {
     pub adamw: AdamWConfig,
     /// Weight of the teacher KL term.
     pub kl_weight: f64,
+    /// KL over the teacher's top-k plus one bucket for its remaining mass
+    /// ([`crate::exec::LossWeights::kl_rest`]).
+    pub kl_rest: bool,
     /// Seeds the data order.
     pub seed: u64,
     /// Worker threads (0 = all cores).
@@ -61,6 +64,7 @@ impl Default for TrainConfig {
             clip: 1.0,
             adamw: AdamWConfig::default(),
             kl_weight: 0.0,
+            kl_rest: false,
             seed: 0,
             threads: 0,
             pad: 0,
@@ -179,7 +183,7 @@ impl Trainer {
             })
             .collect();
         let n_targets: usize = micro.iter().map(BatchData::n_targets).sum();
-        let w = LossWeights { scale: 1.0 / n_targets.max(1) as f64, kl: self.cfg.kl_weight };
+        let w = LossWeights { scale: 1.0 / n_targets.max(1) as f64, kl: self.cfg.kl_weight, kl_rest: self.cfg.kl_rest };
         self.grads.iter_mut().for_each(|g| *g = 0.0);
         let mut sums = LossSums::default();
         let mut tokens = 0;
@@ -341,7 +345,7 @@ pub fn evaluate(
         let refs: Vec<&Sample> = chunk.iter().collect();
         let bd = BatchData::assemble(&refs, pad);
         let b = Batch { b: bd.b, t: bd.t, inputs: &bd.inputs, targets: &bd.targets, teacher: None };
-        let s = forward_backward(pool, net, params, None, &b, LossWeights { scale: 1.0, kl: 0.0 }, ws)?;
+        let s = forward_backward(pool, net, params, None, &b, LossWeights { scale: 1.0, kl: 0.0, kl_rest: false }, ws)?;
         sums.add(&s);
     }
     Ok(EvalReport { loss: sums.ce / sums.n_targets.max(1) as f64, n_targets: sums.n_targets })

@@ -27,6 +27,8 @@ struct Case {
     teacher: Vec<Vec<(u32, f32)>>,
     b: usize,
     t: usize,
+    /// KL with the teacher's rest mass as one bucket.
+    rest: bool,
 }
 
 fn random_params(net: &Net, rng: &mut Rng) -> Vec<f64> {
@@ -58,14 +60,14 @@ fn case(cfg: NetConfig, seed: u64, with_teacher: bool, b: usize, t: usize) -> Ca
             (0..3).map(|i| (((first + 2 * i) % nv) as u32, (-0.5 - i as f64 - rng.uniform()) as f32)).collect()
         })
         .collect();
-    Case { net, params, inputs, targets, teacher, b, t }
+    Case { net, params, inputs, targets, teacher, b, t, rest: false }
 }
 
 const KL: f64 = 0.7;
 
 fn loss(c: &Case, pool: &ThreadPool, p: &[f64], ws: &mut Workspace<f64>) -> f64 {
     let batch = Batch { b: c.b, t: c.t, inputs: &c.inputs, targets: &c.targets, teacher: Some(&c.teacher) };
-    let s = forward_backward(pool, &c.net, p, None, &batch, LossWeights { scale: 0.125, kl: KL }, ws).unwrap();
+    let s = forward_backward(pool, &c.net, p, None, &batch, LossWeights { scale: 0.125, kl: KL, kl_rest: c.rest }, ws).unwrap();
     (s.ce + KL * s.kl) * 0.125
 }
 
@@ -73,7 +75,7 @@ fn analytic<T: hearth_distill::real::Real>(c: &Case, pool: &ThreadPool, p: &[T])
     let mut g = vec![T::ZERO; p.len()];
     let mut ws = Workspace::new();
     let batch = Batch { b: c.b, t: c.t, inputs: &c.inputs, targets: &c.targets, teacher: Some(&c.teacher) };
-    forward_backward(pool, &c.net, p, Some(&mut g), &batch, LossWeights { scale: 0.125, kl: KL }, &mut ws).unwrap();
+    forward_backward(pool, &c.net, p, Some(&mut g), &batch, LossWeights { scale: 0.125, kl: KL, kl_rest: c.rest }, &mut ws).unwrap();
     g
 }
 
@@ -140,6 +142,15 @@ fn gradients_tied_halves_rope_partial_rotation() {
     cfg.rope.freq_base = 100.0;
     cfg.rope.scaling = RopeScaling::Linear { factor: 2.0 };
     check(&case(cfg, 2, false, 2, 5));
+}
+
+/// The KL term with the teacher's remaining mass as a "rest" bucket.
+#[test]
+fn gradients_with_teacher_rest_bucket() {
+    let cfg = NetConfig::llama(11, 8, 2, 2, 1, 12, 8, false);
+    let mut c = case(cfg, 5, true, 2, 5);
+    c.rest = true;
+    check(&c);
 }
 
 #[test]

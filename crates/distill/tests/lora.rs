@@ -79,7 +79,7 @@ fn lora_gradients_match_finite_differences() {
     let batch = Batch { b, t, inputs: &inputs, targets: &targets, teacher: Some(&teacher) };
     let pool = ThreadPool::new(2);
     let mut ws = Workspace::new();
-    let w = LossWeights { scale: 0.1, kl };
+    let w = LossWeights { scale: 0.1, kl, kl_rest: false };
     let loss = |p: &[f64], ws: &mut Workspace<f64>| {
         let s = forward_backward(&pool, &net, p, None, &batch, w, ws).unwrap();
         (s.ce + kl * s.kl) * 0.1

@@ -63,7 +63,7 @@ fn accumulated_micro_batches_equal_one_batch() {
             let refs: Vec<&Sample> = part.iter().collect();
             let bd = BatchData::assemble(&refs, 0);
             let b = Batch { b: bd.b, t: bd.t, inputs: &bd.inputs, targets: &bd.targets, teacher: None };
-            forward_backward(&pool, &net, &params, Some(&mut g), &b, LossWeights { scale: 1.0 / total as f64, kl: 0.0 }, ws).unwrap();
+            forward_backward(&pool, &net, &params, Some(&mut g), &b, LossWeights { scale: 1.0 / total as f64, kl: 0.0, kl_rest: false }, ws).unwrap();
         }
         g
     };
