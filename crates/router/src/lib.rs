@@ -158,6 +158,11 @@ pub struct Training {
     pub n_cloud: usize,
     pub label_mode: LabelMode,
     pub l2: f64,
+    /// L2 penalty of the gate-off block of a gated head, when it differs
+    /// from `l2` (which then applies to the gate-on block); see
+    /// [`fit_head`]. Absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l2_gate_off: Option<f64>,
     pub solver: String,
     pub iterations: usize,
     pub converged: bool,
@@ -349,8 +354,9 @@ impl Featurizer<'_> {
             }
             if !self.features.is_empty() || self.gate.is_some() {
                 let stats = TextStats::of(t);
+                let math = features::needs_math(self.features).then(|| features::MathStats::of(t));
                 let tokens = self.embedder.count_tokens(t)?;
-                let value = |f| features::value(f, &stats, tokens, self.embedder.max_tokens());
+                let value = |f| features::value_with(f, &stats, math.as_ref(), tokens, self.embedder.max_tokens());
                 row.extend(self.features.iter().map(|&f| value(f)));
                 if let Some(g) = self.gate {
                     row = gate_expand(row, if value(g) > 0.5 { 1.0 } else { 0.0 });
@@ -540,6 +546,9 @@ pub struct TrainSpec {
     pub gate: Option<Feature>,
     pub label_mode: LabelMode,
     pub fit: train::FitOptions,
+    /// With a gate: the L2 penalty of the gate-off block (`fit.l2` applies
+    /// to the gate-on block); `None` = `fit.l2` for both.
+    pub l2_gate_off: Option<f64>,
     /// Training files, for provenance.
     pub data: Vec<PathBuf>,
 }
@@ -559,7 +568,7 @@ pub fn files_sha256(files: &[PathBuf]) -> Result<String> {
 /// ½); calibrate it afterwards.
 pub fn train_on_rows(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>], embedder: EmbedderSpec) -> Result<RouterFile> {
     let y: Vec<f32> = examples.iter().map(|e| e.target(spec.label_mode)).collect();
-    let (head, rep) = train::fit_logistic(rows, &y, &spec.fit)?;
+    let (head, rep) = fit_head(spec, rows, &y)?;
     let file = RouterFile {
         format: FORMAT.into(),
         version: FORMAT_VERSION,
@@ -579,6 +588,7 @@ pub fn train_on_rows(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>], 
             n_cloud: examples.iter().filter(|e| e.cloud).count(),
             label_mode: spec.label_mode,
             l2: spec.fit.l2,
+            l2_gate_off: spec.gate.and(spec.l2_gate_off),
             solver: "newton-cholesky".into(),
             iterations: rep.iterations,
             converged: rep.converged,
@@ -587,6 +597,129 @@ pub fn train_on_rows(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>], 
     };
     file.validate().map_err(RouterError::Train)?;
     Ok(file)
+}
+
+/// Fits the head of `spec` to input rows (from a [`Featurizer`] with the
+/// spec's views, features and gate) and targets.
+///
+/// Without a gate: one logistic head. With a gate, the rows are
+/// `[r · g, r · (1 − g), g]` ([`gate_expand`]) and the two kinds of query
+/// share no weight, so the head is fitted as two independent logistic
+/// regressions, one per kind, each standardised on its own rows and with its
+/// own L2 (`fit.l2` for gate-on rows, `l2_gate_off` for the others): the
+/// kinds differ in size (RouteLLM's 7,000 multiple-choice MMLU questions
+/// against 700 free-form ones), and the penalty that suits one
+/// over-regularises the other. The two heads are then written as one
+/// [`LinearHead`] over the gated row (same file format): each block keeps
+/// its own mean, scale and weights, and the bias and the gate column's
+/// weight absorb the constant a zeroed block contributes, so the combined
+/// logit equals the block head's logit for every row. The solver report is
+/// the gate-on block's, with the iterations of both added.
+pub fn fit_head(spec: &TrainSpec, rows: &[Vec<f32>], y: &[f32]) -> Result<(LinearHead, train::FitReport)> {
+    if spec.gate.is_none() {
+        return train::fit_logistic(rows, y, &spec.fit);
+    }
+    let p = rows.first().map_or(0, Vec::len);
+    if p % 2 != 1 || rows.iter().any(|r| r.len() != p) {
+        return Err(RouterError::Train(format!("gated rows must have 2·d + 1 values and equal lengths, row 0 has {p}")));
+    }
+    let d = p / 2;
+    let mut blocks: [(Vec<Vec<f32>>, Vec<f32>); 2] = Default::default();
+    for (r, &t) in rows.iter().zip(y) {
+        // Gate-on rows carry x in the first block; gate-off rows in the second.
+        let on = r[p - 1] > 0.5;
+        let (rs, ys) = &mut blocks[usize::from(!on)];
+        rs.push(if on { r[..d].to_vec() } else { r[d..2 * d].to_vec() });
+        ys.push(t);
+    }
+    let l2 = [spec.fit.l2, spec.l2_gate_off.unwrap_or(spec.fit.l2)];
+    let mut heads = Vec::with_capacity(2);
+    let mut report = train::FitReport { iterations: 0, converged: true, objective: 0.0 };
+    for (b, (rs, ys)) in blocks.iter().enumerate() {
+        if rs.is_empty() {
+            // No query of this kind: a flat head at the other kind's base rate
+            // would be a guess too; probability ½ (logit 0) is the neutral one.
+            heads.push(LinearHead { mean: vec![0.0; d], scale: vec![1.0; d], weights: vec![0.0; d], bias: 0.0 });
+            continue;
+        }
+        let (h, rep) = train::fit_logistic(rs, ys, &train::FitOptions { l2: l2[b], ..spec.fit })?;
+        if b == 0 {
+            report.objective = rep.objective;
+            report.converged = rep.converged;
+        }
+        report.iterations += rep.iterations;
+        heads.push(h);
+    }
+    // What a block adds to the logit when its inputs are all zero, computed
+    // exactly as `LinearHead::logit` does.
+    let zero_part = |h: &LinearHead| -> f64 {
+        h.mean.iter().zip(&h.scale).zip(&h.weights).map(|((&m, &s), &w)| f64::from(w) * f64::from((0.0f32 - m) / s)).sum()
+    };
+    let (on, off) = (&heads[0], &heads[1]);
+    let bias = f64::from(off.bias) - zero_part(on);
+    let gate_w = f64::from(on.bias) - zero_part(off) - bias;
+    let cat = |a: &[f32], b: &[f32], last: f32| a.iter().chain(b).copied().chain(std::iter::once(last)).collect::<Vec<f32>>();
+    let head = LinearHead {
+        mean: cat(&on.mean, &off.mean, 0.0),
+        scale: cat(&on.scale, &off.scale, 1.0),
+        weights: cat(&on.weights, &off.weights, gate_w as f32),
+        bias: bias as f32,
+    };
+    if !head.weights.iter().all(|w| w.is_finite()) || !head.bias.is_finite() {
+        return Err(RouterError::Train("the combined gated head is not finite".into()));
+    }
+    Ok((head, report))
+}
+
+/// Held-out recall and false escalation of a threshold *rule*: "choose the
+/// threshold that reaches `target_recall` on out-of-fold scores of the
+/// training data". For each of `k` outer folds (shuffled with `seed`), the
+/// threshold is chosen from `inner_k`-fold out-of-fold scores of the other
+/// folds, a head is fitted on those folds, and the held-out fold is scored
+/// and classified at that threshold. Nothing of the held-out fold is used
+/// for either the head or the threshold, so the figures estimate what the
+/// shipped router (same rule on all the data) does on unseen queries.
+pub fn nested_threshold_eval(
+    spec: &TrainSpec,
+    examples: &[Example],
+    rows: &[Vec<f32>],
+    k: usize,
+    inner_k: usize,
+    seed: u64,
+    target_recall: f64,
+) -> Result<Vec<metrics::ClassMetrics>> {
+    if k < 2 || k > examples.len() {
+        return Err(RouterError::Train(format!("{k} folds for {} examples", examples.len())));
+    }
+    let mut groups: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let group_of: Vec<usize> = examples
+        .iter()
+        .map(|e| {
+            let next = groups.len();
+            *groups.entry(e.query.as_str()).or_insert(next)
+        })
+        .collect();
+    let fold_of_group = train::fold_assignment(groups.len(), k, seed);
+    let mut out = Vec::with_capacity(k);
+    for f in 0..k {
+        let (tr, te): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| fold_of_group[group_of[i]] != f);
+        if tr.is_empty() || te.is_empty() {
+            continue;
+        }
+        let tr_ex: Vec<Example> = tr.iter().map(|&i| examples[i].clone()).collect();
+        let tr_rows: Vec<Vec<f32>> = tr.iter().map(|&i| rows[i].clone()).collect();
+        // Inner folds use their own seed so they do not mirror the outer split.
+        let inner = cross_val_scores(spec, &tr_ex, &tr_rows, inner_k, seed.wrapping_mul(31).wrapping_add(f as u64 + 1))?;
+        let tr_cloud: Vec<bool> = tr_ex.iter().map(|e| e.cloud).collect();
+        let t = metrics::threshold_for_recall(&inner, &tr_cloud, target_recall)
+            .ok_or_else(|| RouterError::Train(format!("fold {f}: no cloud-labelled training queries for a recall target")))?;
+        let y: Vec<f32> = tr_ex.iter().map(|e| e.target(spec.label_mode)).collect();
+        let (head, _) = fit_head(spec, &tr_rows, &y)?;
+        let scores: Vec<f32> = te.iter().map(|&i| head.probability(&rows[i])).collect();
+        let cloud: Vec<bool> = te.iter().map(|&i| examples[i].cloud).collect();
+        out.push(metrics::classify(&scores, &cloud, t));
+    }
+    Ok(out)
 }
 
 /// The spec of a loaded encoder (fingerprint included).
@@ -630,7 +763,7 @@ pub fn cross_val_scores(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>
         if test.is_empty() || tr_rows.is_empty() {
             continue;
         }
-        let (head, _) = train::fit_logistic(&tr_rows, &tr_y, &spec.fit)?;
+        let (head, _) = fit_head(spec, &tr_rows, &tr_y)?;
         for i in test {
             out[i] = head.probability(&rows[i]);
         }
@@ -662,6 +795,7 @@ mod tests {
                 n_cloud: 3,
                 label_mode: LabelMode::Soft,
                 l2: 10.0,
+                l2_gate_off: None,
                 solver: "newton-cholesky".into(),
                 iterations: 7,
                 converged: true,
@@ -768,6 +902,7 @@ mod tests {
             gate: None,
             label_mode: LabelMode::Hard,
             fit: train::FitOptions { l2: 1.0, ..Default::default() },
+            l2_gate_off: None,
             data: vec![],
         };
         let a = cross_val_scores(&spec, &ex, &rows, 5, 1).unwrap();
