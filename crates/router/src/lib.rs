@@ -324,6 +324,7 @@ pub fn gate_expand(row: Vec<f32>, g: f32) -> Vec<f32> {
 
 impl Featurizer<'_> {
     /// One input row per text, all views of all texts embedded as one batch.
+    /// Each text is trimmed of leading and trailing whitespace first.
     pub fn rows(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let dim = self.embedder.dim();
         // Each distinct view text is embedded once (a one-line query's head
@@ -333,7 +334,7 @@ impl Featurizer<'_> {
         let mut slot = Vec::with_capacity(texts.len() * self.views.len());
         for t in texts {
             for v in self.views {
-                let vt = v.apply(t);
+                let vt = v.apply(t.trim());
                 let next = unique.len();
                 let k = *index.entry(vt).or_insert(next);
                 if k == next {
@@ -348,6 +349,10 @@ impl Featurizer<'_> {
         };
         let mut out = Vec::with_capacity(texts.len());
         for (i, t) in texts.iter().enumerate() {
+            // Leading and trailing whitespace says nothing about the query,
+            // but a leading line break would empty the instruction head and
+            // add lines; every view and feature sees the trimmed text.
+            let t = t.trim();
             let mut row = Vec::with_capacity(self.views.len() * dim + self.features.len());
             for &k in &slot[i * self.views.len()..(i + 1) * self.views.len()] {
                 row.extend_from_slice(&embs[k]);
@@ -874,6 +879,94 @@ mod tests {
             v.resize(7, 1.0);
         }
         assert_eq!(RouterFile::from_json(&f.to_json(), "g").unwrap(), f);
+    }
+
+    fn gated_spec(l2_off: Option<f64>) -> TrainSpec {
+        TrainSpec {
+            name: "g".into(),
+            description: String::new(),
+            views: vec![View::Full],
+            features: vec![],
+            gate: Some(Feature::MultipleChoice),
+            label_mode: LabelMode::Hard,
+            fit: train::FitOptions { l2: 1.0, ..Default::default() },
+            l2_gate_off: l2_off,
+            data: vec![],
+        }
+    }
+
+    /// Rows of two kinds whose signal sits in different columns.
+    fn gated_rows(n: usize) -> (Vec<Vec<f32>>, Vec<f32>) {
+        let mut rows = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let g = (i % 3 == 0) as u8 as f32;
+            let c = ((i / 3) % 2) as f32;
+            let noise = ((i * 7919) % 13) as f32 / 13.0 - 0.5;
+            let r = if g > 0.5 { vec![c + noise, 5.0 + noise] } else { vec![3.0 + noise, 2.0 * c - noise] };
+            rows.push(gate_expand(r, g));
+            y.push(c);
+        }
+        (rows, y)
+    }
+
+    #[test]
+    fn a_gated_head_is_two_independent_heads() {
+        let (rows, y) = gated_rows(120);
+        for l2_off in [None, Some(30.0)] {
+            let spec = gated_spec(l2_off);
+            let (h, rep) = fit_head(&spec, &rows, &y).unwrap();
+            assert!(rep.converged);
+            assert_eq!(h, fit_head(&spec, &rows, &y).unwrap().0, "deterministic");
+            // Each block fitted alone gives the same logits as the combined head.
+            for (on, l2) in [(true, 1.0), (false, l2_off.unwrap_or(1.0))] {
+                let idx: Vec<usize> = (0..rows.len()).filter(|&i| (rows[i][4] > 0.5) == on).collect();
+                let sub: Vec<Vec<f32>> = idx.iter().map(|&i| if on { rows[i][..2].to_vec() } else { rows[i][2..4].to_vec() }).collect();
+                let ys: Vec<f32> = idx.iter().map(|&i| y[i]).collect();
+                let (b, _) = train::fit_logistic(&sub, &ys, &train::FitOptions { l2, ..Default::default() }).unwrap();
+                for (k, &i) in idx.iter().enumerate() {
+                    assert!((h.logit(&rows[i]) - b.logit(&sub[k])).abs() < 1e-3, "row {i}: {} vs {}", h.logit(&rows[i]), b.logit(&sub[k]));
+                }
+            }
+        }
+        // A heavier penalty on the gate-off block shrinks only its weights.
+        let (a, _) = fit_head(&gated_spec(None), &rows, &y).unwrap();
+        let (b, _) = fit_head(&gated_spec(Some(1e4)), &rows, &y).unwrap();
+        assert_eq!(a.weights[..2], b.weights[..2]);
+        assert!(b.weights[3].abs() < 0.1 * a.weights[3].abs(), "{:?} vs {:?}", a.weights, b.weights);
+        // Ungated rows of the wrong shape are refused, not mis-split.
+        assert!(matches!(fit_head(&gated_spec(None), &[vec![1.0, 2.0]], &[1.0]), Err(RouterError::Train(_))));
+    }
+
+    #[test]
+    fn nested_threshold_evaluation_is_held_out_and_deterministic() {
+        let ex: Vec<Example> = (0..200)
+            .map(|i| Example { id: i.into(), query: format!("q{i}"), cloud: i % 4 == 0, qualities: None, contaminated: false })
+            .collect();
+        // Column 0 carries the label with overlap; column 1 is noise.
+        let rows: Vec<Vec<f32>> =
+            (0..200).map(|i| vec![if i % 4 == 0 { 1.0 } else { 0.0 } + ((i * 37) % 11) as f32 / 8.0, ((i * 53) % 17) as f32]).collect();
+        let spec = TrainSpec { gate: None, ..gated_spec(None) };
+        let a = nested_threshold_eval(&spec, &ex, &rows, 5, 4, 3, 0.9).unwrap();
+        assert_eq!(a.len(), 5);
+        assert_eq!(a, nested_threshold_eval(&spec, &ex, &rows, 5, 4, 3, 0.9).unwrap());
+        // 200 examples in 5 folds: each held-out fold is a fifth.
+        assert!(a.iter().all(|m| m.n == 40));
+        let recall: f64 = a.iter().filter_map(|m| m.cloud_recall).sum::<f64>() / a.len() as f64;
+        assert!(recall > 0.6, "{recall}");
+        assert!(nested_threshold_eval(&spec, &ex, &rows, 1, 4, 3, 0.9).is_err());
+    }
+
+    #[test]
+    fn files_without_the_newer_optional_fields_load() {
+        let f = tiny_file();
+        let text = f.to_json();
+        assert!(!text.contains("l2_gate_off"), "an unset field is not written, so older readers see the old layout");
+        assert_eq!(RouterFile::from_json(&text, "old").unwrap(), f);
+        let mut g = tiny_file();
+        g.training.l2_gate_off = Some(300.0);
+        g.features = vec![Feature::LogUnitWords];
+        assert_eq!(RouterFile::from_json(&g.to_json(), "new").unwrap(), g);
     }
 
     #[test]
