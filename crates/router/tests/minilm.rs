@@ -146,6 +146,9 @@ fn shipped_routers_score_awkward_inputs_finitely_and_deterministically() {
         for (i, t) in inputs.iter().enumerate() {
             assert!((r.score_text(t).unwrap() - a[i]).abs() < 1e-4, "{name}: {t:?}");
         }
+        // Case and surrounding whitespace do not move the score (the encoder
+        // is uncased; the router trims), so they cannot flip a decision.
+        assert!((a[3] - a[2]).abs() < 1e-6 && (a[4] - a[2]).abs() < 1e-6, "{name}: {:?}", &a[2..5]);
         // The long input is past the encoder's 256 tokens and still decided.
         assert!(e.count_tokens(&long).unwrap() > 256);
         assert!(r.decide(&long).is_ok());
@@ -171,4 +174,26 @@ fn a_router_file_from_before_per_block_l2_still_loads() {
     let back = RouterFile::from_json(&text, "old.json").unwrap();
     let r = Router::new(back, embedder(&dir), "old".into()).unwrap();
     assert!(r.score_text("What is 2 + 3?").unwrap().is_finite());
+}
+
+#[test]
+fn the_default_router_keeps_its_decision_under_paraphrase_and_translation() {
+    let Some(dir) = model_dir() else { return };
+    let r = Router::new(shipped("default"), embedder(&dir), "default".into()).unwrap();
+    let local = [
+        "Translate \"see you tomorrow\" into Spanish.",
+        "Could you please translate \"see you tomorrow\" to Spanish for me?",
+        "Traduce \"see you tomorrow\" al español.",
+    ];
+    let cloud = [
+        "Design a multi-region, fault-tolerant event-sourcing architecture for a payments platform, compare three consistency models and derive the failure modes of each, with a migration plan from our monolith.",
+        "We need an architecture for payments that runs in several regions and survives failures, built on event sourcing: compare three consistency models, work out how each one fails, and plan the migration off our monolith.",
+        "Diseña una arquitectura de event sourcing multirregión y tolerante a fallos para una plataforma de pagos, compara tres modelos de consistencia y deriva los modos de fallo de cada uno, con un plan de migración desde nuestro monolito.",
+    ];
+    for q in local {
+        assert!(!r.decide(q).unwrap().cloud, "{q}");
+    }
+    for q in cloud {
+        assert!(r.decide(q).unwrap().cloud, "{q}");
+    }
 }
