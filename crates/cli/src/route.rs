@@ -54,6 +54,9 @@ struct TrainOpts {
     /// With --gate: L2 penalty of the queries without the gate feature (--l2 then applies to those with it).
     #[arg(long, requires = "gate")]
     l2_off: Option<f64>,
+    /// Multiply the cheap features by this after standardisation (their L2 penalty is divided by its square).
+    #[arg(long, default_value_t = 1.0)]
+    feature_boost: f64,
 }
 
 #[derive(clap::Args, Clone)]
@@ -159,6 +162,14 @@ enum RouteCmd {
         /// Repeat the (nested) cross-validation with seeds seed, seed+1, ...
         #[arg(long, default_value_t = 1)]
         repeats: usize,
+        /// Nested selection: candidate --l2-off values (comma-separated); the out-of-fold
+        /// scores then come from heads whose settings were chosen by inner CV (mean APGR
+        /// over the gate's two kinds of query, or AUC for labelled data).
+        #[arg(long, value_delimiter = ',')]
+        select_l2_off: Vec<f64>,
+        /// Nested selection: candidate --feature-boost values (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        select_boost: Vec<f64>,
         #[command(flatten)]
         common: Common,
     },
@@ -224,11 +235,13 @@ fn parse_features(s: &str) -> Result<Vec<Feature>> {
 }
 
 fn train_spec(name: &str, description: &str, o: &TrainOpts, data: &[PathBuf]) -> Result<TrainSpec> {
+    let features = parse_features(&o.features)?;
+    let n_features = features.len();
     Ok(TrainSpec {
         name: name.into(),
         description: description.into(),
         views: parse_views(&o.views)?,
-        features: parse_features(&o.features)?,
+        features,
         gate: match &o.gate {
             None => None,
             Some(g) => match parse_features(g)?.as_slice() {
@@ -237,7 +250,7 @@ fn train_spec(name: &str, description: &str, o: &TrainOpts, data: &[PathBuf]) ->
             },
         },
         label_mode: if o.label == "hard" { LabelMode::Hard } else { LabelMode::Soft },
-        fit: train::FitOptions { l2: o.l2, ..Default::default() },
+        fit: train::FitOptions { l2: o.l2, boost: o.feature_boost, boost_tail: n_features, ..Default::default() },
         l2_gate_off: o.l2_off,
         data: data.to_vec(),
     })
@@ -401,7 +414,20 @@ pub fn main(a: RouteArgs) -> Result<()> {
             }
             out.flush()?;
         }
-        RouteCmd::Cv { data, folds, seed, opts, scores_out, include_contaminated, nested_recall, inner_folds, repeats, common } => {
+        RouteCmd::Cv {
+            data,
+            folds,
+            seed,
+            opts,
+            scores_out,
+            include_contaminated,
+            nested_recall,
+            inner_folds,
+            repeats,
+            select_l2_off,
+            select_boost,
+            common,
+        } => {
             let spec = train_spec("cv", "", &opts, &data)?;
             let ex = load_data(&data)?;
             let e = load_embedder(&common)?;
@@ -421,7 +447,32 @@ pub fn main(a: RouteArgs) -> Result<()> {
                 });
                 eprintln!("{}", json!({"seed": seed + extra, "auc": auc, "apgr": apgr.map(|p| p.apgr)}));
             }
-            let oof = hearth_router::cross_val_scores(&spec, &ex, &rows, folds, seed)?;
+            let oof = if select_l2_off.is_empty() && select_boost.is_empty() {
+                hearth_router::cross_val_scores(&spec, &ex, &rows, folds, seed)?
+            } else {
+                let l2s = if select_l2_off.is_empty() { vec![spec.l2_gate_off.unwrap_or(spec.fit.l2)] } else { select_l2_off };
+                let boosts = if select_boost.is_empty() { vec![spec.fit.boost] } else { select_boost };
+                let mut cands = Vec::new();
+                for &b in &boosts {
+                    for &l in &l2s {
+                        let mut c = spec.clone();
+                        c.fit.boost = b;
+                        if c.gate.is_some() {
+                            c.l2_gate_off = Some(l);
+                        } else {
+                            c.fit.l2 = l;
+                        }
+                        cands.push(c);
+                    }
+                }
+                let (keep_all, gated) = (include_contaminated, spec.gate.is_some());
+                let criterion = move |sc: &[f32], ex: &[Example], rows: &[Vec<f32>]| selection_criterion(sc, ex, rows, gated, keep_all);
+                let (oof, chosen) = hearth_router::nested_select_scores(&cands, &ex, &rows, folds, inner_folds, seed, &criterion)?;
+                let picked: Vec<serde_json::Value> =
+                    chosen.iter().map(|&c| json!({"l2_off": l2s[c % l2s.len()], "boost": boosts[c / l2s.len()]})).collect();
+                eprintln!("{}", json!({"nested_selection": picked}));
+                oof
+            };
             if let Some(p) = &scores_out {
                 let mut f = std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?);
                 write_scores(&mut f, &ex, &oof)?;
@@ -471,6 +522,36 @@ pub fn main(a: RouteArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What nested selection maximises: for strong/weak data, the mean APGR of
+/// the gate's two kinds of query (the last input column of a gated row; one
+/// group without a gate), contaminated questions left out as in the
+/// reported figures; for labelled data, ROC AUC.
+fn selection_criterion(scores: &[f32], ex: &[Example], rows: &[Vec<f32>], gated: bool, include_contaminated: bool) -> f64 {
+    let q: Option<Vec<(f64, f64)>> = ex.iter().map(|e| e.qualities).collect();
+    let Some(q) = q else {
+        return metrics::auc(scores, &ex.iter().map(|e| e.cloud).collect::<Vec<_>>()).unwrap_or(0.0);
+    };
+    let mut total = 0.0;
+    let mut n = 0;
+    for kind in if gated { &[true, false][..] } else { &[true][..] } {
+        let kind = *kind;
+        let idx: Vec<usize> = (0..ex.len())
+            .filter(|&i| (include_contaminated || !ex[i].contaminated) && (!gated || rows[i].last().is_some_and(|&g| (g > 0.5) == kind)))
+            .collect();
+        let s: Vec<f32> = idx.iter().map(|&i| scores[i]).collect();
+        let qq: Vec<(f64, f64)> = idx.iter().map(|&i| q[i]).collect();
+        if let Some(p) = metrics::pgr(&s, &qq) {
+            total += p.apgr;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        total / n as f64
+    }
 }
 
 /// Nested cross-validation of the recall-target threshold rule, repeated

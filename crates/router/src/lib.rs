@@ -163,6 +163,11 @@ pub struct Training {
     /// [`fit_head`]. Absent in files written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l2_gate_off: Option<f64>,
+    /// Multiplier of the cheap features after standardisation (their L2
+    /// penalty is divided by its square; see [`train::FitOptions::boost`]).
+    /// Absent = 1, as in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_boost: Option<f64>,
     pub solver: String,
     pub iterations: usize,
     pub converged: bool,
@@ -594,6 +599,7 @@ pub fn train_on_rows(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>], 
             label_mode: spec.label_mode,
             l2: spec.fit.l2,
             l2_gate_off: spec.gate.and(spec.l2_gate_off),
+            feature_boost: (spec.fit.boost != 1.0 && spec.fit.boost_tail > 0).then_some(spec.fit.boost),
             solver: "newton-cholesky".into(),
             iterations: rep.iterations,
             converged: rep.converged,
@@ -727,6 +733,67 @@ pub fn nested_threshold_eval(
     Ok(out)
 }
 
+/// Out-of-fold scores with the fitting hyper-parameters chosen *inside*
+/// each training part (nested cross-validation): for each of `k` outer folds,
+/// every candidate spec in `candidates` (same views, features and gate; they
+/// differ in fit settings) is scored by `inner_k`-fold cross-validation of
+/// the other folds, the one with the highest `criterion(inner scores,
+/// training examples, training rows)` is fitted on those folds and scores the held-out
+/// fold. Returns the scores and the candidate chosen for each outer fold.
+/// The held-out fold takes no part in the choice, so a metric of these
+/// scores is an honest estimate of "tune on this grid, then train".
+#[allow(clippy::type_complexity)]
+pub fn nested_select_scores(
+    candidates: &[TrainSpec],
+    examples: &[Example],
+    rows: &[Vec<f32>],
+    k: usize,
+    inner_k: usize,
+    seed: u64,
+    criterion: &dyn Fn(&[f32], &[Example], &[Vec<f32>]) -> f64,
+) -> Result<(Vec<f32>, Vec<usize>)> {
+    if candidates.is_empty() || k < 2 || k > examples.len() {
+        return Err(RouterError::Train(format!("{} candidates, {k} folds for {} examples", candidates.len(), examples.len())));
+    }
+    let mut groups: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let group_of: Vec<usize> = examples
+        .iter()
+        .map(|e| {
+            let next = groups.len();
+            *groups.entry(e.query.as_str()).or_insert(next)
+        })
+        .collect();
+    let fold_of_group = train::fold_assignment(groups.len(), k, seed);
+    let mut out = vec![0f32; examples.len()];
+    let mut chosen = Vec::with_capacity(k);
+    for f in 0..k {
+        let (tr, te): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| fold_of_group[group_of[i]] != f);
+        if tr.is_empty() || te.is_empty() {
+            continue;
+        }
+        let tr_ex: Vec<Example> = tr.iter().map(|&i| examples[i].clone()).collect();
+        let tr_rows: Vec<Vec<f32>> = tr.iter().map(|&i| rows[i].clone()).collect();
+        let inner_seed = seed.wrapping_mul(31).wrapping_add(f as u64 + 1);
+        let mut best = (f64::NEG_INFINITY, 0);
+        for (c, spec) in candidates.iter().enumerate() {
+            let inner = cross_val_scores(spec, &tr_ex, &tr_rows, inner_k, inner_seed)?;
+            let v = criterion(&inner, &tr_ex, &tr_rows);
+            // Ties keep the earlier candidate (list the simplest first).
+            if v > best.0 {
+                best = (v, c);
+            }
+        }
+        chosen.push(best.1);
+        let spec = &candidates[best.1];
+        let y: Vec<f32> = tr_ex.iter().map(|e| e.target(spec.label_mode)).collect();
+        let (head, _) = fit_head(spec, &tr_rows, &y)?;
+        for &i in &te {
+            out[i] = head.probability(&rows[i]);
+        }
+    }
+    Ok((out, chosen))
+}
+
 /// The spec of a loaded encoder (fingerprint included).
 pub fn embedder_spec(embedder: &Embedder) -> Result<EmbedderSpec> {
     Ok(EmbedderSpec {
@@ -801,6 +868,7 @@ mod tests {
                 label_mode: LabelMode::Soft,
                 l2: 10.0,
                 l2_gate_off: None,
+                feature_boost: None,
                 solver: "newton-cholesky".into(),
                 iterations: 7,
                 converged: true,
@@ -955,6 +1023,27 @@ mod tests {
         let recall: f64 = a.iter().filter_map(|m| m.cloud_recall).sum::<f64>() / a.len() as f64;
         assert!(recall > 0.6, "{recall}");
         assert!(nested_threshold_eval(&spec, &ex, &rows, 1, 4, 3, 0.9).is_err());
+    }
+
+    #[test]
+    fn nested_selection_picks_inside_the_training_folds() {
+        let ex: Vec<Example> = (0..120)
+            .map(|i| Example { id: i.into(), query: format!("q{i}"), cloud: i % 3 == 0, qualities: None, contaminated: false })
+            .collect();
+        let rows: Vec<Vec<f32>> =
+            (0..120).map(|i| vec![if i % 3 == 0 { 1.0 } else { 0.0 } + ((i * 37) % 11) as f32 / 10.0, ((i * 53) % 17) as f32]).collect();
+        let good = TrainSpec { gate: None, ..gated_spec(None) };
+        let mut bad = good.clone();
+        // A penalty so heavy the head is flat: every score ties.
+        bad.fit.l2 = 1e12;
+        let auc = |s: &[f32], e: &[Example], _: &[Vec<f32>]| metrics::auc(s, &e.iter().map(|x| x.cloud).collect::<Vec<_>>()).unwrap_or(0.0);
+        let (scores, chosen) = nested_select_scores(&[bad.clone(), good.clone()], &ex, &rows, 4, 3, 9, &auc).unwrap();
+        assert_eq!(chosen, vec![1; 4], "the informative candidate wins in every outer fold");
+        // With one candidate, nested selection is plain cross-validation.
+        let (one, _) = nested_select_scores(&[good.clone()], &ex, &rows, 4, 3, 9, &auc).unwrap();
+        assert_eq!(one, cross_val_scores(&good, &ex, &rows, 4, 9).unwrap());
+        assert_eq!(scores, one);
+        assert!(nested_select_scores(&[], &ex, &rows, 4, 3, 9, &auc).is_err());
     }
 
     #[test]
