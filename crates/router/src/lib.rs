@@ -1040,7 +1040,7 @@ mod tests {
         let (scores, chosen) = nested_select_scores(&[bad.clone(), good.clone()], &ex, &rows, 4, 3, 9, &auc).unwrap();
         assert_eq!(chosen, vec![1; 4], "the informative candidate wins in every outer fold");
         // With one candidate, nested selection is plain cross-validation.
-        let (one, _) = nested_select_scores(&[good.clone()], &ex, &rows, 4, 3, 9, &auc).unwrap();
+        let (one, _) = nested_select_scores(std::slice::from_ref(&good), &ex, &rows, 4, 3, 9, &auc).unwrap();
         assert_eq!(one, cross_val_scores(&good, &ex, &rows, 4, 9).unwrap());
         assert_eq!(scores, one);
         assert!(nested_select_scores(&[], &ex, &rows, 4, 3, 9, &auc).is_err());
