@@ -159,7 +159,8 @@ enum RouteCmd {
         /// Inner folds of --nested-recall.
         #[arg(long, default_value_t = 5)]
         inner_folds: usize,
-        /// Repeat the (nested) cross-validation with seeds seed, seed+1, ...
+        /// Repeat the (nested) cross-validation with seeds seed, seed+1, ... (each extra seed prints its
+        /// AUC and APGR pooled over all the data to stderr; per-benchmark figures need --scores-out and metrics.py).
         #[arg(long, default_value_t = 1)]
         repeats: usize,
         /// Nested selection: candidate --l2-off values (comma-separated); the out-of-fold
