@@ -39,7 +39,7 @@ struct TrainOpts {
     /// Views of the text to embed, comma-separated: full, head.
     #[arg(long, default_value = "full,head", value_delimiter = ',')]
     views: Vec<String>,
-    /// Cheap features: "all", "none" or a comma-separated list (e.g. log_tokens,log_numbers).
+    /// Cheap features: "all", "math" (all + the word-problem cues), "none" or a comma-separated list (e.g. log_tokens,log_numbers).
     #[arg(long, default_value = "all")]
     features: String,
     /// Targets of strong/weak records: soft ((1 + gain) / 2) or hard (strong better).
@@ -51,6 +51,12 @@ struct TrainOpts {
     /// Separate weights for queries with and without this 0/1 feature (e.g. multiple_choice).
     #[arg(long)]
     gate: Option<String>,
+    /// With --gate: L2 penalty of the queries without the gate feature (--l2 then applies to those with it).
+    #[arg(long, requires = "gate")]
+    l2_off: Option<f64>,
+    /// Multiply the cheap features by this after standardisation (their L2 penalty is divided by its square).
+    #[arg(long, default_value_t = 1.0)]
+    feature_boost: f64,
 }
 
 #[derive(clap::Args, Clone)]
@@ -79,8 +85,15 @@ enum RouteCmd {
         #[command(flatten)]
         opts: TrainOpts,
         /// Calibrate on this data right away (with --target-local/--target-recall).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "calibrate_cv")]
         calibrate: Vec<PathBuf>,
+        /// Or calibrate on K-fold out-of-fold scores of the training data itself
+        /// (each query scored by a head that did not see it), with --target-local/--target-recall.
+        #[arg(long)]
+        calibrate_cv: Option<usize>,
+        /// Seed of the --calibrate-cv folds.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         #[command(flatten)]
         target: Target,
         #[command(flatten)]
@@ -139,6 +152,25 @@ enum RouteCmd {
         scores_out: Option<PathBuf>,
         #[arg(long)]
         include_contaminated: bool,
+        /// Also estimate the held-out recall / false escalation of the rule "threshold
+        /// from out-of-fold scores for this cloud recall" by nested cross-validation.
+        #[arg(long)]
+        nested_recall: Option<f64>,
+        /// Inner folds of --nested-recall.
+        #[arg(long, default_value_t = 5)]
+        inner_folds: usize,
+        /// Repeat the (nested) cross-validation with seeds seed, seed+1, ... (each extra seed prints its
+        /// AUC and APGR pooled over all the data to stderr; per-benchmark figures need --scores-out and metrics.py).
+        #[arg(long, default_value_t = 1)]
+        repeats: usize,
+        /// Nested selection: candidate --l2-off values (comma-separated); the out-of-fold
+        /// scores then come from heads whose settings were chosen by inner CV (mean APGR
+        /// over the gate's two kinds of query, or AUC for labelled data).
+        #[arg(long, value_delimiter = ',')]
+        select_l2_off: Vec<f64>,
+        /// Nested selection: candidate --feature-boost values (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        select_boost: Vec<f64>,
         #[command(flatten)]
         common: Common,
     },
@@ -194,6 +226,7 @@ fn parse_views(v: &[String]) -> Result<Vec<View>> {
 fn parse_features(s: &str) -> Result<Vec<Feature>> {
     match s {
         "all" => Ok(Feature::ALL.to_vec()),
+        "math" => Ok(Feature::ALL.iter().chain(&Feature::MATH).copied().collect()),
         "none" | "" => Ok(Vec::new()),
         list => list
             .split(',')
@@ -203,11 +236,13 @@ fn parse_features(s: &str) -> Result<Vec<Feature>> {
 }
 
 fn train_spec(name: &str, description: &str, o: &TrainOpts, data: &[PathBuf]) -> Result<TrainSpec> {
+    let features = parse_features(&o.features)?;
+    let n_features = features.len();
     Ok(TrainSpec {
         name: name.into(),
         description: description.into(),
         views: parse_views(&o.views)?,
-        features: parse_features(&o.features)?,
+        features,
         gate: match &o.gate {
             None => None,
             Some(g) => match parse_features(g)?.as_slice() {
@@ -216,7 +251,8 @@ fn train_spec(name: &str, description: &str, o: &TrainOpts, data: &[PathBuf]) ->
             },
         },
         label_mode: if o.label == "hard" { LabelMode::Hard } else { LabelMode::Soft },
-        fit: train::FitOptions { l2: o.l2, ..Default::default() },
+        fit: train::FitOptions { l2: o.l2, boost: o.feature_boost, boost_tail: n_features, ..Default::default() },
+        l2_gate_off: o.l2_off,
         data: data.to_vec(),
     })
 }
@@ -301,7 +337,7 @@ fn write_scores(out: &mut dyn Write, ex: &[Example], scores: &[f32]) -> Result<(
 
 pub fn main(a: RouteArgs) -> Result<()> {
     match a.cmd {
-        RouteCmd::Train { data, out, name, description, opts, calibrate: cal_data, target, common } => {
+        RouteCmd::Train { data, out, name, description, opts, calibrate: cal_data, calibrate_cv, seed, target, common } => {
             let spec = train_spec(&name, &description, &opts, &data)?;
             let ex = load_data(&data)?;
             let e = load_embedder(&common)?;
@@ -315,8 +351,14 @@ pub fn main(a: RouteArgs) -> Result<()> {
                 let router = Router::new(file.clone(), e.clone(), "training".into())?;
                 let scores = router.score_texts_cached(&texts(&cex), cache.as_mut())?;
                 calibrate(&mut file, &scores, &cex, &target, &cal_data)?;
+            } else if let Some(k) = calibrate_cv {
+                let oof = hearth_router::cross_val_scores(&spec, &ex, &rows, k, seed)?;
+                calibrate(&mut file, &oof, &ex, &target, &data)?;
+                if let Some(c) = file.calibration.as_mut() {
+                    c.data = data.iter().map(|p| format!("{} ({k}-fold out-of-fold scores, seed {seed})", p.display())).collect();
+                }
             } else if target.target_local.is_some() || target.target_recall.is_some() {
-                bail!("--target-local/--target-recall need --calibrate DATA");
+                bail!("--target-local/--target-recall need --calibrate DATA or --calibrate-cv K");
             }
             let out = out.unwrap_or_else(|| PathBuf::from("routers").join(format!("{name}.json")));
             file.save(&out)?;
@@ -373,13 +415,65 @@ pub fn main(a: RouteArgs) -> Result<()> {
             }
             out.flush()?;
         }
-        RouteCmd::Cv { data, folds, seed, opts, scores_out, include_contaminated, common } => {
+        RouteCmd::Cv {
+            data,
+            folds,
+            seed,
+            opts,
+            scores_out,
+            include_contaminated,
+            nested_recall,
+            inner_folds,
+            repeats,
+            select_l2_off,
+            select_boost,
+            common,
+        } => {
             let spec = train_spec("cv", "", &opts, &data)?;
             let ex = load_data(&data)?;
             let e = load_embedder(&common)?;
             let mut cache = open_cache(&common, &e)?;
             let rows = Featurizer { embedder: &e, views: &spec.views, features: &spec.features, gate: spec.gate, cache: cache.as_mut() }.rows(&texts(&ex))?;
-            let oof = hearth_router::cross_val_scores(&spec, &ex, &rows, folds, seed)?;
+            if let Some(r) = nested_recall {
+                nested_report(&spec, &ex, &rows, folds, inner_folds, seed, repeats.max(1), r)?;
+            }
+            for extra in 1..repeats.max(1) as u64 {
+                let oof = hearth_router::cross_val_scores(&spec, &ex, &rows, folds, seed + extra)?;
+                let cloud: Vec<bool> = ex.iter().map(|e| e.cloud).collect();
+                let auc = metrics::auc(&oof, &cloud);
+                let q: Option<Vec<(f64, f64)>> = ex.iter().map(|e| e.qualities).collect();
+                let keep: Vec<usize> = (0..ex.len()).filter(|&i| include_contaminated || !ex[i].contaminated).collect();
+                let apgr = q.and_then(|q| {
+                    metrics::pgr(&keep.iter().map(|&i| oof[i]).collect::<Vec<_>>(), &keep.iter().map(|&i| q[i]).collect::<Vec<_>>())
+                });
+                eprintln!("{}", json!({"seed": seed + extra, "auc": auc, "apgr": apgr.map(|p| p.apgr)}));
+            }
+            let oof = if select_l2_off.is_empty() && select_boost.is_empty() {
+                hearth_router::cross_val_scores(&spec, &ex, &rows, folds, seed)?
+            } else {
+                let l2s = if select_l2_off.is_empty() { vec![spec.l2_gate_off.unwrap_or(spec.fit.l2)] } else { select_l2_off };
+                let boosts = if select_boost.is_empty() { vec![spec.fit.boost] } else { select_boost };
+                let mut cands = Vec::new();
+                for &b in &boosts {
+                    for &l in &l2s {
+                        let mut c = spec.clone();
+                        c.fit.boost = b;
+                        if c.gate.is_some() {
+                            c.l2_gate_off = Some(l);
+                        } else {
+                            c.fit.l2 = l;
+                        }
+                        cands.push(c);
+                    }
+                }
+                let (keep_all, gated) = (include_contaminated, spec.gate.is_some());
+                let criterion = move |sc: &[f32], ex: &[Example], rows: &[Vec<f32>]| selection_criterion(sc, ex, rows, gated, keep_all);
+                let (oof, chosen) = hearth_router::nested_select_scores(&cands, &ex, &rows, folds, inner_folds, seed, &criterion)?;
+                let picked: Vec<serde_json::Value> =
+                    chosen.iter().map(|&c| json!({"l2_off": l2s[c % l2s.len()], "boost": boosts[c / l2s.len()]})).collect();
+                eprintln!("{}", json!({"nested_selection": picked}));
+                oof
+            };
             if let Some(p) = &scores_out {
                 let mut f = std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?);
                 write_scores(&mut f, &ex, &oof)?;
@@ -428,6 +522,72 @@ pub fn main(a: RouteArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// What nested selection maximises: for strong/weak data, the mean APGR of
+/// the gate's two kinds of query (the last input column of a gated row; one
+/// group without a gate), contaminated questions left out as in the
+/// reported figures; for labelled data, ROC AUC.
+fn selection_criterion(scores: &[f32], ex: &[Example], rows: &[Vec<f32>], gated: bool, include_contaminated: bool) -> f64 {
+    let q: Option<Vec<(f64, f64)>> = ex.iter().map(|e| e.qualities).collect();
+    let Some(q) = q else {
+        return metrics::auc(scores, &ex.iter().map(|e| e.cloud).collect::<Vec<_>>()).unwrap_or(0.0);
+    };
+    let mut total = 0.0;
+    let mut n = 0;
+    for kind in if gated { &[true, false][..] } else { &[true][..] } {
+        let kind = *kind;
+        let idx: Vec<usize> = (0..ex.len())
+            .filter(|&i| (include_contaminated || !ex[i].contaminated) && (!gated || rows[i].last().is_some_and(|&g| (g > 0.5) == kind)))
+            .collect();
+        let s: Vec<f32> = idx.iter().map(|&i| scores[i]).collect();
+        let qq: Vec<(f64, f64)> = idx.iter().map(|&i| q[i]).collect();
+        if let Some(p) = metrics::pgr(&s, &qq) {
+            total += p.apgr;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        total / n as f64
+    }
+}
+
+/// Nested cross-validation of the recall-target threshold rule, repeated
+/// over seeds: one JSON line per repeat (fold means) and a summary line
+/// with the mean and standard deviation over all held-out folds.
+#[allow(clippy::too_many_arguments)]
+fn nested_report(spec: &TrainSpec, ex: &[Example], rows: &[Vec<f32>], k: usize, inner: usize, seed: u64, repeats: usize, recall: f64) -> Result<()> {
+    let mut all = Vec::new();
+    for r in 0..repeats as u64 {
+        let folds = hearth_router::nested_threshold_eval(spec, ex, rows, k, inner, seed + r, recall)?;
+        let mean = |f: &dyn Fn(&ClassMetrics) -> Option<f64>| {
+            let v: Vec<f64> = folds.iter().filter_map(f).collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        };
+        eprintln!(
+            "{}",
+            json!({"nested_seed": seed + r, "folds": folds.len(), "cloud_recall": mean(&|m| m.cloud_recall),
+                   "false_escalation": mean(&|m| m.false_escalation), "local_share": mean(&|m| Some(m.local_share))})
+        );
+        all.extend(folds);
+    }
+    let stat = |f: &dyn Fn(&ClassMetrics) -> Option<f64>| {
+        let v: Vec<f64> = all.iter().filter_map(f).collect();
+        let n = v.len().max(1) as f64;
+        let m = v.iter().sum::<f64>() / n;
+        let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+        let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        json!({"mean": m, "sd": sd, "min": lo, "max": hi})
+    };
+    println!(
+        "{}",
+        json!({"nested": {"target_recall": recall, "outer_folds": k, "inner_folds": inner, "repeats": repeats, "held_out_folds": all.len(),
+               "cloud_recall": stat(&|m| m.cloud_recall), "false_escalation": stat(&|m| m.false_escalation),
+               "local_share": stat(&|m| Some(m.local_share))}})
+    );
     Ok(())
 }
 

@@ -158,6 +158,16 @@ pub struct Training {
     pub n_cloud: usize,
     pub label_mode: LabelMode,
     pub l2: f64,
+    /// L2 penalty of the gate-off block of a gated head, when it differs
+    /// from `l2` (which then applies to the gate-on block); see
+    /// [`fit_head`]. Absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l2_gate_off: Option<f64>,
+    /// Multiplier of the cheap features after standardisation (their L2
+    /// penalty is divided by its square; see [`train::FitOptions::boost`]).
+    /// Absent = 1, as in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_boost: Option<f64>,
     pub solver: String,
     pub iterations: usize,
     pub converged: bool,
@@ -319,6 +329,7 @@ pub fn gate_expand(row: Vec<f32>, g: f32) -> Vec<f32> {
 
 impl Featurizer<'_> {
     /// One input row per text, all views of all texts embedded as one batch.
+    /// Each text is trimmed of leading and trailing whitespace first.
     pub fn rows(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let dim = self.embedder.dim();
         // Each distinct view text is embedded once (a one-line query's head
@@ -328,7 +339,7 @@ impl Featurizer<'_> {
         let mut slot = Vec::with_capacity(texts.len() * self.views.len());
         for t in texts {
             for v in self.views {
-                let vt = v.apply(t);
+                let vt = v.apply(t.trim());
                 let next = unique.len();
                 let k = *index.entry(vt).or_insert(next);
                 if k == next {
@@ -343,14 +354,19 @@ impl Featurizer<'_> {
         };
         let mut out = Vec::with_capacity(texts.len());
         for (i, t) in texts.iter().enumerate() {
+            // Leading and trailing whitespace says nothing about the query,
+            // but a leading line break would empty the instruction head and
+            // add lines; every view and feature sees the trimmed text.
+            let t = t.trim();
             let mut row = Vec::with_capacity(self.views.len() * dim + self.features.len());
             for &k in &slot[i * self.views.len()..(i + 1) * self.views.len()] {
                 row.extend_from_slice(&embs[k]);
             }
             if !self.features.is_empty() || self.gate.is_some() {
                 let stats = TextStats::of(t);
+                let math = features::needs_math(self.features).then(|| features::MathStats::of(t));
                 let tokens = self.embedder.count_tokens(t)?;
-                let value = |f| features::value(f, &stats, tokens, self.embedder.max_tokens());
+                let value = |f| features::value_with(f, &stats, math.as_ref(), tokens, self.embedder.max_tokens());
                 row.extend(self.features.iter().map(|&f| value(f)));
                 if let Some(g) = self.gate {
                     row = gate_expand(row, if value(g) > 0.5 { 1.0 } else { 0.0 });
@@ -540,6 +556,9 @@ pub struct TrainSpec {
     pub gate: Option<Feature>,
     pub label_mode: LabelMode,
     pub fit: train::FitOptions,
+    /// With a gate: the L2 penalty of the gate-off block (`fit.l2` applies
+    /// to the gate-on block); `None` = `fit.l2` for both.
+    pub l2_gate_off: Option<f64>,
     /// Training files, for provenance.
     pub data: Vec<PathBuf>,
 }
@@ -559,7 +578,7 @@ pub fn files_sha256(files: &[PathBuf]) -> Result<String> {
 /// ½); calibrate it afterwards.
 pub fn train_on_rows(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>], embedder: EmbedderSpec) -> Result<RouterFile> {
     let y: Vec<f32> = examples.iter().map(|e| e.target(spec.label_mode)).collect();
-    let (head, rep) = train::fit_logistic(rows, &y, &spec.fit)?;
+    let (head, rep) = fit_head(spec, rows, &y)?;
     let file = RouterFile {
         format: FORMAT.into(),
         version: FORMAT_VERSION,
@@ -579,6 +598,8 @@ pub fn train_on_rows(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>], 
             n_cloud: examples.iter().filter(|e| e.cloud).count(),
             label_mode: spec.label_mode,
             l2: spec.fit.l2,
+            l2_gate_off: spec.gate.and(spec.l2_gate_off),
+            feature_boost: (spec.fit.boost != 1.0 && spec.fit.boost_tail > 0).then_some(spec.fit.boost),
             solver: "newton-cholesky".into(),
             iterations: rep.iterations,
             converged: rep.converged,
@@ -587,6 +608,190 @@ pub fn train_on_rows(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>], 
     };
     file.validate().map_err(RouterError::Train)?;
     Ok(file)
+}
+
+/// Fits the head of `spec` to input rows (from a [`Featurizer`] with the
+/// spec's views, features and gate) and targets.
+///
+/// Without a gate: one logistic head. With a gate, the rows are
+/// `[r · g, r · (1 − g), g]` ([`gate_expand`]) and the two kinds of query
+/// share no weight, so the head is fitted as two independent logistic
+/// regressions, one per kind, each standardised on its own rows and with its
+/// own L2 (`fit.l2` for gate-on rows, `l2_gate_off` for the others): the
+/// kinds differ in size (RouteLLM's 7,000 multiple-choice MMLU questions
+/// against 700 free-form ones), and the penalty that suits one
+/// over-regularises the other. The two heads are then written as one
+/// [`LinearHead`] over the gated row (same file format): each block keeps
+/// its own mean, scale and weights, and the bias and the gate column's
+/// weight absorb the constant a zeroed block contributes, so the combined
+/// logit equals the block head's logit for every row. The solver report is
+/// the gate-on block's, with the iterations of both added.
+pub fn fit_head(spec: &TrainSpec, rows: &[Vec<f32>], y: &[f32]) -> Result<(LinearHead, train::FitReport)> {
+    if spec.gate.is_none() {
+        return train::fit_logistic(rows, y, &spec.fit);
+    }
+    let p = rows.first().map_or(0, Vec::len);
+    if p % 2 != 1 || rows.iter().any(|r| r.len() != p) {
+        return Err(RouterError::Train(format!("gated rows must have 2·d + 1 values and equal lengths, row 0 has {p}")));
+    }
+    let d = p / 2;
+    let mut blocks: [(Vec<Vec<f32>>, Vec<f32>); 2] = Default::default();
+    for (r, &t) in rows.iter().zip(y) {
+        // Gate-on rows carry x in the first block; gate-off rows in the second.
+        let on = r[p - 1] > 0.5;
+        let (rs, ys) = &mut blocks[usize::from(!on)];
+        rs.push(if on { r[..d].to_vec() } else { r[d..2 * d].to_vec() });
+        ys.push(t);
+    }
+    let l2 = [spec.fit.l2, spec.l2_gate_off.unwrap_or(spec.fit.l2)];
+    let mut heads = Vec::with_capacity(2);
+    let mut report = train::FitReport { iterations: 0, converged: true, objective: 0.0 };
+    for (b, (rs, ys)) in blocks.iter().enumerate() {
+        if rs.is_empty() {
+            // No query of this kind: a flat head at the other kind's base rate
+            // would be a guess too; probability ½ (logit 0) is the neutral one.
+            heads.push(LinearHead { mean: vec![0.0; d], scale: vec![1.0; d], weights: vec![0.0; d], bias: 0.0 });
+            continue;
+        }
+        let (h, rep) = train::fit_logistic(rs, ys, &train::FitOptions { l2: l2[b], ..spec.fit })?;
+        if b == 0 {
+            report.objective = rep.objective;
+            report.converged = rep.converged;
+        }
+        report.iterations += rep.iterations;
+        heads.push(h);
+    }
+    // What a block adds to the logit when its inputs are all zero, computed
+    // exactly as `LinearHead::logit` does.
+    let zero_part = |h: &LinearHead| -> f64 {
+        h.mean.iter().zip(&h.scale).zip(&h.weights).map(|((&m, &s), &w)| f64::from(w) * f64::from((0.0f32 - m) / s)).sum()
+    };
+    let (on, off) = (&heads[0], &heads[1]);
+    let bias = f64::from(off.bias) - zero_part(on);
+    let gate_w = f64::from(on.bias) - zero_part(off) - bias;
+    let cat = |a: &[f32], b: &[f32], last: f32| a.iter().chain(b).copied().chain(std::iter::once(last)).collect::<Vec<f32>>();
+    let head = LinearHead {
+        mean: cat(&on.mean, &off.mean, 0.0),
+        scale: cat(&on.scale, &off.scale, 1.0),
+        weights: cat(&on.weights, &off.weights, gate_w as f32),
+        bias: bias as f32,
+    };
+    if !head.weights.iter().all(|w| w.is_finite()) || !head.bias.is_finite() {
+        return Err(RouterError::Train("the combined gated head is not finite".into()));
+    }
+    Ok((head, report))
+}
+
+/// Held-out recall and false escalation of a threshold *rule*: "choose the
+/// threshold that reaches `target_recall` on out-of-fold scores of the
+/// training data". For each of `k` outer folds (shuffled with `seed`), the
+/// threshold is chosen from `inner_k`-fold out-of-fold scores of the other
+/// folds, a head is fitted on those folds, and the held-out fold is scored
+/// and classified at that threshold. Nothing of the held-out fold is used
+/// for either the head or the threshold, so the figures estimate what the
+/// shipped router (same rule on all the data) does on unseen queries.
+pub fn nested_threshold_eval(
+    spec: &TrainSpec,
+    examples: &[Example],
+    rows: &[Vec<f32>],
+    k: usize,
+    inner_k: usize,
+    seed: u64,
+    target_recall: f64,
+) -> Result<Vec<metrics::ClassMetrics>> {
+    if k < 2 || k > examples.len() {
+        return Err(RouterError::Train(format!("{k} folds for {} examples", examples.len())));
+    }
+    let mut groups: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let group_of: Vec<usize> = examples
+        .iter()
+        .map(|e| {
+            let next = groups.len();
+            *groups.entry(e.query.as_str()).or_insert(next)
+        })
+        .collect();
+    let fold_of_group = train::fold_assignment(groups.len(), k, seed);
+    let mut out = Vec::with_capacity(k);
+    for f in 0..k {
+        let (tr, te): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| fold_of_group[group_of[i]] != f);
+        if tr.is_empty() || te.is_empty() {
+            continue;
+        }
+        let tr_ex: Vec<Example> = tr.iter().map(|&i| examples[i].clone()).collect();
+        let tr_rows: Vec<Vec<f32>> = tr.iter().map(|&i| rows[i].clone()).collect();
+        // Inner folds use their own seed so they do not mirror the outer split.
+        let inner = cross_val_scores(spec, &tr_ex, &tr_rows, inner_k, seed.wrapping_mul(31).wrapping_add(f as u64 + 1))?;
+        let tr_cloud: Vec<bool> = tr_ex.iter().map(|e| e.cloud).collect();
+        let t = metrics::threshold_for_recall(&inner, &tr_cloud, target_recall)
+            .ok_or_else(|| RouterError::Train(format!("fold {f}: no cloud-labelled training queries for a recall target")))?;
+        let y: Vec<f32> = tr_ex.iter().map(|e| e.target(spec.label_mode)).collect();
+        let (head, _) = fit_head(spec, &tr_rows, &y)?;
+        let scores: Vec<f32> = te.iter().map(|&i| head.probability(&rows[i])).collect();
+        let cloud: Vec<bool> = te.iter().map(|&i| examples[i].cloud).collect();
+        out.push(metrics::classify(&scores, &cloud, t));
+    }
+    Ok(out)
+}
+
+/// Out-of-fold scores with the fitting hyper-parameters chosen *inside*
+/// each training part (nested cross-validation): for each of `k` outer folds,
+/// every candidate spec in `candidates` (same views, features and gate; they
+/// differ in fit settings) is scored by `inner_k`-fold cross-validation of
+/// the other folds, the one with the highest `criterion(inner scores,
+/// training examples, training rows)` is fitted on those folds and scores the held-out
+/// fold. Returns the scores and the candidate chosen for each outer fold.
+/// The held-out fold takes no part in the choice, so a metric of these
+/// scores is an honest estimate of "tune on this grid, then train".
+#[allow(clippy::type_complexity)]
+pub fn nested_select_scores(
+    candidates: &[TrainSpec],
+    examples: &[Example],
+    rows: &[Vec<f32>],
+    k: usize,
+    inner_k: usize,
+    seed: u64,
+    criterion: &dyn Fn(&[f32], &[Example], &[Vec<f32>]) -> f64,
+) -> Result<(Vec<f32>, Vec<usize>)> {
+    if candidates.is_empty() || k < 2 || k > examples.len() {
+        return Err(RouterError::Train(format!("{} candidates, {k} folds for {} examples", candidates.len(), examples.len())));
+    }
+    let mut groups: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let group_of: Vec<usize> = examples
+        .iter()
+        .map(|e| {
+            let next = groups.len();
+            *groups.entry(e.query.as_str()).or_insert(next)
+        })
+        .collect();
+    let fold_of_group = train::fold_assignment(groups.len(), k, seed);
+    let mut out = vec![0f32; examples.len()];
+    let mut chosen = Vec::with_capacity(k);
+    for f in 0..k {
+        let (tr, te): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| fold_of_group[group_of[i]] != f);
+        if tr.is_empty() || te.is_empty() {
+            continue;
+        }
+        let tr_ex: Vec<Example> = tr.iter().map(|&i| examples[i].clone()).collect();
+        let tr_rows: Vec<Vec<f32>> = tr.iter().map(|&i| rows[i].clone()).collect();
+        let inner_seed = seed.wrapping_mul(31).wrapping_add(f as u64 + 1);
+        let mut best = (f64::NEG_INFINITY, 0);
+        for (c, spec) in candidates.iter().enumerate() {
+            let inner = cross_val_scores(spec, &tr_ex, &tr_rows, inner_k, inner_seed)?;
+            let v = criterion(&inner, &tr_ex, &tr_rows);
+            // Ties keep the earlier candidate (list the simplest first).
+            if v > best.0 {
+                best = (v, c);
+            }
+        }
+        chosen.push(best.1);
+        let spec = &candidates[best.1];
+        let y: Vec<f32> = tr_ex.iter().map(|e| e.target(spec.label_mode)).collect();
+        let (head, _) = fit_head(spec, &tr_rows, &y)?;
+        for &i in &te {
+            out[i] = head.probability(&rows[i]);
+        }
+    }
+    Ok((out, chosen))
 }
 
 /// The spec of a loaded encoder (fingerprint included).
@@ -630,7 +835,7 @@ pub fn cross_val_scores(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>
         if test.is_empty() || tr_rows.is_empty() {
             continue;
         }
-        let (head, _) = train::fit_logistic(&tr_rows, &tr_y, &spec.fit)?;
+        let (head, _) = fit_head(spec, &tr_rows, &tr_y)?;
         for i in test {
             out[i] = head.probability(&rows[i]);
         }
@@ -662,6 +867,8 @@ mod tests {
                 n_cloud: 3,
                 label_mode: LabelMode::Soft,
                 l2: 10.0,
+                l2_gate_off: None,
+                feature_boost: None,
                 solver: "newton-cholesky".into(),
                 iterations: 7,
                 converged: true,
@@ -742,6 +949,115 @@ mod tests {
         assert_eq!(RouterFile::from_json(&f.to_json(), "g").unwrap(), f);
     }
 
+    fn gated_spec(l2_off: Option<f64>) -> TrainSpec {
+        TrainSpec {
+            name: "g".into(),
+            description: String::new(),
+            views: vec![View::Full],
+            features: vec![],
+            gate: Some(Feature::MultipleChoice),
+            label_mode: LabelMode::Hard,
+            fit: train::FitOptions { l2: 1.0, ..Default::default() },
+            l2_gate_off: l2_off,
+            data: vec![],
+        }
+    }
+
+    /// Rows of two kinds whose signal sits in different columns.
+    fn gated_rows(n: usize) -> (Vec<Vec<f32>>, Vec<f32>) {
+        let mut rows = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let g = (i % 3 == 0) as u8 as f32;
+            let c = ((i / 3) % 2) as f32;
+            let noise = ((i * 7919) % 13) as f32 / 13.0 - 0.5;
+            let r = if g > 0.5 { vec![c + noise, 5.0 + noise] } else { vec![3.0 + noise, 2.0 * c - noise] };
+            rows.push(gate_expand(r, g));
+            y.push(c);
+        }
+        (rows, y)
+    }
+
+    #[test]
+    fn a_gated_head_is_two_independent_heads() {
+        let (rows, y) = gated_rows(120);
+        for l2_off in [None, Some(30.0)] {
+            let spec = gated_spec(l2_off);
+            let (h, rep) = fit_head(&spec, &rows, &y).unwrap();
+            assert!(rep.converged);
+            assert_eq!(h, fit_head(&spec, &rows, &y).unwrap().0, "deterministic");
+            // Each block fitted alone gives the same logits as the combined head.
+            for (on, l2) in [(true, 1.0), (false, l2_off.unwrap_or(1.0))] {
+                let idx: Vec<usize> = (0..rows.len()).filter(|&i| (rows[i][4] > 0.5) == on).collect();
+                let sub: Vec<Vec<f32>> = idx.iter().map(|&i| if on { rows[i][..2].to_vec() } else { rows[i][2..4].to_vec() }).collect();
+                let ys: Vec<f32> = idx.iter().map(|&i| y[i]).collect();
+                let (b, _) = train::fit_logistic(&sub, &ys, &train::FitOptions { l2, ..Default::default() }).unwrap();
+                for (k, &i) in idx.iter().enumerate() {
+                    assert!((h.logit(&rows[i]) - b.logit(&sub[k])).abs() < 1e-3, "row {i}: {} vs {}", h.logit(&rows[i]), b.logit(&sub[k]));
+                }
+            }
+        }
+        // A heavier penalty on the gate-off block shrinks only its weights.
+        let (a, _) = fit_head(&gated_spec(None), &rows, &y).unwrap();
+        let (b, _) = fit_head(&gated_spec(Some(1e4)), &rows, &y).unwrap();
+        assert_eq!(a.weights[..2], b.weights[..2]);
+        assert!(b.weights[3].abs() < 0.1 * a.weights[3].abs(), "{:?} vs {:?}", a.weights, b.weights);
+        // Ungated rows of the wrong shape are refused, not mis-split.
+        assert!(matches!(fit_head(&gated_spec(None), &[vec![1.0, 2.0]], &[1.0]), Err(RouterError::Train(_))));
+    }
+
+    #[test]
+    fn nested_threshold_evaluation_is_held_out_and_deterministic() {
+        let ex: Vec<Example> = (0..200)
+            .map(|i| Example { id: i.into(), query: format!("q{i}"), cloud: i % 4 == 0, qualities: None, contaminated: false })
+            .collect();
+        // Column 0 carries the label with overlap; column 1 is noise.
+        let rows: Vec<Vec<f32>> =
+            (0..200).map(|i| vec![if i % 4 == 0 { 1.0 } else { 0.0 } + ((i * 37) % 11) as f32 / 8.0, ((i * 53) % 17) as f32]).collect();
+        let spec = TrainSpec { gate: None, ..gated_spec(None) };
+        let a = nested_threshold_eval(&spec, &ex, &rows, 5, 4, 3, 0.9).unwrap();
+        assert_eq!(a.len(), 5);
+        assert_eq!(a, nested_threshold_eval(&spec, &ex, &rows, 5, 4, 3, 0.9).unwrap());
+        // 200 examples in 5 folds: each held-out fold is a fifth.
+        assert!(a.iter().all(|m| m.n == 40));
+        let recall: f64 = a.iter().filter_map(|m| m.cloud_recall).sum::<f64>() / a.len() as f64;
+        assert!(recall > 0.6, "{recall}");
+        assert!(nested_threshold_eval(&spec, &ex, &rows, 1, 4, 3, 0.9).is_err());
+    }
+
+    #[test]
+    fn nested_selection_picks_inside_the_training_folds() {
+        let ex: Vec<Example> = (0..120)
+            .map(|i| Example { id: i.into(), query: format!("q{i}"), cloud: i % 3 == 0, qualities: None, contaminated: false })
+            .collect();
+        let rows: Vec<Vec<f32>> =
+            (0..120).map(|i| vec![if i % 3 == 0 { 1.0 } else { 0.0 } + ((i * 37) % 11) as f32 / 10.0, ((i * 53) % 17) as f32]).collect();
+        let good = TrainSpec { gate: None, ..gated_spec(None) };
+        let mut bad = good.clone();
+        // A penalty so heavy the head is flat: every score ties.
+        bad.fit.l2 = 1e12;
+        let auc = |s: &[f32], e: &[Example], _: &[Vec<f32>]| metrics::auc(s, &e.iter().map(|x| x.cloud).collect::<Vec<_>>()).unwrap_or(0.0);
+        let (scores, chosen) = nested_select_scores(&[bad.clone(), good.clone()], &ex, &rows, 4, 3, 9, &auc).unwrap();
+        assert_eq!(chosen, vec![1; 4], "the informative candidate wins in every outer fold");
+        // With one candidate, nested selection is plain cross-validation.
+        let (one, _) = nested_select_scores(std::slice::from_ref(&good), &ex, &rows, 4, 3, 9, &auc).unwrap();
+        assert_eq!(one, cross_val_scores(&good, &ex, &rows, 4, 9).unwrap());
+        assert_eq!(scores, one);
+        assert!(nested_select_scores(&[], &ex, &rows, 4, 3, 9, &auc).is_err());
+    }
+
+    #[test]
+    fn files_without_the_newer_optional_fields_load() {
+        let f = tiny_file();
+        let text = f.to_json();
+        assert!(!text.contains("l2_gate_off"), "an unset field is not written, so older readers see the old layout");
+        assert_eq!(RouterFile::from_json(&text, "old").unwrap(), f);
+        let mut g = tiny_file();
+        g.training.l2_gate_off = Some(300.0);
+        g.features = vec![Feature::LogUnitWords];
+        assert_eq!(RouterFile::from_json(&g.to_json(), "new").unwrap(), g);
+    }
+
     #[test]
     fn views_cut_the_instruction_head() {
         assert_eq!(View::Head.apply("Summarize this:\n\nlong text"), "Summarize this:");
@@ -768,6 +1084,7 @@ mod tests {
             gate: None,
             label_mode: LabelMode::Hard,
             fit: train::FitOptions { l2: 1.0, ..Default::default() },
+            l2_gate_off: None,
             data: vec![],
         };
         let a = cross_val_scores(&spec, &ex, &rows, 5, 1).unwrap();

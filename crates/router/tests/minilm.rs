@@ -100,6 +100,7 @@ fn training_end_to_end_is_deterministic() {
         gate: None,
         label_mode: hearth_router::LabelMode::Soft,
         fit: hearth_router::train::FitOptions::default(),
+        l2_gate_off: None,
         data: vec![path.clone()],
     };
     let texts: Vec<&str> = ex.iter().map(|x| x.query.as_str()).collect();
@@ -114,4 +115,85 @@ fn training_end_to_end_is_deterministic() {
     let scores = r.score_texts(&texts).unwrap();
     let cloud: Vec<bool> = ex.iter().map(|x| x.cloud).collect();
     assert!(hearth_router::metrics::auc(&scores, &cloud).unwrap() > 0.9);
+}
+
+#[test]
+fn shipped_routers_score_awkward_inputs_finitely_and_deterministically() {
+    let Some(dir) = model_dir() else { return };
+    let e = embedder(&dir);
+    let long = "Please compare the revenue of every region in the attached table and explain the trend. ".repeat(40);
+    let inputs = [
+        "",
+        "   ",
+        "Translate this sentence into French.",
+        "TRANSLATE THIS SENTENCE INTO FRENCH.",
+        "  \n\tTranslate this sentence into French.\n\n  ",
+        "Übersetze diesen Satz ins Französische, bitte.",
+        "この文を英語に翻訳してください。",
+        "Переведи это предложение на английский.",
+        "🙂🙂🙂 ???",
+        long.as_str(),
+    ];
+    for name in ["default", "routellm"] {
+        let r = Router::new(shipped(name), e.clone(), name.into()).unwrap();
+        let a = r.score_texts(&inputs).unwrap();
+        let b = r.score_texts(&inputs).unwrap();
+        assert_eq!(a, b, "{name}: scores must be deterministic");
+        for (s, t) in a.iter().zip(&inputs) {
+            assert!(s.is_finite() && (0.0..=1.0).contains(s), "{name}: {s} for {t:?}");
+        }
+        // Alone or in a batch, the same score (within float noise).
+        for (i, t) in inputs.iter().enumerate() {
+            assert!((r.score_text(t).unwrap() - a[i]).abs() < 1e-4, "{name}: {t:?}");
+        }
+        // Case and surrounding whitespace do not move the score (the encoder
+        // is uncased; the router trims), so they cannot flip a decision.
+        assert!((a[3] - a[2]).abs() < 1e-6 && (a[4] - a[2]).abs() < 1e-6, "{name}: {:?}", &a[2..5]);
+        // The long input is past the encoder's 256 tokens and still decided.
+        assert!(e.count_tokens(&long).unwrap() > 256);
+        assert!(r.decide(&long).is_ok());
+    }
+}
+
+#[test]
+fn a_router_file_from_before_per_block_l2_still_loads() {
+    // The file format gained optional fields (training.l2_gate_off) and new
+    // feature names; a file written before them must load unchanged.
+    let Some(dir) = model_dir() else { return };
+    let mut f = shipped("routellm");
+    f.training.l2_gate_off = None;
+    f.features = hearth_router::features::Feature::ALL.to_vec();
+    let d = f.views.len() * f.embedder.dim + f.features.len();
+    let hearth_router::Head::Logistic(h) = &mut f.head;
+    for v in [&mut h.mean, &mut h.weights] {
+        v.resize(2 * d + 1, 0.0);
+    }
+    h.scale.resize(2 * d + 1, 1.0);
+    let text = f.to_json();
+    assert!(!text.contains("l2_gate_off") && !text.contains("log_unit_words"));
+    let back = RouterFile::from_json(&text, "old.json").unwrap();
+    let r = Router::new(back, embedder(&dir), "old".into()).unwrap();
+    assert!(r.score_text("What is 2 + 3?").unwrap().is_finite());
+}
+
+#[test]
+fn the_default_router_keeps_its_decision_under_paraphrase_and_translation() {
+    let Some(dir) = model_dir() else { return };
+    let r = Router::new(shipped("default"), embedder(&dir), "default".into()).unwrap();
+    let local = [
+        "Translate \"see you tomorrow\" into Spanish.",
+        "Could you please translate \"see you tomorrow\" to Spanish for me?",
+        "Traduce \"see you tomorrow\" al español.",
+    ];
+    let cloud = [
+        "Design a multi-region, fault-tolerant event-sourcing architecture for a payments platform, compare three consistency models and derive the failure modes of each, with a migration plan from our monolith.",
+        "We need an architecture for payments that runs in several regions and survives failures, built on event sourcing: compare three consistency models, work out how each one fails, and plan the migration off our monolith.",
+        "Diseña una arquitectura de event sourcing multirregión y tolerante a fallos para una plataforma de pagos, compara tres modelos de consistencia y deriva los modos de fallo de cada uno, con un plan de migración desde nuestro monolito.",
+    ];
+    for q in local {
+        assert!(!r.decide(q).unwrap().cloud, "{q}");
+    }
+    for q in cloud {
+        assert!(r.decide(q).unwrap().cloud, "{q}");
+    }
 }
