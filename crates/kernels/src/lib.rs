@@ -127,6 +127,7 @@ pub mod attn;
 pub mod blocks;
 pub mod fp;
 pub mod reference;
+pub mod repack;
 mod simd;
 
 pub use hearth_formats::GgmlType;
