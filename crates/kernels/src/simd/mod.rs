@@ -401,8 +401,8 @@ mod avx2 {
         static SUMS: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
 
-    /// Drives the x8 kernels: activation rows four at a time (prefill),
-    /// else two or one with two row groups per pass (decode, small batches).
+    /// Drives the x8 kernels: activation rows four at a time (prefill,
+    /// batches), then two (two row groups per pass) or one (one group).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn matmul_packed(
         vnni: bool,
@@ -483,12 +483,11 @@ mod avx2 {
                     }
                     t0 += 2;
                 } else {
-                    let mut g = 0;
-                    while g + 2 <= groups {
-                        run!(x, 2, 1, g, t0);
-                        g += 2;
-                    }
-                    if g < groups {
+                    // One group per pass: a single sequential stream reads
+                    // from DRAM faster than two interleaved ones (decode;
+                    // `cargo bench -p hearth-kernels -- --big`, p1 column:
+                    // Q5_0 n=896 33 vs 69 ns/row, Q8_0 56 vs 104).
+                    for g in 0..groups {
                         run!(x, 1, 1, g, t0);
                     }
                     t0 += 1;
