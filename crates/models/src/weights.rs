@@ -8,7 +8,9 @@
 //! with `madvise(MADV_DONTNEED)` as they are consumed, so the process holds
 //! one copy of the weights, not two. [`Weight::bytes`] still returns the
 //! original GGUF bytes (the OS re-reads them from the file if something,
-//! e.g. a LoRA merge, asks for them). Owned weights are not repacked.
+//! e.g. a LoRA merge, asks for them). Owned weights and tensors of in-memory
+//! images (Hugging Face folders converted on the fly) are not repacked:
+//! there the packed copy would be a second copy.
 //!
 //! Shape convention (silently corrupts output if wrong): a matrix is `rows`
 //! rows of `cols` elements; GGUF writes its dims as `[cols, rows]` (ggml
@@ -92,7 +94,7 @@ impl Weight {
 
     /// Repacks a file-mapped matrix into the kernels' x8 layout when its
     /// type has one and this CPU has kernels for it (else, and for owned
-    /// weights, does nothing). `HEARTH_NO_REPACK=1` in the environment turns
+    /// weights or in-memory images, does nothing). `HEARTH_NO_REPACK=1` in the environment turns
     /// this off (A/B measurements). The mapped pages are released piece by
     /// piece while packing, so peak memory grows by one piece (~4 MiB), not
     /// by the matrix.
@@ -102,7 +104,11 @@ impl Weight {
             return;
         }
         let Storage::Mapped { file, .. } = &self.storage else { return };
-        let mapped = file.is_mapped();
+        // An in-memory image is the only copy of its bytes: packing it would
+        // double the memory, so it keeps the GGUF layout.
+        if !file.is_mapped() {
+            return;
+        }
         let file = Arc::clone(file);
         let (ty, cols, rows, rb) = (self.ty, self.cols, self.rows, self.row_bytes());
         let src = self.bytes();
@@ -116,9 +122,7 @@ impl Weight {
             let d1 = d0 + repack::packed_bytes(ty, cols, r1 - r0);
             let piece = &src[r0 * rb..r1 * rb];
             repack::pack(ty, cols, piece, r1 - r0, &mut dst[d0..d1]);
-            if mapped {
-                release_pages(piece);
-            }
+            release_pages(piece);
             r0 = r1;
         }
         drop(file);
