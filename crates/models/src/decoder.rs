@@ -16,6 +16,15 @@
 //! product; Q is rounded to f16 before `K·q` and the attention weights are
 //! rounded to f16 before `P·V`, because llama.cpp's (non-flash) attention
 //! multiplies an f16 cache with f16-converted operands.
+//!
+//! Q4_0/Q5_0/Q8_0 matrices are repacked at load (see [`Decoder::new`]) and
+//! multiplied by `hearth_kernels::repack`: exact integer sums per block and
+//! one float multiply-add per block, as in llama.cpp's repacked CPU kernels
+//! rather than its plain `vec_dot` (a float-rounding difference, within the
+//! fidelity tests' bounds, which were derived with llama.cpp's repacked
+//! paths too). That order is the same for one token,
+//! a prompt, or a batch of sequences: a sequence's logits do not depend on
+//! what it is batched with.
 
 use crate::config::{Activation, LayerConfig, ModelConfig, RopeConfig};
 use crate::error::{ModelError, Result};
