@@ -12,6 +12,15 @@
 //!   first `P` tokens are already in the session's cache (a shared system
 //!   prompt), the case the server's prefix reuse serves.
 //!
+//! - with `--batch B` (B > 1): B sequences, each after its own prompt,
+//!   decoded in lockstep, one forward pass per step over all B (what the
+//!   server's continuous batching does) → aggregate `B * tokens / seconds`,
+//!   to compare with the single-sequence decode rate.
+//!
+//! Also reported: the rates over *process CPU time* (`prefill_cpu_tok_s`,
+//! `decode_cpu_tok_s`): with `-t 1` on a machine shared with other jobs they
+//! measure the code rather than the scheduler.
+//!
 //! Peak RSS is the process's high-water mark (`VmHWM`), so it includes the
 //! mapped weights that were touched and every KV cache allocated so far.
 
@@ -52,6 +61,10 @@ pub struct BenchArgs {
     /// Seed for the random prompt tokens.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
+    /// Also decode this many sequences in lockstep (batched decode steps)
+    /// and report their aggregate tokens per second (1 = skip).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
 }
 
 struct Row {
@@ -60,6 +73,34 @@ struct Row {
     prefill: Vec<f64>,
     decode: Vec<f64>,
     ttft: Vec<f64>,
+    prefill_cpu: Vec<f64>,
+    decode_cpu: Vec<f64>,
+    /// Aggregate tok/s of `--batch` sequences decoded in lockstep.
+    batch_decode: Vec<f64>,
+}
+
+/// CPU seconds used by this process so far (all threads).
+fn cpu_s() -> f64 {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            tv_sec: i64,
+            tv_nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clk: i32, ts: *mut Timespec) -> i32;
+        }
+        const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+        let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec to a valid pointer.
+        unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0.0
+    }
 }
 
 pub fn main(a: BenchArgs) -> Result<()> {
@@ -94,24 +135,30 @@ pub fn main(a: BenchArgs) -> Result<()> {
     for &n_prompt in &a.prompt_tokens {
         let n_ctx = n_prompt + a.gen_tokens + 1;
         anyhow::ensure!(n_ctx <= cfg.n_ctx_train, "{n_prompt} + {} tokens exceed the model's context of {}", a.gen_tokens, cfg.n_ctx_train);
-        let mut row = Row { n_prompt, n_cached: 0, prefill: vec![], decode: vec![], ttft: vec![] };
+        let mut row = Row::new(n_prompt, 0);
         for _ in 0..a.repetitions {
             let prompt: Vec<u32> = (0..n_prompt).map(|_| next_token()).collect();
             let mut s = engine.new_session(n_ctx);
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), cpu_s());
             engine.eval(&mut s, &prompt, &mut logits)?;
             let t_prefill = t0.elapsed().as_secs_f64();
+            let c_prefill = cpu_s() - c0;
             let mut tok = argmax(&logits);
             let ttft = t0.elapsed().as_secs_f64();
             row.prefill.push(n_prompt as f64 / t_prefill);
+            row.prefill_cpu.push(n_prompt as f64 / c_prefill.max(1e-9));
             row.ttft.push(ttft * 1e3);
             if a.gen_tokens > 0 {
-                let t1 = Instant::now();
+                let (t1, c1) = (Instant::now(), cpu_s());
                 for _ in 0..a.gen_tokens {
                     engine.eval(&mut s, &[tok], &mut logits)?;
                     tok = argmax(&logits);
                 }
                 row.decode.push(a.gen_tokens as f64 / t1.elapsed().as_secs_f64());
+                row.decode_cpu.push(a.gen_tokens as f64 / (cpu_s() - c1).max(1e-9));
+            }
+            if a.batch > 1 && a.gen_tokens > 0 {
+                row.batch_decode.push(batch_decode(&engine, a.batch, n_prompt, a.gen_tokens, &mut next_token)?);
             }
         }
         rows.push(row);
@@ -119,7 +166,7 @@ pub fn main(a: BenchArgs) -> Result<()> {
     if a.cached_prefix > 0 {
         for &n_new in &a.prompt_tokens {
             let n_ctx = a.cached_prefix + n_new + 1;
-            let mut row = Row { n_prompt: n_new, n_cached: a.cached_prefix, prefill: vec![], decode: vec![], ttft: vec![] };
+            let mut row = Row::new(n_new, a.cached_prefix);
             let prefix: Vec<u32> = (0..a.cached_prefix).map(|_| next_token()).collect();
             let mut s = engine.new_session(n_ctx);
             for _ in 0..a.repetitions {
@@ -151,6 +198,10 @@ pub fn main(a: BenchArgs) -> Result<()> {
                 "repetitions": a.repetitions,
                 "prefill_tok_s": median(&r.prefill),
                 "decode_tok_s": if r.decode.is_empty() { serde_json::Value::Null } else { median(&r.decode).into() },
+                "prefill_cpu_tok_s": if r.prefill_cpu.is_empty() { serde_json::Value::Null } else { median(&r.prefill_cpu).into() },
+                "decode_cpu_tok_s": if r.decode_cpu.is_empty() { serde_json::Value::Null } else { median(&r.decode_cpu).into() },
+                "batch": a.batch,
+                "batch_decode_tok_s": if r.batch_decode.is_empty() { serde_json::Value::Null } else { median(&r.batch_decode).into() },
                 "ttft_ms": median(&r.ttft),
                 "peak_rss_mb": rss,
                 "file_mb": file_mb,
@@ -165,6 +216,15 @@ pub fn main(a: BenchArgs) -> Result<()> {
         for r in &rows {
             let dec = if r.decode.is_empty() { "-".to_string() } else { format!("{:.1}", median(&r.decode)) };
             println!("{:>8} {:>8} {:>14.1} {:>14} {:>10.1}", r.n_prompt, r.n_cached, median(&r.prefill), dec, median(&r.ttft));
+        }
+        for r in rows.iter().filter(|r| !r.batch_decode.is_empty()) {
+            println!(
+                "{} sequences decoded in lockstep after {}-token prompts: {:.1} tok/s aggregate ({:.2}x one sequence)",
+                a.batch,
+                r.n_prompt,
+                median(&r.batch_decode),
+                median(&r.batch_decode) / median(&r.decode).max(1e-9)
+            );
         }
         println!("peak RSS: {rss:.1} MiB (medians of {} repetitions)", a.repetitions);
     }
@@ -239,6 +299,56 @@ fn bandwidth(a: &BenchArgs) -> Result<()> {
         println!("memory bandwidth, {threads} threads: read {read:.1} GB/s, triad {triad:.1} GB/s (best of {PASSES})");
     }
     Ok(())
+}
+
+impl Row {
+    fn new(n_prompt: usize, n_cached: usize) -> Row {
+        Row {
+            n_prompt,
+            n_cached,
+            prefill: vec![],
+            decode: vec![],
+            ttft: vec![],
+            prefill_cpu: vec![],
+            decode_cpu: vec![],
+            batch_decode: vec![],
+        }
+    }
+}
+
+/// `batch` sequences, each prefilled with its own random `n_prompt`-token
+/// prompt (not timed), then `gen` decode steps in lockstep, each one
+/// forward pass over all sequences (greedy). Returns aggregate tok/s.
+fn batch_decode(engine: &Engine, batch: usize, n_prompt: usize, gen: usize, next_token: &mut dyn FnMut() -> u32) -> Result<f64> {
+    use hearth_models::{KvCache, Logits, SeqInput};
+    let cfg = engine.model().config().clone();
+    let ec = EngineConfig::default();
+    let n_ctx = n_prompt + gen + 1;
+    let mut caches: Vec<KvCache> = (0..batch).map(|_| KvCache::new(&cfg, n_ctx, ec.cache_type_k, ec.cache_type_v)).collect();
+    let mut outs: Vec<Vec<f32>> = vec![Vec::new(); batch];
+    let mut toks = vec![0u32; batch];
+    for (i, cache) in caches.iter_mut().enumerate() {
+        let prompt: Vec<u32> = (0..n_prompt).map(|_| next_token()).collect();
+        let mut seq = [SeqInput { tokens: &prompt, cache, logits: Logits::Last, out: &mut outs[i] }];
+        engine.forward_batch(&mut seq)?;
+        toks[i] = argmax(&outs[i]);
+    }
+    let t0 = Instant::now();
+    for _ in 0..gen {
+        let step: Vec<[u32; 1]> = toks.iter().map(|&t| [t]).collect();
+        let mut seqs: Vec<SeqInput<'_>> = caches
+            .iter_mut()
+            .zip(outs.iter_mut())
+            .zip(&step)
+            .map(|((cache, out), tok)| SeqInput { tokens: &tok[..], cache, logits: Logits::Last, out })
+            .collect();
+        engine.forward_batch(&mut seqs)?;
+        drop(seqs);
+        for (t, out) in toks.iter_mut().zip(&outs) {
+            *t = argmax(out);
+        }
+    }
+    Ok((batch * gen) as f64 / t0.elapsed().as_secs_f64())
 }
 
 fn median(v: &[f64]) -> f64 {

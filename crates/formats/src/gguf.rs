@@ -572,6 +572,13 @@ impl GgufFile {
         self.source.bytes()
     }
 
+    /// Whether the image is a read-only file mapping (from [`GgufFile::open`]),
+    /// whose pages the OS can drop and re-read from the file at any time
+    /// (`madvise(MADV_DONTNEED)` is then safe); `false` for owned images.
+    pub fn is_mapped(&self) -> bool {
+        self.source.is_mapped()
+    }
+
     // ---- typed accessors -------------------------------------------------
 
     /// A string value; `Ok(None)` when absent, an error when of another type.

@@ -16,6 +16,10 @@ impl Source {
         }
     }
 
+    pub(crate) fn is_mapped(&self) -> bool {
+        matches!(self, Source::Mmap(_))
+    }
+
     /// Maps `path` read-only. An empty file cannot be mapped on every
     /// platform, so it becomes an empty owned buffer.
     pub(crate) fn map(path: &Path) -> std::io::Result<Source> {

@@ -5,7 +5,10 @@
 //! * `dot`    — dispatched vec_dot, one row at a time;
 //! * `rows`   — vec_dot_rows over the whole matrix (multi-row tiles);
 //! * `mm8`    — matmul_rows with 8 activation rows, ns per (row, act row);
-//! * GB/s of weight bytes for `dot`/`rows`, and the speed-up over `ref`.
+//! * GB/s of weight bytes for `dot`/`rows`, and the speed-up over `ref`;
+//! * `p1`/`p8` — for Q4_0/Q5_0/Q8_0, the x8 repacked layout
+//!   (`repack::matmul_with`): one activation row (ns per row) and 8 (ns per
+//!   (row, act row)), to compare with `rows` and `mm8`.
 //!
 //! Weights: a matrix of ~1 MiB (hot in L2/L3) by default, or ~64 MiB with
 //! `--big` (streams from DRAM, closer to decode of a real model).
@@ -97,8 +100,8 @@ fn main() {
     for tier in &tiers {
         println!("\ntier {}", tier.name());
         println!(
-            "{:<5} {:>5} | {:>9} | {:>9} {:>6} {:>5} | {:>9} {:>6} {:>5} | {:>9}",
-            "type", "n", "ref ns", "dot ns", "GB/s", "x", "rows ns", "GB/s", "x", "mm8 ns"
+            "{:<5} {:>5} | {:>9} | {:>9} {:>6} {:>5} | {:>9} {:>6} {:>5} | {:>9} | {:>8} {:>8}",
+            "type", "n", "ref ns", "dot ns", "GB/s", "x", "rows ns", "GB/s", "x", "mm8 ns", "p1 ns", "p8 ns"
         );
         for ty in types.into_iter().filter(|t| wanted.is_empty() || wanted.contains(t)) {
             for n in [896usize, 2048, 4864, 8192] {
@@ -177,10 +180,27 @@ fn bench_one(tier: k::Variant, ty: GgmlType, n: usize, big: bool, rng: &mut Rng)
         tier.matmul_rows(ty, n, &w, rows, &a, 8, &mut out, rows);
         black_box(&out);
     }) / (rows as u32 * 8);
+    let (mut p1, mut p8) = (f64::NAN, f64::NAN);
+    if k::repack::is_repackable(ty) {
+        let mut p = vec![0u8; k::repack::packed_bytes(ty, n, rows)];
+        k::repack::pack(ty, n, &w, rows, &mut p);
+        p1 = time(|| {
+            k::repack::matmul_with(tier, ty, n, &p, rows, a0, 1, &mut out[..rows], rows);
+            black_box(&out);
+        })
+        .as_nanos() as f64
+            / rows as f64;
+        p8 = time(|| {
+            k::repack::matmul_with(tier, ty, n, &p, rows, &a, 8, &mut out, rows);
+            black_box(&out);
+        })
+        .as_nanos() as f64
+            / (rows * 8) as f64;
+    }
     let gbs = |t: Duration| rb as f64 / t.as_nanos().max(1) as f64;
     let ns = |t: Duration| t.as_nanos() as f64;
     println!(
-        "{:<5} {:>5} | {:>9.0} | {:>9.1} {:>6.1} {:>5.1} | {:>9.1} {:>6.1} {:>5.1} | {:>9.1}",
+        "{:<5} {:>5} | {:>9.0} | {:>9.1} {:>6.1} {:>5.1} | {:>9.1} {:>6.1} {:>5.1} | {:>9.1} | {:>8.1} {:>8.1}",
         ty.name(),
         n,
         ns(t_ref),
@@ -190,7 +210,9 @@ fn bench_one(tier: k::Variant, ty: GgmlType, n: usize, big: bool, rng: &mut Rng)
         ns(t_rows),
         gbs(t_rows),
         ns(t_ref) / ns(t_rows),
-        ns(t_mm)
+        ns(t_mm),
+        p1,
+        p8
     );
 
 }

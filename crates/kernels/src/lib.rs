@@ -31,6 +31,13 @@
 //!   throughput of row by row). Other types loop over [`vec_dot`]. Q5_0
 //!   matters because a Qwen2.5-0.5B "Q4_K_M" file is mostly Q5_0: its
 //!   896-wide rows are not whole 256-element K-quant blocks.
+//! * [`repack`]: Q4_0, Q5_0 and Q8_0 matrices repacked at load time into
+//!   an 8-row interleaved layout, and their matrix product (one kernel for
+//!   one or many activation rows; one `vpdpbusd` advances eight rows and
+//!   the float work is once per eight rows): 1.7-2.6x the prefill tile
+//!   throughput above. Its results differ from [`vec_dot`]'s by float
+//!   rounding (a different, batch-independent summation order), see the
+//!   module docs.
 //! * [`attn`]: the attention loops over an F16 KV cache (scores of a group
 //!   of query heads, weighted sum of values), bit-identical to their scalar
 //!   references.
@@ -114,8 +121,8 @@
 //! * i-quants (IQ*), TQ1_0/TQ2_0, MXFP4/NVFP4, Q1_0/Q2_0.
 //! * The importance-matrix quantizers (`quantize_row_*_impl`); only the
 //!   `_ref` ones llama-quantize uses without `--imatrix` are reproduced.
-//! * Weight repacking into row-interleaved layouts (llama.cpp's
-//!   `repack.cpp`): kernels read the GGUF layout in place.
+//! * Repacked layouts for the K-quants and the other legacy types (they
+//!   are read in the GGUF layout), and NEON kernels for the repacked ones.
 //! * AVX-VNNI (the VEX form on client CPUs without AVX-512), full 512-bit
 //!   AVX-512 kernels, and the NEON `sdot`/`i8mm` extensions (their Rust
 //!   intrinsics are unstable; `asm!` would work as for VNNI).
@@ -127,6 +134,7 @@ pub mod attn;
 pub mod blocks;
 pub mod fp;
 pub mod reference;
+pub mod repack;
 mod simd;
 
 pub use hearth_formats::GgmlType;

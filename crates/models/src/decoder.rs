@@ -16,6 +16,15 @@
 //! product; Q is rounded to f16 before `K·q` and the attention weights are
 //! rounded to f16 before `P·V`, because llama.cpp's (non-flash) attention
 //! multiplies an f16 cache with f16-converted operands.
+//!
+//! Q4_0/Q5_0/Q8_0 matrices are repacked at load (see [`Decoder::new`]) and
+//! multiplied by `hearth_kernels::repack`: exact integer sums per block and
+//! one float multiply-add per block, as in llama.cpp's repacked CPU kernels
+//! rather than its plain `vec_dot` (a float-rounding difference, within the
+//! fidelity tests' bounds, which were derived with llama.cpp's repacked
+//! paths too). That order is the same for one token,
+//! a prompt, or a batch of sequences: a sequence's logits do not depend on
+//! what it is batched with.
 
 use crate::config::{Activation, LayerConfig, ModelConfig, RopeConfig};
 use crate::error::{ModelError, Result};
@@ -123,9 +132,34 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(cfg: ModelConfig, w: DecoderWeights) -> Result<Decoder> {
+    /// Checks the layer count and repacks every file-mapped matrix the
+    /// kernels have an interleaved layout for (see [`Weight::repack`]).
+    pub fn new(cfg: ModelConfig, mut w: DecoderWeights) -> Result<Decoder> {
         if w.layers.len() != cfg.layers.len() {
             return Err(ModelError::Invalid(format!("{} layer configs for {} layers", cfg.layers.len(), w.layers.len())));
+        }
+        w.tok_embd.repack();
+        if let Some(o) = &mut w.output {
+            o.repack();
+        }
+        for l in &mut w.layers {
+            match &mut l.qkv {
+                Qkv::Separate { q, k, v } => {
+                    q.repack();
+                    k.repack();
+                    v.repack();
+                }
+                Qkv::Fused(m) => m.repack(),
+            }
+            l.wo.repack();
+            match &mut l.gate_up {
+                GateUp::Separate { gate, up } => {
+                    gate.repack();
+                    up.repack();
+                }
+                GateUp::Fused(m) => m.repack(),
+            }
+            l.down.repack();
         }
         Ok(Decoder { cfg, w })
     }
@@ -656,19 +690,29 @@ pub(crate) fn matmul_multi(pool: &ThreadPool, parts: &mut [(&Weight, &[u8], &mut
         w: &'a Weight,
         a: &'a [u8],
         out: SyncPtr<f32>,
+        /// First work unit: a row, or a group of 8 rows for a repacked matrix.
         first: usize,
+        units: usize,
     }
-    let mut total_rows = 0;
+    let mut total = 0;
+    let mut any_packed = false;
     let mut ps: Vec<Part<'_>> = Vec::with_capacity(parts.len());
     for (w, a, out) in parts.iter_mut() {
         debug_assert_eq!(out.len(), t * w.rows);
-        ps.push(Part { w, a, out: SyncPtr::new(out), first: total_rows });
-        total_rows += w.rows;
+        let units = if w.packed().is_some() {
+            any_packed = true;
+            w.rows.div_ceil(hearth_kernels::repack::ROWS)
+        } else {
+            w.rows
+        };
+        ps.push(Part { w, a, out: SyncPtr::new(out), first: total, units });
+        total += units;
     }
-    let chunk = pool.chunk_for(total_rows, 4, 16);
-    pool.parallel_for(total_rows, chunk, &|g0, g1| {
+    // Pieces of whole 16-row multiples either way.
+    let chunk = pool.chunk_for(total, 4, if any_packed { 2 } else { 16 });
+    pool.parallel_for(total, chunk, &|g0, g1| {
         for p in &ps {
-            let (lo, hi) = (g0.max(p.first), g1.min(p.first + p.w.rows));
+            let (lo, hi) = (g0.max(p.first), g1.min(p.first + p.units));
             if lo < hi {
                 matmul_piece(p.w, p.a, t, p.out, lo - p.first, hi - p.first);
             }
@@ -676,22 +720,46 @@ pub(crate) fn matmul_multi(pool: &ThreadPool, parts: &mut [(&Weight, &[u8], &mut
     });
 }
 
-/// Rows `r0..r1` of `W a` for all `t` activation rows into `out` (`t` rows
-/// of `w.rows`), which the caller lets this task alone write there.
-fn matmul_piece(w: &Weight, a: &[u8], t: usize, out_ptr: SyncPtr<f32>, r0: usize, r1: usize) {
-    let (rows, cols, rb, wb, ty) = (w.rows, w.cols, w.row_bytes(), w.bytes(), w.ty);
+/// Work units `u0..u1` (rows, or 8-row groups of a repacked matrix) of
+/// `W a` for all `t` activation rows into `out` (`t` rows of `w.rows`),
+/// which the caller lets this task alone write there.
+fn matmul_piece(w: &Weight, a: &[u8], t: usize, out_ptr: SyncPtr<f32>, u0: usize, u1: usize) {
+    let (rows, cols, rb, ty) = (w.rows, w.cols, w.row_bytes(), w.ty);
+    let packed = w.packed();
+    let (r0, r1) = match packed {
+        Some(_) => {
+            let g = hearth_kernels::repack::ROWS;
+            (u0 * g, (u1 * g).min(rows))
+        }
+        None => (u0, u1),
+    };
     let n = r1 - r0;
+    // The matrix product on rows r0..r1 into `o` (t rows of stride `stride`).
+    let run = |o: &mut [f32], stride: usize| match packed {
+        Some(p) => {
+            let gb = hearth_kernels::repack::ROWS * rb;
+            hearth_kernels::repack::matmul(ty, cols, &p[u0 * gb..u1 * gb], n, a, t, o, stride)
+        }
+        None => {
+            let wb = &w.bytes()[r0 * rb..r1 * rb];
+            if t == 1 {
+                hearth_kernels::vec_dot_rows(ty, cols, wb, a, &mut o[..n])
+            } else {
+                hearth_kernels::matmul_rows(ty, cols, wb, n, a, t, o, stride)
+            }
+        }
+    };
     if t == 1 {
         // SAFETY: chunks are disjoint row ranges of the single output row.
         let o = unsafe { out_ptr.slice(r0, n) };
-        hearth_kernels::vec_dot_rows(ty, cols, &wb[r0 * rb..r1 * rb], a, o);
+        run(o, n);
         return;
     }
     TILE.with(|tile| {
         let mut tile = tile.borrow_mut();
         tile.clear();
         tile.resize(t * n, 0.0);
-        hearth_kernels::matmul_rows(ty, cols, &wb[r0 * rb..r1 * rb], n, a, t, &mut tile, n);
+        run(&mut tile, n);
         for ti in 0..t {
             // SAFETY: this task owns columns r0..r1 of every output row.
             let o = unsafe { out_ptr.slice(ti * rows + r0, n) };

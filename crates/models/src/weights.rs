@@ -1,6 +1,17 @@
 //! Weight tensors: borrowed from the memory-mapped file when the kernels can
 //! use the bytes as they are, owned when they had to be converted.
 //!
+//! A mapped Q4_0/Q5_0/Q8_0 matrix can also be repacked ([`Weight::repack`])
+//! into the kernels' 8-row interleaved layout (`hearth_kernels::repack`),
+//! which the matrix products then read instead of the file bytes. The
+//! repacked copy *replaces* the mapped pages in memory: they are released
+//! with `madvise(MADV_DONTNEED)` as they are consumed, so the process holds
+//! one copy of the weights, not two. [`Weight::bytes`] still returns the
+//! original GGUF bytes (the OS re-reads them from the file if something,
+//! e.g. a LoRA merge, asks for them). Owned weights and tensors of in-memory
+//! images (Hugging Face folders converted on the fly) are not repacked:
+//! there the packed copy would be a second copy.
+//!
 //! Shape convention (silently corrupts output if wrong): a matrix is `rows`
 //! rows of `cols` elements; GGUF writes its dims as `[cols, rows]` (ggml
 //! order), and `y = W x` takes `x` of length `cols` to `y` of length `rows`.
@@ -22,6 +33,8 @@ pub struct Weight {
     pub rows: usize,
     pub cols: usize,
     storage: Storage,
+    /// The x8 interleaved copy the matrix products use, when repacked.
+    packed: Option<Arc<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Weight {
@@ -61,14 +74,92 @@ impl Weight {
                 rb as usize * rows
             )));
         }
-        Ok(Weight { ty, rows, cols, storage: Storage::Owned(Arc::new(data)) })
+        Ok(Weight { ty, rows, cols, storage: Storage::Owned(Arc::new(data)), packed: None })
     }
 
     /// Dequantizes row `r` into `out` (length `cols`).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
-        hearth_kernels::dequantize_row(self.ty, self.row(r), out);
+        match &self.packed {
+            // Bit-identical to the original row's dequantization, without
+            // faulting the released file pages back in.
+            Some(p) => hearth_kernels::repack::dequantize_row(self.ty, p, r, out),
+            None => hearth_kernels::dequantize_row(self.ty, self.row(r), out),
+        }
+    }
+
+    /// The x8 interleaved copy (`hearth_kernels::repack` layout), if repacked.
+    pub fn packed(&self) -> Option<&[u8]> {
+        self.packed.as_deref().map(|v| &v[..])
+    }
+
+    /// Repacks a file-mapped matrix into the kernels' x8 layout when its
+    /// type has one and this CPU has kernels for it (else, and for owned
+    /// weights or in-memory images, does nothing). `HEARTH_NO_REPACK=1` in the environment turns
+    /// this off (A/B measurements). The mapped pages are released piece by
+    /// piece while packing, so peak memory grows by one piece (~4 MiB), not
+    /// by the matrix.
+    pub fn repack(&mut self) {
+        use hearth_kernels::repack;
+        if self.packed.is_some() || !repack::is_repackable(self.ty) || !repack::has_fast_path() || repack_disabled() {
+            return;
+        }
+        let Storage::Mapped { file, .. } = &self.storage else { return };
+        // An in-memory image is the only copy of its bytes: packing it would
+        // double the memory, so it keeps the GGUF layout.
+        if !file.is_mapped() {
+            return;
+        }
+        let file = Arc::clone(file);
+        let (ty, cols, rows, rb) = (self.ty, self.cols, self.rows, self.row_bytes());
+        let src = self.bytes();
+        let mut dst = vec![0u8; repack::packed_bytes(ty, cols, rows)];
+        // Pieces of whole 8-row groups, about 4 MiB each.
+        let piece_rows = ((4 << 20) / (8 * rb).max(1)).max(1) * 8;
+        let mut r0 = 0;
+        while r0 < rows {
+            let r1 = (r0 + piece_rows).min(rows);
+            let d0 = repack::packed_bytes(ty, cols, r0);
+            let d1 = d0 + repack::packed_bytes(ty, cols, r1 - r0);
+            let piece = &src[r0 * rb..r1 * rb];
+            repack::pack(ty, cols, piece, r1 - r0, &mut dst[d0..d1]);
+            release_pages(piece);
+            r0 = r1;
+        }
+        drop(file);
+        self.packed = Some(Arc::new(dst));
     }
 }
+
+fn repack_disabled() -> bool {
+    std::env::var_os("HEARTH_NO_REPACK").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Tells the OS it may drop the pages under `bytes` (part of a read-only
+/// file mapping): they are re-read from the file if touched again, so this
+/// only lowers the resident set. Pages are rounded outward: a neighbour's
+/// page dropped too is equally re-readable.
+#[cfg(target_os = "linux")]
+fn release_pages(bytes: &[u8]) {
+    extern "C" {
+        fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+    }
+    const MADV_DONTNEED: i32 = 4;
+    const PAGE: usize = 4096;
+    let start = bytes.as_ptr() as usize & !(PAGE - 1);
+    let end = (bytes.as_ptr() as usize + bytes.len()).next_multiple_of(PAGE);
+    // SAFETY: the range covers pages of a read-only, file-backed private
+    // mapping (the caller checked `is_mapped`), which no one has written;
+    // MADV_DONTNEED on such pages discards nothing that cannot be re-read
+    // from the file, so every live reference into the map stays valid. A
+    // failure (e.g. a larger page size making `start` unaligned) is
+    // harmless: the pages simply stay resident.
+    unsafe {
+        madvise(start as *mut std::ffi::c_void, end - start, MADV_DONTNEED);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn release_pages(_bytes: &[u8]) {}
 
 /// Reads tensors of one GGUF file by name, checking shapes.
 pub struct TensorSource {
@@ -112,6 +203,7 @@ impl TensorSource {
             rows,
             cols,
             storage: Storage::Mapped { file: Arc::clone(&self.file), start, len: info.n_bytes as usize },
+            packed: None,
         })
     }
 

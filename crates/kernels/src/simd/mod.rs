@@ -89,6 +89,35 @@ fn has_tile(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K)
 }
 
+/// Whether `isa` has SIMD kernels for the x8 repacked layout.
+pub(crate) fn has_packed(isa: Isa) -> bool {
+    matches!(isa, Isa::Avx2 | Isa::Avx2Vnni)
+}
+
+/// `crate::repack::matmul_with` on a SIMD tier; `false` when `isa` has no
+/// packed kernels. Lengths were checked by the caller.
+#[allow(clippy::too_many_arguments, unused_variables)]
+pub(crate) fn matmul_packed(
+    isa: Isa,
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    n_w: usize,
+    a: &[u8],
+    n_a: usize,
+    out: &mut [f32],
+    stride: usize,
+) -> bool {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx2Vnni => {
+            avx2::matmul_packed(isa == Isa::Avx2Vnni, ty, n, w, n_w, a, n_a, out, stride);
+            true
+        }
+        _ => false,
+    }
+}
+
 // Every function below requires `isa` to be one of `available()` (the
 // public `Variant` type only hands out such values).
 
@@ -366,6 +395,105 @@ mod avx2 {
             (GgmlType::Q6_K, true) => drive_tiles!(nb, w, n_w, rb, a, n_a, ab, out, stride, q6_kv, DR_K),
             _ => unreachable!("matmul called for a type without tiles"),
         }
+    }
+
+    thread_local! {
+        static SUMS: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Drives the x8 kernels: activation rows four at a time (prefill,
+    /// batches), then two (two row groups per pass) or one (one group).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn matmul_packed(
+        vnni: bool,
+        ty: GgmlType,
+        n: usize,
+        w: &[u8],
+        n_w: usize,
+        a: &[u8],
+        n_a: usize,
+        out: &mut [f32],
+        stride: usize,
+    ) {
+        let nb = n / 32;
+        let gbytes = nb * 8 * ty.type_size();
+        let groups = n_w.div_ceil(8);
+        SUMS.with(|sums| {
+            let mut sums = sums.borrow_mut();
+            if ty != GgmlType::Q8_0 {
+                sums.clear();
+                sums.resize(n_a * nb, 0);
+                // SAFETY: ISA detected; `a` is n_a rows of nb Q8_0 blocks (checked
+                // by the caller), `sums` holds n_a * nb values.
+                unsafe { x86::packed::block_sums(nb, a.as_ptr(), n_a, sums.as_mut_ptr()) };
+            } else if sums.is_empty() {
+                sums.push(0);
+            }
+            let sp = |t: usize| if ty == GgmlType::Q8_0 { sums.as_ptr() } else { sums[t * nb..].as_ptr() };
+            let wp = |g: usize| w[g * gbytes..].as_ptr();
+            let ap = |t: usize| a[t * 34 * nb..].as_ptr();
+            macro_rules! run {
+                ($m:ident, $g:expr, $t:expr, $g0:expr, $t0:expr) => {{
+                    let (g0, t0): (usize, usize) = ($g0, $t0);
+                    // SAFETY: ISA detected; group g0+i lies within `w` (g0 + G <=
+                    // groups, `w` holds `groups` whole groups), activation rows
+                    // t0 + j < n_a, and their block sums were written above.
+                    let res = unsafe {
+                        match (ty, vnni) {
+                            (GgmlType::Q4_0, false) => x86::packed::avx2::q4_0::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                            (GgmlType::Q4_0, true) => x86::packed::vnni::q4_0::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                            (GgmlType::Q5_0, false) => x86::packed::avx2::q5_0::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                            (GgmlType::Q5_0, true) => x86::packed::vnni::q5_0::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                            (_, false) => x86::packed::avx2::q8_0::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                            (_, true) => x86::packed::vnni::q8_0::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                        }
+                    };
+                    for (gi, per_t) in res.iter().enumerate() {
+                        for (ti, lanes) in per_t.iter().enumerate() {
+                            let r0 = 8 * (g0 + gi);
+                            let k = (n_w - r0.min(n_w)).min(8);
+                            let o = (t0 + ti) * stride + r0;
+                            out[o..o + k].copy_from_slice(&lanes[..k]);
+                        }
+                    }
+                }};
+            }
+            let mut t0 = 0;
+            while t0 < n_a {
+                let left = n_a - t0;
+                if left >= 4 {
+                    for g in 0..groups {
+                        run!(x, 1, 4, g, t0);
+                    }
+                    t0 += 4;
+                } else if left >= 2 {
+                    let mut g = 0;
+                    while g + 2 <= groups {
+                        run!(x, 2, 2, g, t0);
+                        g += 2;
+                    }
+                    if g < groups {
+                        run!(x, 1, 2, g, t0);
+                    }
+                    t0 += 2;
+                } else {
+                    // One group per pass: a single sequential stream reads
+                    // from DRAM faster than two interleaved ones (decode;
+                    // `cargo bench -p hearth-kernels -- --big`, p1 column:
+                    // Q5_0 n=896 33 vs 69 ns/row, Q8_0 56 vs 104).
+                    for g in 0..groups {
+                        run!(x, 1, 1, g, t0);
+                    }
+                    t0 += 1;
+                }
+            }
+        });
     }
 
     pub(super) fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> bool {

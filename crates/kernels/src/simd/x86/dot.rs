@@ -287,7 +287,7 @@ unsafe fn prefetch_rows<const R: usize>(w: &[*const u8; R], offset: usize, bytes
 /// acc + sum of four u8 x i8 products per i32 lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dpbusd_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+pub(crate) unsafe fn dpbusd_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones16()))
 }
 
@@ -301,7 +301,7 @@ unsafe fn dpwssd_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
 /// `vpdpbusd` (AVX512VNNI + AVX512VL); only called after run-time detection.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dpbusd_vnni(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+pub(crate) unsafe fn dpbusd_vnni(mut acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     std::arch::asm!("vpdpbusd {0}, {1}, {2}", inout(ymm_reg) acc, in(ymm_reg) u, in(ymm_reg) s,
         options(pure, nomem, nostack, preserves_flags));
     acc

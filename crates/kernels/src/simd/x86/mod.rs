@@ -23,6 +23,7 @@
 
 pub(crate) mod act;
 pub(crate) mod dot;
+pub(crate) mod packed;
 
 use std::arch::x86_64::*;
 

@@ -1,0 +1,297 @@
+//! Weights repacked at load time into an 8-row interleaved layout, and the
+//! matrix products that read it.
+//!
+//! The GGUF layouts store each row's blocks one after another, so a SIMD
+//! kernel that computes one row's dot product needs one horizontal sum and
+//! one int→float conversion + scale multiply + FMA *per row and block*.
+//! Interleaving eight rows (the idea of llama.cpp's `ggml-cpu/repack.cpp`,
+//! `block_q4_0x8`) puts element groups `4k..4k+4` of the same block of eight
+//! rows in one 32-byte vector, so one `vpdpbusd` against four broadcast
+//! activation bytes advances eight rows at once, the i32 lanes *are* the
+//! eight rows' block sums, and the float work (convert, scale, FMA) is
+//! done once per eight rows; no horizontal sums are needed at all.
+//!
+//! # Layout ("x8"), per group of 8 rows, per block `b` (blocks of a group
+//! are consecutive, groups are consecutive; the size equals the original
+//! eight rows', so repacking replaces the bytes rather than adding to them)
+//!
+//! | type | bytes | layout |
+//! |------|-------|--------|
+//! | Q4_0 | 144 | `d[8]: f16` (row i's scale), then 4 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i (low nibble element `4c+k`, high nibble element `16+4c+k`) |
+//! | Q5_0 | 176 | `d[8]`, then a 32-byte high-bit plane: bit `v` of byte `4i + k` is bit 4 of row i's element `4v + k` (`v < 4`) or `16 + 4(v-4) + k` (`v >= 4`), then the 128 nibble bytes as for Q4_0 |
+//! | Q8_0 | 272 | `d[8]`, then 8 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i |
+//!
+//! A matrix whose row count is not a multiple of 8 is padded with zero rows
+//! (scale 0) to whole groups; results are written for real rows only.
+//!
+//! # Numerics
+//!
+//! Each result is `acc = fma(d_w · d_a, (float) Σ_block q·a, acc)` over the
+//! blocks in order, with the block's integer sum exact (i32). That order does
+//! not depend on how many rows or activation rows a kernel call covers, so
+//! a sequence's logits are the same whether it is decoded alone or batched
+//! with others. It differs from [`crate::vec_dot`] (which keeps eight float
+//! partial sums per row, as ggml's AVX2 `vec_dot` does) by float rounding
+//! only; [`dot_ref`] is the plain reference of this order, and the SIMD
+//! kernels are tested bit-identical to it.
+//!
+//! Absent: K-quants (Q4_K, Q6_K) are not repacked yet; NEON has no
+//! repacked kernels ([`has_fast_path`] is false there, so callers keep
+//! the GGUF layout).
+
+use crate::{row_bytes, simd, GgmlType, Variant};
+
+/// Rows per interleaved group.
+pub const ROWS: usize = 8;
+
+/// Whether `ty` has an x8 layout.
+pub const fn is_repackable(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0)
+}
+
+/// Whether the selected tier has SIMD kernels for the x8 layout (on other
+/// tiers [`matmul`] works, through the scalar reference, but slowly, so a
+/// loader should keep the GGUF layout there).
+pub fn has_fast_path() -> bool {
+    simd::has_packed(crate::selected_variant().0)
+}
+
+/// Bytes of `rows` rows of `n` elements of `ty` in the x8 layout (rows
+/// rounded up to a whole group).
+///
+/// # Panics
+/// If `ty` is not repackable or `n` not a whole number of blocks.
+#[track_caller]
+pub fn packed_bytes(ty: GgmlType, n: usize, rows: usize) -> usize {
+    check_ty("packed_bytes", ty);
+    rows.div_ceil(ROWS) * ROWS * row_bytes(ty, n)
+}
+
+#[track_caller]
+fn check_ty(what: &str, ty: GgmlType) {
+    if !is_repackable(ty) {
+        crate::unsupported(what, ty);
+    }
+}
+
+/// Size of the header (scales, and Q5_0's high-bit plane) of one group-block.
+fn head_bytes(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q5_0 => 48,
+        _ => 16,
+    }
+}
+
+/// Repacks `src` (whole rows of `n` elements of `ty`, `rows` of them) into
+/// `dst` (exactly [`packed_bytes`]`(ty, n, rows)` bytes). The padding rows
+/// of the last group become zeros. A matrix may be packed in pieces: rows
+/// `8j..` of the matrix go to `dst[packed_bytes(ty, n, 8j)..]`.
+///
+/// # Panics
+/// If the lengths do not match (caller bugs).
+pub fn pack(ty: GgmlType, n: usize, src: &[u8], rows: usize, dst: &mut [u8]) {
+    check_ty("repack::pack", ty);
+    let rb = row_bytes(ty, n);
+    let bs = ty.type_size();
+    let nb = n / ty.block_size();
+    assert!(src.len() == rows * rb, "hearth-kernels: repack::pack: {} bytes is not {rows} rows of {rb}", src.len());
+    assert!(
+        dst.len() == packed_bytes(ty, n, rows),
+        "hearth-kernels: repack::pack: destination has {} bytes, need {}",
+        dst.len(),
+        packed_bytes(ty, n, rows)
+    );
+    let gb = ROWS * bs; // bytes of one group-block
+    let hb = head_bytes(ty);
+    dst.fill(0);
+    for (g, dg) in dst.chunks_exact_mut(nb * gb).enumerate() {
+        for i in 0..ROWS {
+            let r = g * ROWS + i;
+            if r >= rows {
+                break;
+            }
+            let row = &src[r * rb..(r + 1) * rb];
+            for b in 0..nb {
+                let blk = &row[b * bs..(b + 1) * bs];
+                let o = &mut dg[b * gb..(b + 1) * gb];
+                o[2 * i..2 * i + 2].copy_from_slice(&blk[..2]);
+                match ty {
+                    GgmlType::Q4_0 => {
+                        for c in 0..4 {
+                            o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4].copy_from_slice(&blk[2 + 4 * c..6 + 4 * c]);
+                        }
+                    }
+                    GgmlType::Q8_0 => {
+                        for c in 0..8 {
+                            o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4].copy_from_slice(&blk[2 + 4 * c..6 + 4 * c]);
+                        }
+                    }
+                    _ => {
+                        // Q5_0: d, qh (u32 LE), qs[16].
+                        let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                        for k in 0..4 {
+                            let mut plane = 0u8;
+                            for v in 0..8 {
+                                let e = if v < 4 { 4 * v + k } else { 16 + 4 * (v - 4) + k };
+                                plane |= (((qh >> e) & 1) as u8) << v;
+                            }
+                            o[16 + 4 * i + k] = plane;
+                        }
+                        for c in 0..4 {
+                            o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4].copy_from_slice(&blk[6 + 4 * c..10 + 4 * c]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row `r` of a packed matrix back in the GGUF layout (`dst` is one row,
+/// `row_bytes(ty, n)` bytes), exactly the bytes [`pack`] was given.
+///
+/// # Panics
+/// If `packed` is shorter than row `r`'s group, or `dst` is not one row.
+pub fn unpack_row(ty: GgmlType, n: usize, packed: &[u8], r: usize, dst: &mut [u8]) {
+    check_ty("repack::unpack_row", ty);
+    let rb = row_bytes(ty, n);
+    let bs = ty.type_size();
+    let nb = n / ty.block_size();
+    assert!(dst.len() == rb, "hearth-kernels: repack::unpack_row: destination is not one row");
+    let gb = ROWS * bs;
+    let (g, i) = (r / ROWS, r % ROWS);
+    let dg = &packed[g * nb * gb..(g + 1) * nb * gb];
+    let hb = head_bytes(ty);
+    for b in 0..nb {
+        let o = &dg[b * gb..(b + 1) * gb];
+        let blk = &mut dst[b * bs..(b + 1) * bs];
+        blk[..2].copy_from_slice(&o[2 * i..2 * i + 2]);
+        match ty {
+            GgmlType::Q4_0 => {
+                for c in 0..4 {
+                    blk[2 + 4 * c..6 + 4 * c].copy_from_slice(&o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4]);
+                }
+            }
+            GgmlType::Q8_0 => {
+                for c in 0..8 {
+                    blk[2 + 4 * c..6 + 4 * c].copy_from_slice(&o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4]);
+                }
+            }
+            _ => {
+                let mut qh = 0u32;
+                for k in 0..4 {
+                    let plane = o[16 + 4 * i + k];
+                    for v in 0..8 {
+                        let e = if v < 4 { 4 * v + k } else { 16 + 4 * (v - 4) + k };
+                        qh |= u32::from((plane >> v) & 1) << e;
+                    }
+                }
+                blk[2..6].copy_from_slice(&qh.to_le_bytes());
+                for c in 0..4 {
+                    blk[6 + 4 * c..10 + 4 * c].copy_from_slice(&o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4]);
+                }
+            }
+        }
+    }
+}
+
+/// Dequantizes row `r` of a packed matrix into `out` (`n` floats),
+/// bit-identically to [`crate::dequantize_row`] of the original row.
+pub fn dequantize_row(ty: GgmlType, packed: &[u8], r: usize, out: &mut [f32]) {
+    let n = out.len();
+    let mut tmp = [0u8; 34 * 256]; // a row of up to 8192 Q8_0 elements on the stack
+    let rb = row_bytes(ty, n);
+    if rb <= tmp.len() {
+        unpack_row(ty, n, packed, r, &mut tmp[..rb]);
+        crate::dequantize_row(ty, &tmp[..rb], out);
+    } else {
+        let mut v = vec![0u8; rb];
+        unpack_row(ty, n, packed, r, &mut v);
+        crate::dequantize_row(ty, &v, out);
+    }
+}
+
+/// The plain reference of the x8 kernels' arithmetic on one row in the GGUF
+/// layout: per block the exact integer sum `Σ (q - zero) · a`, then
+/// `acc = fma(d_w · d_a, sum, acc)` in block order.
+pub fn dot_ref(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
+    check_ty("repack::dot_ref", ty);
+    crate::check_row("repack::dot_ref (weights)", ty, n, w.len());
+    crate::check_row("repack::dot_ref (activations)", GgmlType::Q8_0, n, a.len());
+    let bs = ty.type_size();
+    let f16 = |p: &[u8]| crate::fp::f16_to_f32(u16::from_le_bytes([p[0], p[1]]));
+    let mut acc = 0f32;
+    for b in 0..n / 32 {
+        let x = &w[b * bs..(b + 1) * bs];
+        let y = &a[b * 34..(b + 1) * 34];
+        let q: [i32; 32] = match ty {
+            GgmlType::Q4_0 => std::array::from_fn(|j| i32::from(if j < 16 { x[2 + j] & 15 } else { x[2 + j - 16] >> 4 }) - 8),
+            GgmlType::Q8_0 => std::array::from_fn(|j| i32::from(x[2 + j] as i8)),
+            _ => {
+                let qh = u32::from_le_bytes([x[2], x[3], x[4], x[5]]);
+                std::array::from_fn(|j| {
+                    let lo = if j < 16 { x[6 + j] & 15 } else { x[6 + j - 16] >> 4 };
+                    i32::from(lo | ((((qh >> j) & 1) as u8) << 4)) - 16
+                })
+            }
+        };
+        let sum: i32 = (0..32).map(|j| q[j] * i32::from(y[2 + j] as i8)).sum();
+        acc = (f16(x) * f16(y)).mul_add(sum as f32, acc);
+    }
+    acc
+}
+
+/// Matrix product on a packed matrix: for each of `n_a_rows` activation
+/// rows (Q8_0, packed rows of `row_bytes(Q8_0, n)` bytes) and each of the
+/// first `n_w_rows` rows of `w` (whole x8 groups, `packed_bytes(ty, n,
+/// n_w_rows)` bytes), `out[t * out_stride + r] = dot_ref(row r, a row t)`.
+/// `w` may be a group-aligned slice of a larger packed matrix.
+///
+/// # Panics
+/// On mismatched lengths (caller bugs).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(ty: GgmlType, n: usize, w: &[u8], n_w_rows: usize, a: &[u8], n_a_rows: usize, out: &mut [f32], out_stride: usize) {
+    matmul_with(crate::selected_variant(), ty, n, w, n_w_rows, a, n_a_rows, out, out_stride)
+}
+
+/// [`matmul`] with a given tier's kernels (tests and benchmarks).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_with(
+    v: Variant,
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    n_w_rows: usize,
+    a: &[u8],
+    n_a_rows: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    check_ty("repack::matmul", ty);
+    let ab = row_bytes(GgmlType::Q8_0, n);
+    assert!(
+        w.len() == packed_bytes(ty, n, n_w_rows),
+        "hearth-kernels: repack::matmul: {} bytes of weights is not {n_w_rows} packed rows",
+        w.len()
+    );
+    assert!(n_a_rows * ab == a.len(), "hearth-kernels: repack::matmul: {} bytes of activations is not {n_a_rows} rows", a.len());
+    if n_w_rows == 0 || n_a_rows == 0 {
+        return;
+    }
+    assert!(
+        out_stride >= n_w_rows && out.len() >= (n_a_rows - 1) * out_stride + n_w_rows,
+        "hearth-kernels: repack::matmul: out has {} floats, stride {out_stride}; need {n_a_rows} rows of {n_w_rows}",
+        out.len()
+    );
+    if simd::matmul_packed(v.0, ty, n, w, n_w_rows, a, n_a_rows, out, out_stride) {
+        return;
+    }
+    let rb = row_bytes(ty, n);
+    let mut row = vec![0u8; rb];
+    for r in 0..n_w_rows {
+        unpack_row(ty, n, w, r, &mut row);
+        for t in 0..n_a_rows {
+            out[t * out_stride + r] = dot_ref(ty, n, &row, &a[t * ab..(t + 1) * ab]);
+        }
+    }
+}
