@@ -214,7 +214,94 @@ macro_rules! packed_kernels {
             }
             store(&acc)
         }
+
+        /// Q4_K x8 (`crate::repack` layout, 1152 bytes per group-block)
+        /// against Q8_K activations: per super-block the mins term from
+        /// the activation's 16-element sums, then the scaled sub-block sums.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn q4_k<const G: usize, const T: usize>(
+            nb: usize,
+            w: [*const u8; G],
+            a: [*const u8; T],
+        ) -> PTile<G, T> {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let mut acc = [[_mm256_setzero_ps(); T]; G];
+            for b in 0..nb {
+                for g in 0..G {
+                    let x = w[g].add(1152 * b);
+                    prefetch::<T>(x, 1152);
+                    let (sc, mn) = k4_scales(x.add(32));
+                    let dmin = _mm256_cvtph_ps(loadu128(x.add(16)));
+                    for t in 0..T {
+                        let y = a[t].add(292 * b);
+                        let mut ms = _mm256_setzero_si256();
+                        for j in 0..8 {
+                            // (m_j, m_j) x (bsums[2j], bsums[2j+1]) per row lane.
+                            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mn[j], bcast(y.add(260 + 4 * j))));
+                        }
+                        let dm = _mm256_mul_ps(dmin, _mm256_set1_ps(rdf32(y)));
+                        acc[g][t] = _mm256_fnmadd_ps(dm, _mm256_cvtepi32_ps(ms), acc[g][t]);
+                    }
+                    let mut is = [_mm256_setzero_si256(); T];
+                    for p in 0..4 {
+                        let mut lo = [_mm256_setzero_si256(); T];
+                        let mut hi = [_mm256_setzero_si256(); T];
+                        for c in 0..8 {
+                            let v = loadu(x.add(128 + 32 * (8 * p + c)));
+                            let vl = _mm256_and_si256(v, m4);
+                            let vh = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+                            for t in 0..T {
+                                let y = a[t].add(292 * b + 4 + 64 * p + 4 * c);
+                                lo[t] = $dpbusd(lo[t], vl, bcast(y));
+                                hi[t] = $dpbusd(hi[t], vh, bcast(y.add(32)));
+                            }
+                        }
+                        for t in 0..T {
+                            let s = _mm256_add_epi32(_mm256_mullo_epi32(lo[t], sc[2 * p]), _mm256_mullo_epi32(hi[t], sc[2 * p + 1]));
+                            is[t] = _mm256_add_epi32(is[t], s);
+                        }
+                    }
+                    let dw = _mm256_cvtph_ps(loadu128(x));
+                    for t in 0..T {
+                        let d = _mm256_mul_ps(dw, _mm256_set1_ps(rdf32(a[t].add(292 * b))));
+                        acc[g][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(is[t]), acc[g][t]);
+                    }
+                }
+            }
+            store(&acc)
+        }
     };
+}
+
+/// The eight sub-block scales and mins of eight rows from the x8 Q4_K
+/// scale bytes (byte `8k + i` = `scales[k]` of row i), unpacked for all
+/// eight rows at once with byte-wise shifts and masks on u64s (the
+/// 6-bit packing of `blocks::scale_min_k4`). Scales come as i32 lanes,
+/// mins as i16 pairs `(m, m)` per lane, ready for `vpmaddwd` against a
+/// pair of activation 16-element sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_scales(p: *const u8) -> ([__m256i; 8], [__m256i; 8]) {
+    const LO6: u64 = 0x3F3F_3F3F_3F3F_3F3F;
+    const LO4: u64 = 0x0F0F_0F0F_0F0F_0F0F;
+    const LO2: u64 = 0x0303_0303_0303_0303;
+    let q: [u64; 12] = std::array::from_fn(|k| (p.add(8 * k) as *const u64).read_unaligned());
+    let mut sc = [_mm256_setzero_si256(); 8];
+    let mut mn = [_mm256_setzero_si256(); 8];
+    for j in 0..8 {
+        let (s, m) = if j < 4 {
+            (q[j] & LO6, q[j + 4] & LO6)
+        } else {
+            (
+                (q[j + 4] & LO4) | (((q[j - 4] >> 6) & LO2) << 4),
+                ((q[j + 4] >> 4) & LO4) | (((q[j] >> 6) & LO2) << 4),
+            )
+        };
+        sc[j] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(s as i64));
+        let m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(m as i64));
+        mn[j] = _mm256_or_si256(m32, _mm256_slli_epi32::<16>(m32));
+    }
+    (sc, mn)
 }
 
 #[inline]
