@@ -20,6 +20,7 @@
 //! | Q4_0 | 144 | `d[8]: f16` (row i's scale), then 4 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i (low nibble element `4c+k`, high nibble element `16+4c+k`) |
 //! | Q5_0 | 176 | `d[8]`, then a 32-byte high-bit plane: bit `v` of byte `4i + k` is bit 4 of row i's element `4v + k` (`v < 4`) or `16 + 4(v-4) + k` (`v >= 4`), then the 128 nibble bytes as for Q4_0 |
 //! | Q8_0 | 272 | `d[8]`, then 8 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i |
+//! | Q6_K | 1680 | `d[8]` (f16), 128 scale bytes: byte `8j + i` = `scales[j]` of row i, then 32 chunks of `ql` and 16 of `qh`, each 32 bytes: byte `32c + 4i + k` = `ql[4c + k]` (resp. `qh[4c + k]`) of row i |
 //! | Q4_K | 1152 | `d[8]`, `dmin[8]` (f16), 96 scale bytes: byte `8k + i` = `scales[k]` of row i (still 6-bit packed; the kernel unpacks all eight rows at once with u64 shifts and masks), then 32 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i (low nibbles: sub-block `2(c/8)`, high nibbles: sub-block `2(c/8)+1`, element `4(c%8)+k`) |
 //!
 //! A matrix whose row count is not a multiple of 8 is padded with zero rows
@@ -39,9 +40,10 @@
 //! Q4_K (against Q8_K activations) sums per super-block: `isum = Σ_j sc_j ·
 //! Σ q·a` and `msum = Σ_j m_j · (bsums[2j] + bsums[2j+1])`, both exact i32,
 //! then `acc = fma(-(dmin · d_a), msum, acc)` and `acc = fma(d · d_a, isum,
-//! acc)` (see [`dot_ref`]).
+//! acc)` (see [`dot_ref`]). Q6_K: `isum = Σ_j sc_j · Σ (q - 32)·a` over
+//! its sixteen sub-blocks, then `acc = fma(d · d_a, isum, acc)`.
 //!
-//! Absent: the other K-quants (Q6_K, Q5_K, ...) are not repacked; NEON has no
+//! Absent: the other K-quants (Q5_K, Q3_K, Q2_K) are not repacked; NEON has no
 //! repacked kernels ([`has_fast_path`] is false there, so callers keep
 //! the GGUF layout).
 
@@ -52,7 +54,7 @@ pub const ROWS: usize = 8;
 
 /// Whether `ty` has an x8 layout.
 pub const fn is_repackable(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K)
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K)
 }
 
 /// Whether the selected tier has SIMD kernels for the x8 layout (on other
@@ -85,6 +87,7 @@ fn head_bytes(ty: GgmlType) -> usize {
     match ty {
         GgmlType::Q5_0 => 48,
         GgmlType::Q4_K => 128,
+        GgmlType::Q6_K => 144,
         _ => 16,
     }
 }
@@ -121,6 +124,17 @@ pub fn pack(ty: GgmlType, n: usize, src: &[u8], rows: usize, dst: &mut [u8]) {
             for b in 0..nb {
                 let blk = &row[b * bs..(b + 1) * bs];
                 let o = &mut dg[b * gb..(b + 1) * gb];
+                if ty == GgmlType::Q6_K {
+                    // ql[128], qh[64], scales[16], d.
+                    o[2 * i..2 * i + 2].copy_from_slice(&blk[208..210]);
+                    for j in 0..16 {
+                        o[16 + 8 * j + i] = blk[192 + j];
+                    }
+                    for c in 0..48 {
+                        o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4].copy_from_slice(&blk[4 * c..4 * c + 4]);
+                    }
+                    continue;
+                }
                 o[2 * i..2 * i + 2].copy_from_slice(&blk[..2]);
                 match ty {
                     GgmlType::Q4_K => {
@@ -182,6 +196,16 @@ pub fn unpack_row(ty: GgmlType, n: usize, packed: &[u8], r: usize, dst: &mut [u8
     for b in 0..nb {
         let o = &dg[b * gb..(b + 1) * gb];
         let blk = &mut dst[b * bs..(b + 1) * bs];
+        if ty == GgmlType::Q6_K {
+            blk[208..210].copy_from_slice(&o[2 * i..2 * i + 2]);
+            for j in 0..16 {
+                blk[192 + j] = o[16 + 8 * j + i];
+            }
+            for c in 0..48 {
+                blk[4 * c..4 * c + 4].copy_from_slice(&o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4]);
+            }
+            continue;
+        }
         blk[..2].copy_from_slice(&o[2 * i..2 * i + 2]);
         match ty {
             GgmlType::Q4_K => {
@@ -248,6 +272,9 @@ pub fn dot_ref(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
     if ty == GgmlType::Q4_K {
         return dot_ref_q4_k(n, w, a);
     }
+    if ty == GgmlType::Q6_K {
+        return dot_ref_q6_k(n, w, a);
+    }
     let bs = ty.type_size();
     let f16 = |p: &[u8]| crate::fp::f16_to_f32(u16::from_le_bytes([p[0], p[1]]));
     let mut acc = 0f32;
@@ -302,6 +329,35 @@ fn dot_ref_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
         }
         acc = (-(f16(&x[2..4]) * da)).mul_add(msum as f32, acc);
         acc = (f16(x) * da).mul_add(isum as f32, acc);
+    }
+    acc
+}
+
+/// [`dot_ref`] for Q6_K against Q8_K: per super-block the exact integer sum
+/// `isum = Σ_j sc_j · Σ (q - 32) · a` over its sixteen sub-blocks of 16,
+/// then `acc = fma(d · d_a, isum, acc)`. (ggml's `ggml_vec_dot_q6_K_q8_K`
+/// sums the same integers per block; only the float accumulation differs.)
+fn dot_ref_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let mut acc = 0f32;
+    for b in 0..n / 256 {
+        let x = &w[b * 210..(b + 1) * 210];
+        let y = &a[b * 292..(b + 1) * 292];
+        let da = f32::from_le_bytes([y[0], y[1], y[2], y[3]]);
+        let d = crate::fp::f16_to_f32(u16::from_le_bytes([x[208], x[209]]));
+        // blocks::BlockQ6_K: element 128h + 32s + l (s in 0..4, l in 0..32).
+        let q = |e: usize| -> i32 {
+            let (h, s, l) = (e / 128, (e % 128) / 32, e % 32);
+            let ql = x[64 * h + 32 * (s % 2) + l];
+            let lo = if s < 2 { ql & 15 } else { ql >> 4 };
+            let hi = (x[128 + 32 * h + l] >> (2 * s)) & 3;
+            i32::from(lo | (hi << 4)) - 32
+        };
+        let mut isum = 0i32;
+        for j in 0..16 {
+            let dot: i32 = (16 * j..16 * j + 16).map(|e| q(e) * i32::from(y[4 + e] as i8)).sum();
+            isum += i32::from(x[192 + j] as i8) * dot;
+        }
+        acc = (d * da).mul_add(isum as f32, acc);
     }
     acc
 }

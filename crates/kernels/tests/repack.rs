@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use hearth_kernels::{self as k, repack, GgmlType};
 
-const TYPES: [GgmlType; 4] = [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K];
+const TYPES: [GgmlType; 5] = [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
 
 fn weights(rng: &mut Rng, ty: GgmlType, n: usize, rows: usize, quantized: bool) -> Vec<u8> {
     let mut w = Vec::new();
@@ -87,8 +87,8 @@ fn packing_in_group_aligned_pieces_equals_packing_at_once() {
 
 /// With every scale 1.0 all partial sums are integers below 2^24: the packed
 /// product must equal the reference `vec_dot` exactly (pins down the
-/// interleave, nibble order, Q5_0 high-bit plane and zero points). Q4_K's
-/// integer sums (6-bit scales times sub-block sums) exceed 2^24, so there
+/// interleave, nibble order, Q5_0 high-bit plane and zero points). The
+/// K-quants' integer sums (scales times sub-block sums) exceed 2^24, so there
 /// the next test's f64 comparison pins the layout down instead.
 #[test]
 fn integer_core_is_exact_with_unit_scales() {
@@ -186,8 +186,8 @@ fn group_aligned_slices_of_a_packed_matrix_give_the_same_rows() {
 #[test]
 #[should_panic(expected = "repack")]
 fn pack_rejects_unsupported_types() {
-    let mut d = [0u8; 8 * 210];
-    repack::pack(GgmlType::Q6_K, 256, &[0u8; 210], 1, &mut d);
+    let mut d = [0u8; 8 * 176];
+    repack::pack(GgmlType::Q5_K, 256, &[0u8; 176], 1, &mut d);
 }
 
 fn banner() {

@@ -418,11 +418,11 @@ mod avx2 {
         let nb = n / ty.block_size();
         let gbytes = nb * 8 * ty.type_size();
         let groups = n_w.div_ceil(8);
-        // Activation row bytes: Q8_0 blocks of 34, or Q8_K blocks of 292 for Q4_K.
+        // Activation row bytes: Q8_0 blocks of 34, or Q8_K blocks of 292 for the K-quants.
         let abytes = crate::row_bytes(crate::vec_dot_type(ty), n);
         SUMS.with(|sums| {
             let mut sums = sums.borrow_mut();
-            if ty != GgmlType::Q8_0 && ty != GgmlType::Q4_K {
+            if matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0) {
                 sums.clear();
                 sums.resize(n_a * nb, 0);
                 // SAFETY: ISA detected; `a` is n_a rows of nb Q8_0 blocks (checked
@@ -431,7 +431,7 @@ mod avx2 {
             } else if sums.is_empty() {
                 sums.push(0);
             }
-            let sp = |t: usize| if ty == GgmlType::Q8_0 || ty == GgmlType::Q4_K { sums.as_ptr() } else { sums[t * nb..].as_ptr() };
+            let sp = |t: usize| if matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0) { sums[t * nb..].as_ptr() } else { sums.as_ptr() };
             let wp = |g: usize| w[g * gbytes..].as_ptr();
             let ap = |t: usize| a[t * abytes..].as_ptr();
             macro_rules! run {
@@ -453,6 +453,10 @@ mod avx2 {
                             (GgmlType::Q4_K, false) => x86::packed::avx2::q4_k::<{ $g }, { $t }>(
                                 nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j))),
                             (GgmlType::Q4_K, true) => x86::packed::vnni::q4_k::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j))),
+                            (GgmlType::Q6_K, false) => x86::packed::avx2::q6_k::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j))),
+                            (GgmlType::Q6_K, true) => x86::packed::vnni::q6_k::<{ $g }, { $t }>(
                                 nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j))),
                             (_, false) => x86::packed::avx2::q8_0::<{ $g }, { $t }>(
                                 nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),

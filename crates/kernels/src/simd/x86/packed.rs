@@ -270,6 +270,61 @@ macro_rules! packed_kernels {
             }
             store(&acc)
         }
+
+        /// Q6_K x8 (`crate::repack` layout, 1680 bytes per group-block)
+        /// against Q8_K activations: per sub-block of 16 the sum of
+        /// `q * a` (q in 0..64) started at `-32 * bsum`, times its scale.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn q6_k<const G: usize, const T: usize>(
+            nb: usize,
+            w: [*const u8; G],
+            a: [*const u8; T],
+        ) -> PTile<G, T> {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let m2 = _mm256_set1_epi8(0x30);
+            let mut acc = [[_mm256_setzero_ps(); T]; G];
+            for b in 0..nb {
+                for g in 0..G {
+                    let x = w[g].add(1680 * b);
+                    prefetch::<T>(x, 1680);
+                    let mut is = [_mm256_setzero_si256(); T];
+                    for j in 0..16 {
+                        // Sub-block j = 8h + 2s + u: elements 128h + 32s + 16u + l.
+                        let (h, s, u) = (j / 8, (j % 8) / 2, j % 2);
+                        let sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(x.add(16 + 8 * j) as *const __m128i));
+                        let mut lo = [_mm256_setzero_si256(); T];
+                        for t in 0..T {
+                            let bs = (a[t].add(292 * b + 260 + 2 * j) as *const i16).read_unaligned();
+                            lo[t] = _mm256_set1_epi32(-32 * i32::from(bs));
+                        }
+                        for c in 0..4 {
+                            let v = loadu(x.add(144 + 32 * (16 * h + 8 * (s % 2) + 4 * u + c)));
+                            let vh = loadu(x.add(144 + 32 * (32 + 8 * h + 4 * u + c)));
+                            let lo4 = if s < 2 { _mm256_and_si256(v, m4) } else { _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4) };
+                            let hi2 = match s {
+                                0 => _mm256_slli_epi16::<4>(vh),
+                                1 => _mm256_slli_epi16::<2>(vh),
+                                2 => vh,
+                                _ => _mm256_srli_epi16::<2>(vh),
+                            };
+                            let q = _mm256_or_si256(lo4, _mm256_and_si256(hi2, m2));
+                            for t in 0..T {
+                                lo[t] = $dpbusd(lo[t], q, bcast(a[t].add(292 * b + 4 + 16 * j + 4 * c)));
+                            }
+                        }
+                        for t in 0..T {
+                            is[t] = _mm256_add_epi32(is[t], _mm256_mullo_epi32(lo[t], sc));
+                        }
+                    }
+                    let dw = _mm256_cvtph_ps(loadu128(x));
+                    for t in 0..T {
+                        let d = _mm256_mul_ps(dw, _mm256_set1_ps(rdf32(a[t].add(292 * b))));
+                        acc[g][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(is[t]), acc[g][t]);
+                    }
+                }
+            }
+            store(&acc)
+        }
     };
 }
 
