@@ -20,7 +20,7 @@
 //! | Q4_0 | 144 | `d[8]: f16` (row i's scale), then 4 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i (low nibble element `4c+k`, high nibble element `16+4c+k`) |
 //! | Q5_0 | 176 | `d[8]`, then a 32-byte high-bit plane: bit `v` of byte `4i + k` is bit 4 of row i's element `4v + k` (`v < 4`) or `16 + 4(v-4) + k` (`v >= 4`), then the 128 nibble bytes as for Q4_0 |
 //! | Q8_0 | 272 | `d[8]`, then 8 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i |
-//! | Q6_K | 1680 | `d[8]` (f16), 128 scale bytes: byte `8j + i` = `scales[j]` of row i, then 32 chunks of `ql` and 16 of `qh`, each 32 bytes: byte `32c + 4i + k` = `ql[4c + k]` (resp. `qh[4c + k]`) of row i |
+//! | Q6_K | 1680 | `d[8]` (f16), 128 scale bytes: byte `8j + i` = `scales[j]` of row i, then 48 chunks of 32 bytes: byte `4i + k` of chunk `3s` = `ql[4c + k]` of row i with `c = 16(s/8) + s%8`, chunk `3s+1` the same for `c + 8`, chunk `3s+2` = `qh[4s + k]` (`q6_slot`) |
 //! | Q4_K | 1152 | `d[8]`, `dmin[8]` (f16), 96 scale bytes: byte `8k + i` = `scales[k]` of row i (still 6-bit packed; the kernel unpacks all eight rows at once with u64 shifts and masks), then 32 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i (low nibbles: sub-block `2(c/8)`, high nibbles: sub-block `2(c/8)+1`, element `4(c%8)+k`) |
 //!
 //! A matrix whose row count is not a multiple of 8 is padded with zero rows
@@ -92,6 +92,22 @@ fn head_bytes(ty: GgmlType) -> usize {
     }
 }
 
+/// Where 4-byte group `c` of a Q6_K block (`c < 32`: `ql[4c..]`, else
+/// `qh[4(c-32)..]`) goes among the 48 interleaved 32-byte chunks: in the
+/// order the kernel reads them, so a block is read front to back (an
+/// order that jumped between the `ql` and `qh` areas streamed from DRAM at
+/// a third of the speed, `cargo bench -p hearth-kernels -- Q6_K --big`).
+/// Step `8h + l/4` (h: 128-element half, l: element within its 32-runs)
+/// holds the `ql` chunk of the low 32-run, that of the high one, then the
+/// `qh` chunk.
+const fn q6_slot(c: usize) -> usize {
+    if c < 32 {
+        3 * (8 * (c / 16) + c % 8) + (c % 16) / 8
+    } else {
+        3 * (c - 32) + 2
+    }
+}
+
 /// Repacks `src` (whole rows of `n` elements of `ty`, `rows` of them) into
 /// `dst` (exactly [`packed_bytes`]`(ty, n, rows)` bytes). The padding rows
 /// of the last group become zeros. A matrix may be packed in pieces: rows
@@ -131,7 +147,8 @@ pub fn pack(ty: GgmlType, n: usize, src: &[u8], rows: usize, dst: &mut [u8]) {
                         o[16 + 8 * j + i] = blk[192 + j];
                     }
                     for c in 0..48 {
-                        o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4].copy_from_slice(&blk[4 * c..4 * c + 4]);
+                        let at = hb + 32 * q6_slot(c) + 4 * i;
+                        o[at..at + 4].copy_from_slice(&blk[4 * c..4 * c + 4]);
                     }
                     continue;
                 }
@@ -202,7 +219,8 @@ pub fn unpack_row(ty: GgmlType, n: usize, packed: &[u8], r: usize, dst: &mut [u8
                 blk[192 + j] = o[16 + 8 * j + i];
             }
             for c in 0..48 {
-                blk[4 * c..4 * c + 4].copy_from_slice(&o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4]);
+                let at = hb + 32 * q6_slot(c) + 4 * i;
+                blk[4 * c..4 * c + 4].copy_from_slice(&o[at..at + 4]);
             }
             continue;
         }

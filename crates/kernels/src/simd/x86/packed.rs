@@ -288,32 +288,44 @@ macro_rules! packed_kernels {
                     let x = w[g].add(1680 * b);
                     prefetch::<T>(x, 1680);
                     let mut is = [_mm256_setzero_si256(); T];
-                    for j in 0..16 {
-                        // Sub-block j = 8h + 2s + u: elements 128h + 32s + 16u + l.
-                        let (h, s, u) = (j / 8, (j % 8) / 2, j % 2);
-                        let sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(x.add(16 + 8 * j) as *const __m128i));
-                        let mut lo = [_mm256_setzero_si256(); T];
-                        for t in 0..T {
-                            let bs = (a[t].add(292 * b + 260 + 2 * j) as *const i16).read_unaligned();
-                            lo[t] = _mm256_set1_epi32(-32 * i32::from(bs));
-                        }
-                        for c in 0..4 {
-                            let v = loadu(x.add(144 + 32 * (16 * h + 8 * (s % 2) + 4 * u + c)));
-                            let vh = loadu(x.add(144 + 32 * (32 + 8 * h + 4 * u + c)));
-                            let lo4 = if s < 2 { _mm256_and_si256(v, m4) } else { _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4) };
-                            let hi2 = match s {
-                                0 => _mm256_slli_epi16::<4>(vh),
-                                1 => _mm256_slli_epi16::<2>(vh),
-                                2 => vh,
-                                _ => _mm256_srli_epi16::<2>(vh),
-                            };
-                            let q = _mm256_or_si256(lo4, _mm256_and_si256(hi2, m2));
-                            for t in 0..T {
-                                lo[t] = $dpbusd(lo[t], q, bcast(a[t].add(292 * b + 4 + 16 * j + 4 * c)));
+                    for h in 0..2 {
+                        for u in 0..2 {
+                            // The four sub-blocks 8h + 2s + u (s = 0..3) share the
+                            // ql chunks (low nibbles: s = 0, 1; high: s = 2, 3) and
+                            // the qh chunk (bits 2s..2s+2) of elements 16u..16u+16
+                            // of each 32-element run.
+                            let mut lo = [[_mm256_setzero_si256(); T]; 4];
+                            for (sidx, l) in lo.iter_mut().enumerate() {
+                                let j = 8 * h + 2 * sidx + u;
+                                for t in 0..T {
+                                    let bs = (a[t].add(292 * b + 260 + 2 * j) as *const i16).read_unaligned();
+                                    l[t] = _mm256_set1_epi32(-32 * i32::from(bs));
+                                }
                             }
-                        }
-                        for t in 0..T {
-                            is[t] = _mm256_add_epi32(is[t], _mm256_mullo_epi32(lo[t], sc));
+                            for c in 0..4 {
+                                // Step 8h + 4u + c: ql (low run), ql (high run), qh.
+                                let st = x.add(144 + 96 * (8 * h + 4 * u + c));
+                                let (va, vb, vh) = (loadu(st), loadu(st.add(32)), loadu(st.add(64)));
+                                let q = [
+                                    _mm256_or_si256(_mm256_and_si256(va, m4), _mm256_and_si256(_mm256_slli_epi16::<4>(vh), m2)),
+                                    _mm256_or_si256(_mm256_and_si256(vb, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(vh), m2)),
+                                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(va), m4), _mm256_and_si256(vh, m2)),
+                                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(vb), m4), _mm256_and_si256(_mm256_srli_epi16::<2>(vh), m2)),
+                                ];
+                                for (sidx, l) in lo.iter_mut().enumerate() {
+                                    let j = 8 * h + 2 * sidx + u;
+                                    for t in 0..T {
+                                        l[t] = $dpbusd(l[t], q[sidx], bcast(a[t].add(292 * b + 4 + 16 * j + 4 * c)));
+                                    }
+                                }
+                            }
+                            for (sidx, l) in lo.iter().enumerate() {
+                                let j = 8 * h + 2 * sidx + u;
+                                let sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(x.add(16 + 8 * j) as *const __m128i));
+                                for t in 0..T {
+                                    is[t] = _mm256_add_epi32(is[t], _mm256_mullo_epi32(l[t], sc));
+                                }
+                            }
                         }
                     }
                     let dw = _mm256_cvtph_ps(loadu128(x));
