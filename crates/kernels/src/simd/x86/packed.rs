@@ -11,6 +11,13 @@
 //! rows), so results are bit-identical to `crate::repack::dot_ref` and do not
 //! depend on batching. Integer sums are split over two accumulators per
 //! result (shorter dependency chains) and added exactly.
+//!
+//! Q4_K and Q6_K (against Q8_K activations) follow the same scheme per
+//! sub-block (32 resp. 16 elements), then multiply the eight rows' exact
+//! sub-block sums by their integer scales (`vpmulld`) before the one float
+//! step per super-block; Q4_K's mins term comes from the activation's
+//! 16-element sums with `vpmaddwd`, Q6_K's `-32` offset likewise starts each
+//! sub-block sum at `-32 * bsum`.
 
 use super::dot::{dpbusd_avx2, dpbusd_vnni};
 use super::*;
