@@ -31,7 +31,7 @@
 //!   throughput of row by row). Other types loop over [`vec_dot`]. Q5_0
 //!   matters because a Qwen2.5-0.5B "Q4_K_M" file is mostly Q5_0: its
 //!   896-wide rows are not whole 256-element K-quant blocks.
-//! * [`repack`]: Q4_0, Q5_0 and Q8_0 matrices repacked at load time into
+//! * [`repack`]: Q4_0, Q5_0, Q8_0 and Q4_K matrices repacked at load time into
 //!   an 8-row interleaved layout, and their matrix product (one kernel for
 //!   one or many activation rows; one `vpdpbusd` advances eight rows and
 //!   the float work is once per eight rows): 1.7-2.6x the prefill tile
@@ -121,7 +121,7 @@
 //! * i-quants (IQ*), TQ1_0/TQ2_0, MXFP4/NVFP4, Q1_0/Q2_0.
 //! * The importance-matrix quantizers (`quantize_row_*_impl`); only the
 //!   `_ref` ones llama-quantize uses without `--imatrix` are reproduced.
-//! * Repacked layouts for the K-quants and the other legacy types (they
+//! * Repacked layouts for the K-quants other than Q4_K and the other legacy types (they
 //!   are read in the GGUF layout), and NEON kernels for the repacked ones.
 //! * AVX-VNNI (the VEX form on client CPUs without AVX-512), full 512-bit
 //!   AVX-512 kernels, and the NEON `sdot`/`i8mm` extensions (their Rust

@@ -20,6 +20,8 @@
 //! | Q4_0 | 144 | `d[8]: f16` (row i's scale), then 4 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i (low nibble element `4c+k`, high nibble element `16+4c+k`) |
 //! | Q5_0 | 176 | `d[8]`, then a 32-byte high-bit plane: bit `v` of byte `4i + k` is bit 4 of row i's element `4v + k` (`v < 4`) or `16 + 4(v-4) + k` (`v >= 4`), then the 128 nibble bytes as for Q4_0 |
 //! | Q8_0 | 272 | `d[8]`, then 8 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i |
+//! | Q6_K | 1680 | `d[8]` (f16), 128 scale bytes: byte `8j + i` = `scales[j]` of row i, then 48 chunks of 32 bytes: byte `4i + k` of chunk `3s` = `ql[4c + k]` of row i with `c = 16(s/8) + s%8`, chunk `3s+1` the same for `c + 8`, chunk `3s+2` = `qh[4s + k]` (`q6_slot`) |
+//! | Q4_K | 1152 | `d[8]`, `dmin[8]` (f16), 96 scale bytes: byte `8k + i` = `scales[k]` of row i (still 6-bit packed; the kernel unpacks all eight rows at once with u64 shifts and masks), then 32 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i (low nibbles: sub-block `2(c/8)`, high nibbles: sub-block `2(c/8)+1`, element `4(c%8)+k`) |
 //!
 //! A matrix whose row count is not a multiple of 8 is padded with zero rows
 //! (scale 0) to whole groups; results are written for real rows only.
@@ -35,7 +37,13 @@
 //! only; [`dot_ref`] is the plain reference of this order, and the SIMD
 //! kernels are tested bit-identical to it.
 //!
-//! Absent: K-quants (Q4_K, Q6_K) are not repacked yet; NEON has no
+//! Q4_K (against Q8_K activations) sums per super-block: `isum = Σ_j sc_j ·
+//! Σ q·a` and `msum = Σ_j m_j · (bsums[2j] + bsums[2j+1])`, both exact i32,
+//! then `acc = fma(-(dmin · d_a), msum, acc)` and `acc = fma(d · d_a, isum,
+//! acc)` (see [`dot_ref`]). Q6_K: `isum = Σ_j sc_j · Σ (q - 32)·a` over
+//! its sixteen sub-blocks, then `acc = fma(d · d_a, isum, acc)`.
+//!
+//! Absent: the other K-quants (Q5_K, Q3_K, Q2_K) are not repacked; NEON has no
 //! repacked kernels ([`has_fast_path`] is false there, so callers keep
 //! the GGUF layout).
 
@@ -46,7 +54,7 @@ pub const ROWS: usize = 8;
 
 /// Whether `ty` has an x8 layout.
 pub const fn is_repackable(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0)
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K)
 }
 
 /// Whether the selected tier has SIMD kernels for the x8 layout (on other
@@ -78,7 +86,25 @@ fn check_ty(what: &str, ty: GgmlType) {
 fn head_bytes(ty: GgmlType) -> usize {
     match ty {
         GgmlType::Q5_0 => 48,
+        GgmlType::Q4_K => 128,
+        GgmlType::Q6_K => 144,
         _ => 16,
+    }
+}
+
+/// Where 4-byte group `c` of a Q6_K block (`c < 32`: `ql[4c..]`, else
+/// `qh[4(c-32)..]`) goes among the 48 interleaved 32-byte chunks: in the
+/// order the kernel reads them, so a block is read front to back (an
+/// order that jumped between the `ql` and `qh` areas streamed from DRAM at
+/// a third of the speed, `cargo bench -p hearth-kernels -- Q6_K --big`).
+/// Step `8h + l/4` (h: 128-element half, l: element within its 32-runs)
+/// holds the `ql` chunk of the low 32-run, that of the high one, then the
+/// `qh` chunk.
+const fn q6_slot(c: usize) -> usize {
+    if c < 32 {
+        3 * (8 * (c / 16) + c % 8) + (c % 16) / 8
+    } else {
+        3 * (c - 32) + 2
     }
 }
 
@@ -114,8 +140,30 @@ pub fn pack(ty: GgmlType, n: usize, src: &[u8], rows: usize, dst: &mut [u8]) {
             for b in 0..nb {
                 let blk = &row[b * bs..(b + 1) * bs];
                 let o = &mut dg[b * gb..(b + 1) * gb];
+                if ty == GgmlType::Q6_K {
+                    // ql[128], qh[64], scales[16], d.
+                    o[2 * i..2 * i + 2].copy_from_slice(&blk[208..210]);
+                    for j in 0..16 {
+                        o[16 + 8 * j + i] = blk[192 + j];
+                    }
+                    for c in 0..48 {
+                        let at = hb + 32 * q6_slot(c) + 4 * i;
+                        o[at..at + 4].copy_from_slice(&blk[4 * c..4 * c + 4]);
+                    }
+                    continue;
+                }
                 o[2 * i..2 * i + 2].copy_from_slice(&blk[..2]);
                 match ty {
+                    GgmlType::Q4_K => {
+                        // d, dmin, scales[12], qs[128].
+                        o[16 + 2 * i..18 + 2 * i].copy_from_slice(&blk[2..4]);
+                        for k in 0..12 {
+                            o[32 + 8 * k + i] = blk[4 + k];
+                        }
+                        for c in 0..32 {
+                            o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4].copy_from_slice(&blk[16 + 4 * c..20 + 4 * c]);
+                        }
+                    }
                     GgmlType::Q4_0 => {
                         for c in 0..4 {
                             o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4].copy_from_slice(&blk[2 + 4 * c..6 + 4 * c]);
@@ -165,8 +213,28 @@ pub fn unpack_row(ty: GgmlType, n: usize, packed: &[u8], r: usize, dst: &mut [u8
     for b in 0..nb {
         let o = &dg[b * gb..(b + 1) * gb];
         let blk = &mut dst[b * bs..(b + 1) * bs];
+        if ty == GgmlType::Q6_K {
+            blk[208..210].copy_from_slice(&o[2 * i..2 * i + 2]);
+            for j in 0..16 {
+                blk[192 + j] = o[16 + 8 * j + i];
+            }
+            for c in 0..48 {
+                let at = hb + 32 * q6_slot(c) + 4 * i;
+                blk[4 * c..4 * c + 4].copy_from_slice(&o[at..at + 4]);
+            }
+            continue;
+        }
         blk[..2].copy_from_slice(&o[2 * i..2 * i + 2]);
         match ty {
+            GgmlType::Q4_K => {
+                blk[2..4].copy_from_slice(&o[16 + 2 * i..18 + 2 * i]);
+                for k in 0..12 {
+                    blk[4 + k] = o[32 + 8 * k + i];
+                }
+                for c in 0..32 {
+                    blk[16 + 4 * c..20 + 4 * c].copy_from_slice(&o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4]);
+                }
+            }
             GgmlType::Q4_0 => {
                 for c in 0..4 {
                     blk[2 + 4 * c..6 + 4 * c].copy_from_slice(&o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4]);
@@ -199,7 +267,7 @@ pub fn unpack_row(ty: GgmlType, n: usize, packed: &[u8], r: usize, dst: &mut [u8
 /// bit-identically to [`crate::dequantize_row`] of the original row.
 pub fn dequantize_row(ty: GgmlType, packed: &[u8], r: usize, out: &mut [f32]) {
     let n = out.len();
-    let mut tmp = [0u8; 34 * 256]; // a row of up to 8192 Q8_0 elements on the stack
+    let mut tmp = [0u8; 34 * 256]; // a row of up to 8192 Q8_0 (15104 Q4_K) elements on the stack
     let rb = row_bytes(ty, n);
     if rb <= tmp.len() {
         unpack_row(ty, n, packed, r, &mut tmp[..rb]);
@@ -212,12 +280,19 @@ pub fn dequantize_row(ty: GgmlType, packed: &[u8], r: usize, out: &mut [f32]) {
 }
 
 /// The plain reference of the x8 kernels' arithmetic on one row in the GGUF
-/// layout: per block the exact integer sum `Σ (q - zero) · a`, then
-/// `acc = fma(d_w · d_a, sum, acc)` in block order.
+/// layout against one activation row of `vec_dot_type(ty)`: per block the
+/// exact integer sum `Σ (q - zero) · a`, then `acc = fma(d_w · d_a, sum,
+/// acc)` in block order (Q4_K: see the module docs).
 pub fn dot_ref(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
     check_ty("repack::dot_ref", ty);
     crate::check_row("repack::dot_ref (weights)", ty, n, w.len());
-    crate::check_row("repack::dot_ref (activations)", GgmlType::Q8_0, n, a.len());
+    crate::check_row("repack::dot_ref (activations)", crate::vec_dot_type(ty), n, a.len());
+    if ty == GgmlType::Q4_K {
+        return dot_ref_q4_k(n, w, a);
+    }
+    if ty == GgmlType::Q6_K {
+        return dot_ref_q6_k(n, w, a);
+    }
     let bs = ty.type_size();
     let f16 = |p: &[u8]| crate::fp::f16_to_f32(u16::from_le_bytes([p[0], p[1]]));
     let mut acc = 0f32;
@@ -241,8 +316,73 @@ pub fn dot_ref(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
     acc
 }
 
+/// [`dot_ref`] for Q4_K against Q8_K: per super-block the exact integer
+/// sums `isum = Σ_j sc_j · Σ q·a` and `msum = Σ_j m_j · (bsums[2j] +
+/// bsums[2j+1])` over its eight sub-blocks of 32, then
+/// `acc = fma(-(dmin · d_a), msum, acc)`, `acc = fma(d · d_a, isum, acc)`.
+/// (ggml's `ggml_vec_dot_q4_K_q8_K` keeps the two terms in separate float
+/// sums; this order differs from it by float rounding only.)
+fn dot_ref_q4_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let f16 = |p: &[u8]| crate::fp::f16_to_f32(u16::from_le_bytes([p[0], p[1]]));
+    let mut acc = 0f32;
+    for b in 0..n / 256 {
+        let x = &w[b * 144..(b + 1) * 144];
+        let y = &a[b * 292..(b + 1) * 292];
+        let da = f32::from_le_bytes([y[0], y[1], y[2], y[3]]);
+        let sc: &[u8; 12] = x[4..16].try_into().expect("12 bytes");
+        let bsum = |k: usize| i32::from(i16::from_le_bytes([y[260 + 2 * k], y[261 + 2 * k]]));
+        let (mut isum, mut msum) = (0i32, 0i32);
+        for j in 0..8 {
+            let (s, m) = crate::blocks::scale_min_k4(j, sc);
+            let (p, hi) = (j / 2, j % 2 == 1);
+            let dot: i32 = (0..32)
+                .map(|l| {
+                    let byte = x[16 + 32 * p + l];
+                    let q = if hi { byte >> 4 } else { byte & 15 };
+                    i32::from(q) * i32::from(y[4 + 32 * j + l] as i8)
+                })
+                .sum();
+            isum += i32::from(s) * dot;
+            msum += i32::from(m) * (bsum(2 * j) + bsum(2 * j + 1));
+        }
+        acc = (-(f16(&x[2..4]) * da)).mul_add(msum as f32, acc);
+        acc = (f16(x) * da).mul_add(isum as f32, acc);
+    }
+    acc
+}
+
+/// [`dot_ref`] for Q6_K against Q8_K: per super-block the exact integer sum
+/// `isum = Σ_j sc_j · Σ (q - 32) · a` over its sixteen sub-blocks of 16,
+/// then `acc = fma(d · d_a, isum, acc)`. (ggml's `ggml_vec_dot_q6_K_q8_K`
+/// sums the same integers per block; only the float accumulation differs.)
+fn dot_ref_q6_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let mut acc = 0f32;
+    for b in 0..n / 256 {
+        let x = &w[b * 210..(b + 1) * 210];
+        let y = &a[b * 292..(b + 1) * 292];
+        let da = f32::from_le_bytes([y[0], y[1], y[2], y[3]]);
+        let d = crate::fp::f16_to_f32(u16::from_le_bytes([x[208], x[209]]));
+        // blocks::BlockQ6_K: element 128h + 32s + l (s in 0..4, l in 0..32).
+        let q = |e: usize| -> i32 {
+            let (h, s, l) = (e / 128, (e % 128) / 32, e % 32);
+            let ql = x[64 * h + 32 * (s % 2) + l];
+            let lo = if s < 2 { ql & 15 } else { ql >> 4 };
+            let hi = (x[128 + 32 * h + l] >> (2 * s)) & 3;
+            i32::from(lo | (hi << 4)) - 32
+        };
+        let mut isum = 0i32;
+        for j in 0..16 {
+            let dot: i32 = (16 * j..16 * j + 16).map(|e| q(e) * i32::from(y[4 + e] as i8)).sum();
+            isum += i32::from(x[192 + j] as i8) * dot;
+        }
+        acc = (d * da).mul_add(isum as f32, acc);
+    }
+    acc
+}
+
 /// Matrix product on a packed matrix: for each of `n_a_rows` activation
-/// rows (Q8_0, packed rows of `row_bytes(Q8_0, n)` bytes) and each of the
+/// rows (`vec_dot_type(ty)`: Q8_0, or Q8_K for Q4_K; packed rows of
+/// `row_bytes(vec_dot_type(ty), n)` bytes) and each of the
 /// first `n_w_rows` rows of `w` (whole x8 groups, `packed_bytes(ty, n,
 /// n_w_rows)` bytes), `out[t * out_stride + r] = dot_ref(row r, a row t)`.
 /// `w` may be a group-aligned slice of a larger packed matrix.
@@ -268,7 +408,7 @@ pub fn matmul_with(
     out_stride: usize,
 ) {
     check_ty("repack::matmul", ty);
-    let ab = row_bytes(GgmlType::Q8_0, n);
+    let ab = row_bytes(crate::vec_dot_type(ty), n);
     assert!(
         w.len() == packed_bytes(ty, n, n_w_rows),
         "hearth-kernels: repack::matmul: {} bytes of weights is not {n_w_rows} packed rows",

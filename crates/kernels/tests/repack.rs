@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use hearth_kernels::{self as k, repack, GgmlType};
 
-const TYPES: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0];
+const TYPES: [GgmlType; 5] = [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
 
 fn weights(rng: &mut Rng, ty: GgmlType, n: usize, rows: usize, quantized: bool) -> Vec<u8> {
     let mut w = Vec::new();
@@ -27,6 +27,12 @@ fn weights(rng: &mut Rng, ty: GgmlType, n: usize, rows: usize, quantized: bool) 
     w
 }
 
+/// A row length scaled to `ty`'s block: `n` for 32-element blocks, `8n`
+/// for the 256-element K-quant super-blocks.
+fn len(ty: GgmlType, n: usize) -> usize {
+    n * ty.block_size() / 32
+}
+
 fn packed(ty: GgmlType, n: usize, w: &[u8], rows: usize) -> Vec<u8> {
     let mut p = vec![0xAAu8; repack::packed_bytes(ty, n, rows)];
     repack::pack(ty, n, w, rows, &mut p);
@@ -38,6 +44,7 @@ fn pack_is_lossless_and_same_size_per_group() {
     let mut rng = Rng::new(11);
     for ty in TYPES {
         for (n, rows) in [(32, 1), (64, 7), (96, 8), (224, 13), (896, 17)] {
+            let n = len(ty, n);
             let w = weights(&mut rng, ty, n, rows, false);
             let p = packed(ty, n, &w, rows);
             assert_eq!(p.len(), rows.div_ceil(8) * 8 * k::row_bytes(ty, n));
@@ -65,7 +72,7 @@ fn pack_is_lossless_and_same_size_per_group() {
 fn packing_in_group_aligned_pieces_equals_packing_at_once() {
     let mut rng = Rng::new(12);
     for ty in TYPES {
-        let (n, rows) = (96, 21);
+        let (n, rows) = (len(ty, 96), 21);
         let w = weights(&mut rng, ty, n, rows, true);
         let whole = packed(ty, n, &w, rows);
         let rb = k::row_bytes(ty, n);
@@ -80,11 +87,13 @@ fn packing_in_group_aligned_pieces_equals_packing_at_once() {
 
 /// With every scale 1.0 all partial sums are integers below 2^24: the packed
 /// product must equal the reference `vec_dot` exactly (pins down the
-/// interleave, nibble order, Q5_0 high-bit plane and zero points).
+/// interleave, nibble order, Q5_0 high-bit plane and zero points). The
+/// K-quants' integer sums (scales times sub-block sums) exceed 2^24, so there
+/// the next test's f64 comparison pins the layout down instead.
 #[test]
 fn integer_core_is_exact_with_unit_scales() {
     let mut rng = Rng::new(13);
-    for ty in TYPES {
+    for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
         let (n, rows, t) = (224, 11, 5);
         let w = random_blocks(&mut rng, ty, n * rows, &mut |_| 1.0);
         let a = random_blocks(&mut rng, GgmlType::Q8_0, n * t, &mut |_| 1.0);
@@ -94,7 +103,7 @@ fn integer_core_is_exact_with_unit_scales() {
             b
         }).collect();
         let p = packed(ty, n, &w, rows);
-        let (rb, ab) = (k::row_bytes(ty, n), k::row_bytes(GgmlType::Q8_0, n));
+        let (rb, ab) = (k::row_bytes(ty, n), k::row_bytes(k::vec_dot_type(ty), n));
         for v in k::variants() {
             let mut out = vec![f32::NAN; t * rows];
             repack::matmul_with(v, ty, n, &p, rows, &a, t, &mut out, rows);
@@ -115,10 +124,11 @@ fn every_tier_is_bit_identical_to_dot_ref_for_every_tile_shape() {
     let mut failures = Vec::new();
     for ty in TYPES {
         for (n, rows) in [(32, 3), (64, 8), (96, 17), (896, 24), (4864, 9)] {
+            let n = len(ty, n);
             for quantized in [true, false] {
                 let w = weights(&mut rng, ty, n, rows, quantized);
                 let p = packed(ty, n, &w, rows);
-                let (rb, ab) = (k::row_bytes(ty, n), k::row_bytes(GgmlType::Q8_0, n));
+                let (rb, ab) = (k::row_bytes(ty, n), k::row_bytes(k::vec_dot_type(ty), n));
                 for t in [1usize, 2, 3, 4, 5, 7, 9] {
                     let acts: Vec<u8> = (0..t).flat_map(|i| quantize_act(ty, &rng.normals(n, if i % 2 == 0 { 1.0 } else { 30.0 }))).collect();
                     let stride = rows + 3;
@@ -137,7 +147,7 @@ fn every_tier_is_bit_identical_to_dot_ref_for_every_tile_shape() {
                                 // Against ggml's order (vec_dot) and against f32: float rounding only.
                                 let vd = k::reference::vec_dot(ty, n, wrow, arow);
                                 let wd = dequant(ty, wrow, n);
-                                let ad = dequant(GgmlType::Q8_0, arow, n);
+                                let ad = dequant(k::vec_dot_type(ty), arow, n);
                                 let exact: f64 = wd.iter().zip(&ad).map(|(x, y)| *x as f64 * *y as f64).sum();
                                 let mag: f64 = wd.iter().zip(&ad).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum();
                                 let tol = 1e-5 * mag + 1e-30;
@@ -176,8 +186,8 @@ fn group_aligned_slices_of_a_packed_matrix_give_the_same_rows() {
 #[test]
 #[should_panic(expected = "repack")]
 fn pack_rejects_unsupported_types() {
-    let mut d = [0u8; 8 * 144];
-    repack::pack(GgmlType::Q4_K, 256, &[0u8; 144], 1, &mut d);
+    let mut d = [0u8; 8 * 176];
+    repack::pack(GgmlType::Q5_K, 256, &[0u8; 176], 1, &mut d);
 }
 
 fn banner() {

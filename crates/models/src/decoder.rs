@@ -17,7 +17,7 @@
 //! rounded to f16 before `P·V`, because llama.cpp's (non-flash) attention
 //! multiplies an f16 cache with f16-converted operands.
 //!
-//! Q4_0/Q5_0/Q8_0 matrices are repacked at load (see [`Decoder::new`]) and
+//! Q4_0/Q5_0/Q8_0/Q4_K matrices are repacked at load (see [`Decoder::new`]) and
 //! multiplied by `hearth_kernels::repack`: exact integer sums per block and
 //! one float multiply-add per block, as in llama.cpp's repacked CPU kernels
 //! rather than its plain `vec_dot` (a float-rounding difference, within the

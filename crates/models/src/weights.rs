@@ -1,7 +1,7 @@
 //! Weight tensors: borrowed from the memory-mapped file when the kernels can
 //! use the bytes as they are, owned when they had to be converted.
 //!
-//! A mapped Q4_0/Q5_0/Q8_0 matrix can also be repacked ([`Weight::repack`])
+//! A mapped Q4_0/Q5_0/Q8_0/Q4_K matrix can also be repacked ([`Weight::repack`])
 //! into the kernels' 8-row interleaved layout (`hearth_kernels::repack`),
 //! which the matrix products then read instead of the file bytes. The
 //! repacked copy *replaces* the mapped pages in memory: they are released

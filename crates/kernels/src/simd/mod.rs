@@ -415,12 +415,14 @@ mod avx2 {
         out: &mut [f32],
         stride: usize,
     ) {
-        let nb = n / 32;
+        let nb = n / ty.block_size();
         let gbytes = nb * 8 * ty.type_size();
         let groups = n_w.div_ceil(8);
+        // Activation row bytes: Q8_0 blocks of 34, or Q8_K blocks of 292 for the K-quants.
+        let abytes = crate::row_bytes(crate::vec_dot_type(ty), n);
         SUMS.with(|sums| {
             let mut sums = sums.borrow_mut();
-            if ty != GgmlType::Q8_0 {
+            if matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0) {
                 sums.clear();
                 sums.resize(n_a * nb, 0);
                 // SAFETY: ISA detected; `a` is n_a rows of nb Q8_0 blocks (checked
@@ -429,9 +431,9 @@ mod avx2 {
             } else if sums.is_empty() {
                 sums.push(0);
             }
-            let sp = |t: usize| if ty == GgmlType::Q8_0 { sums.as_ptr() } else { sums[t * nb..].as_ptr() };
+            let sp = |t: usize| if matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0) { sums[t * nb..].as_ptr() } else { sums.as_ptr() };
             let wp = |g: usize| w[g * gbytes..].as_ptr();
-            let ap = |t: usize| a[t * 34 * nb..].as_ptr();
+            let ap = |t: usize| a[t * abytes..].as_ptr();
             macro_rules! run {
                 ($m:ident, $g:expr, $t:expr, $g0:expr, $t0:expr) => {{
                     let (g0, t0): (usize, usize) = ($g0, $t0);
@@ -448,6 +450,14 @@ mod avx2 {
                                 nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
                             (GgmlType::Q5_0, true) => x86::packed::vnni::q5_0::<{ $g }, { $t }>(
                                 nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                            (GgmlType::Q4_K, false) => x86::packed::avx2::q4_k::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j))),
+                            (GgmlType::Q4_K, true) => x86::packed::vnni::q4_k::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j))),
+                            (GgmlType::Q6_K, false) => x86::packed::avx2::q6_k::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j))),
+                            (GgmlType::Q6_K, true) => x86::packed::vnni::q6_k::<{ $g }, { $t }>(
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j))),
                             (_, false) => x86::packed::avx2::q8_0::<{ $g }, { $t }>(
                                 nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
                             (_, true) => x86::packed::vnni::q8_0::<{ $g }, { $t }>(

@@ -11,6 +11,13 @@
 //! rows), so results are bit-identical to `crate::repack::dot_ref` and do not
 //! depend on batching. Integer sums are split over two accumulators per
 //! result (shorter dependency chains) and added exactly.
+//!
+//! Q4_K and Q6_K (against Q8_K activations) follow the same scheme per
+//! sub-block (32 resp. 16 elements), then multiply the eight rows' exact
+//! sub-block sums by their integer scales (`vpmulld`) before the one float
+//! step per super-block; Q4_K's mins term comes from the activation's
+//! 16-element sums with `vpmaddwd`, Q6_K's `-32` offset likewise starts each
+//! sub-block sum at `-32 * bsum`.
 
 use super::dot::{dpbusd_avx2, dpbusd_vnni};
 use super::*;
@@ -214,7 +221,161 @@ macro_rules! packed_kernels {
             }
             store(&acc)
         }
+
+        /// Q4_K x8 (`crate::repack` layout, 1152 bytes per group-block)
+        /// against Q8_K activations: per super-block the mins term from
+        /// the activation's 16-element sums, then the scaled sub-block sums.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn q4_k<const G: usize, const T: usize>(
+            nb: usize,
+            w: [*const u8; G],
+            a: [*const u8; T],
+        ) -> PTile<G, T> {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let mut acc = [[_mm256_setzero_ps(); T]; G];
+            for b in 0..nb {
+                for g in 0..G {
+                    let x = w[g].add(1152 * b);
+                    prefetch::<T>(x, 1152);
+                    let (sc, mn) = k4_scales(x.add(32));
+                    let dmin = _mm256_cvtph_ps(loadu128(x.add(16)));
+                    for t in 0..T {
+                        let y = a[t].add(292 * b);
+                        let mut ms = _mm256_setzero_si256();
+                        for j in 0..8 {
+                            // (m_j, m_j) x (bsums[2j], bsums[2j+1]) per row lane.
+                            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mn[j], bcast(y.add(260 + 4 * j))));
+                        }
+                        let dm = _mm256_mul_ps(dmin, _mm256_set1_ps(rdf32(y)));
+                        acc[g][t] = _mm256_fnmadd_ps(dm, _mm256_cvtepi32_ps(ms), acc[g][t]);
+                    }
+                    let mut is = [_mm256_setzero_si256(); T];
+                    for p in 0..4 {
+                        let mut lo = [_mm256_setzero_si256(); T];
+                        let mut hi = [_mm256_setzero_si256(); T];
+                        for c in 0..8 {
+                            let v = loadu(x.add(128 + 32 * (8 * p + c)));
+                            let vl = _mm256_and_si256(v, m4);
+                            let vh = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+                            for t in 0..T {
+                                let y = a[t].add(292 * b + 4 + 64 * p + 4 * c);
+                                lo[t] = $dpbusd(lo[t], vl, bcast(y));
+                                hi[t] = $dpbusd(hi[t], vh, bcast(y.add(32)));
+                            }
+                        }
+                        for t in 0..T {
+                            let s = _mm256_add_epi32(_mm256_mullo_epi32(lo[t], sc[2 * p]), _mm256_mullo_epi32(hi[t], sc[2 * p + 1]));
+                            is[t] = _mm256_add_epi32(is[t], s);
+                        }
+                    }
+                    let dw = _mm256_cvtph_ps(loadu128(x));
+                    for t in 0..T {
+                        let d = _mm256_mul_ps(dw, _mm256_set1_ps(rdf32(a[t].add(292 * b))));
+                        acc[g][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(is[t]), acc[g][t]);
+                    }
+                }
+            }
+            store(&acc)
+        }
+
+        /// Q6_K x8 (`crate::repack` layout, 1680 bytes per group-block)
+        /// against Q8_K activations: per sub-block of 16 the sum of
+        /// `q * a` (q in 0..64) started at `-32 * bsum`, times its scale.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn q6_k<const G: usize, const T: usize>(
+            nb: usize,
+            w: [*const u8; G],
+            a: [*const u8; T],
+        ) -> PTile<G, T> {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let m2 = _mm256_set1_epi8(0x30);
+            let mut acc = [[_mm256_setzero_ps(); T]; G];
+            for b in 0..nb {
+                for g in 0..G {
+                    let x = w[g].add(1680 * b);
+                    prefetch::<T>(x, 1680);
+                    let mut is = [_mm256_setzero_si256(); T];
+                    for h in 0..2 {
+                        for u in 0..2 {
+                            // The four sub-blocks 8h + 2s + u (s = 0..3) share the
+                            // ql chunks (low nibbles: s = 0, 1; high: s = 2, 3) and
+                            // the qh chunk (bits 2s..2s+2) of elements 16u..16u+16
+                            // of each 32-element run.
+                            let mut lo = [[_mm256_setzero_si256(); T]; 4];
+                            for (sidx, l) in lo.iter_mut().enumerate() {
+                                let j = 8 * h + 2 * sidx + u;
+                                for t in 0..T {
+                                    let bs = (a[t].add(292 * b + 260 + 2 * j) as *const i16).read_unaligned();
+                                    l[t] = _mm256_set1_epi32(-32 * i32::from(bs));
+                                }
+                            }
+                            for c in 0..4 {
+                                // Step 8h + 4u + c: ql (low run), ql (high run), qh.
+                                let st = x.add(144 + 96 * (8 * h + 4 * u + c));
+                                let (va, vb, vh) = (loadu(st), loadu(st.add(32)), loadu(st.add(64)));
+                                let q = [
+                                    _mm256_or_si256(_mm256_and_si256(va, m4), _mm256_and_si256(_mm256_slli_epi16::<4>(vh), m2)),
+                                    _mm256_or_si256(_mm256_and_si256(vb, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(vh), m2)),
+                                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(va), m4), _mm256_and_si256(vh, m2)),
+                                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(vb), m4), _mm256_and_si256(_mm256_srli_epi16::<2>(vh), m2)),
+                                ];
+                                for (sidx, l) in lo.iter_mut().enumerate() {
+                                    let j = 8 * h + 2 * sidx + u;
+                                    for t in 0..T {
+                                        l[t] = $dpbusd(l[t], q[sidx], bcast(a[t].add(292 * b + 4 + 16 * j + 4 * c)));
+                                    }
+                                }
+                            }
+                            for (sidx, l) in lo.iter().enumerate() {
+                                let j = 8 * h + 2 * sidx + u;
+                                let sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(x.add(16 + 8 * j) as *const __m128i));
+                                for t in 0..T {
+                                    is[t] = _mm256_add_epi32(is[t], _mm256_mullo_epi32(l[t], sc));
+                                }
+                            }
+                        }
+                    }
+                    let dw = _mm256_cvtph_ps(loadu128(x));
+                    for t in 0..T {
+                        let d = _mm256_mul_ps(dw, _mm256_set1_ps(rdf32(a[t].add(292 * b))));
+                        acc[g][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(is[t]), acc[g][t]);
+                    }
+                }
+            }
+            store(&acc)
+        }
     };
+}
+
+/// The eight sub-block scales and mins of eight rows from the x8 Q4_K
+/// scale bytes (byte `8k + i` = `scales[k]` of row i), unpacked for all
+/// eight rows at once with byte-wise shifts and masks on u64s (the
+/// 6-bit packing of `blocks::scale_min_k4`). Scales come as i32 lanes,
+/// mins as i16 pairs `(m, m)` per lane, ready for `vpmaddwd` against a
+/// pair of activation 16-element sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_scales(p: *const u8) -> ([__m256i; 8], [__m256i; 8]) {
+    const LO6: u64 = 0x3F3F_3F3F_3F3F_3F3F;
+    const LO4: u64 = 0x0F0F_0F0F_0F0F_0F0F;
+    const LO2: u64 = 0x0303_0303_0303_0303;
+    let q: [u64; 12] = std::array::from_fn(|k| (p.add(8 * k) as *const u64).read_unaligned());
+    let mut sc = [_mm256_setzero_si256(); 8];
+    let mut mn = [_mm256_setzero_si256(); 8];
+    for j in 0..8 {
+        let (s, m) = if j < 4 {
+            (q[j] & LO6, q[j + 4] & LO6)
+        } else {
+            (
+                (q[j + 4] & LO4) | (((q[j - 4] >> 6) & LO2) << 4),
+                ((q[j + 4] >> 4) & LO4) | (((q[j] >> 6) & LO2) << 4),
+            )
+        };
+        sc[j] = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(s as i64));
+        let m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(m as i64));
+        mn[j] = _mm256_or_si256(m32, _mm256_slli_epi32::<16>(m32));
+    }
+    (sc, mn)
 }
 
 #[inline]
