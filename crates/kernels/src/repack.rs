@@ -64,6 +64,17 @@ pub fn has_fast_path() -> bool {
     simd::has_packed(crate::selected_variant().0)
 }
 
+/// Whether a loader should repack matrices of `ty` on this CPU: the type has
+/// an x8 layout, the selected tier has kernels for it, and they beat the
+/// GGUF-layout kernels there. Q6_K is the exception on the AVX2-only tier:
+/// without `vpdpbusd` its packed one-row pass measured slower than the row
+/// kernel (118 vs 76 ns per 2048-wide row, `cargo bench -p hearth-kernels`),
+/// and decode is mostly one-row passes.
+pub fn worth_packing(ty: GgmlType) -> bool {
+    let isa = crate::selected_variant().0;
+    is_repackable(ty) && simd::has_packed(isa) && !(ty == GgmlType::Q6_K && isa == simd::Isa::Avx2)
+}
+
 /// Bytes of `rows` rows of `n` elements of `ty` in the x8 layout (rows
 /// rounded up to a whole group).
 ///

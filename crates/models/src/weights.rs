@@ -100,7 +100,7 @@ impl Weight {
     /// by the matrix.
     pub fn repack(&mut self) {
         use hearth_kernels::repack;
-        if self.packed.is_some() || !repack::is_repackable(self.ty) || !repack::has_fast_path() || repack_disabled() {
+        if self.packed.is_some() || !repack::worth_packing(self.ty) || repack_disabled() {
             return;
         }
         let Storage::Mapped { file, .. } = &self.storage else { return };
