@@ -5,7 +5,8 @@
 //! Buffers are token-major: row `r = b·T + t` is position `t` of sequence
 //! `b`; each sequence starts at position 0. Per layer the forward keeps the
 //! layer input, both normalised inputs and their reciprocal RMS, the
-//! post-RoPE q and k, v, the attention probabilities (`B·H·T·T`, only the
+//! post-RoPE q and k (and, with per-head q/k norms, the pre-norm q and k
+//! and their reciprocal RMS), v, the attention probabilities (`B·H·T·T`, only the
 //! causal triangle used), the attention output, the mid-layer residual, gate,
 //! up and the SwiGLU product, plus `x·Aᵀ` of every LoRA adapter.
 //!
@@ -91,6 +92,12 @@ struct LayerActs<T> {
     q: Vec<T>,
     k: Vec<T>,
     v: Vec<T>,
+    /// q and k before their per-head norms, and the per-head reciprocal
+    /// RMS (only with `qk_norm`).
+    q_raw: Vec<T>,
+    k_raw: Vec<T>,
+    rstd_q: Vec<T>,
+    rstd_k: Vec<T>,
     p: Vec<T>,
     o: Vec<T>,
     x_mid: Vec<T>,
@@ -123,6 +130,8 @@ pub struct Workspace<T> {
     dq: Vec<T>,
     dk: Vec<T>,
     dv: Vec<T>,
+    dq_raw: Vec<T>,
+    dk_raw: Vec<T>,
     dlora: Vec<T>,
     blk32: Vec<f32>,
     blk: Vec<T>,
@@ -148,6 +157,8 @@ impl<T: Real> Workspace<T> {
             dq: Vec::new(),
             dk: Vec::new(),
             dv: Vec::new(),
+            dq_raw: Vec::new(),
+            dk_raw: Vec::new(),
             dlora: Vec::new(),
             blk32: Vec::new(),
             blk: Vec::new(),
@@ -260,6 +271,14 @@ fn frozen_rows<T: Real>(fm: &FrozenMat, r0: usize, r1: usize, tmp: &mut Vec<f32>
     for r in r0..r1 {
         fm.weight.dequantize_row(fm.row0 + r, tmp);
         out.extend(tmp.iter().map(|&v| T::from_f32(v)));
+    }
+}
+
+/// The gradient slice of a vector when it is a parameter.
+fn vec_grad<'a, T>(net: &Net, src: &VecSrc, grads: &'a mut [T]) -> Option<&'a mut [T]> {
+    match src {
+        VecSrc::Param(id) => Some(net.params.slice_mut(*id, grads)),
+        VecSrc::Frozen(_) => None,
     }
 }
 
@@ -777,8 +796,21 @@ fn forward<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], b: usize, t: usi
         sized(&mut la.rstd1, n);
         rmsnorm_fwd(x_in, &wn, c.norm_eps, &mut la.xn1, &mut la.rstd1);
         let [lq, lk, lv, lo, lg, lu, ld] = &mut la.lora;
-        linear_fwd(pool, net, params, &layer.q, n, &la.xn1, sized(&mut la.q, n * qd), lq, blk32, blk);
-        linear_fwd(pool, net, params, &layer.k, n, &la.xn1, sized(&mut la.k, n * kd), lk, blk32, blk);
+        match (&layer.q_norm, &layer.k_norm) {
+            (Some(qn), Some(kn)) => {
+                // Qwen3: each head of q and k RMS-normalised after the
+                // projection (and bias), before RoPE (decoder.rs, qwen3.rs).
+                linear_fwd(pool, net, params, &layer.q, n, &la.xn1, sized(&mut la.q_raw, n * qd), lq, blk32, blk);
+                linear_fwd(pool, net, params, &layer.k, n, &la.xn1, sized(&mut la.k_raw, n * kd), lk, blk32, blk);
+                let (wq, wk) = (vec_of(net, params, qn), vec_of(net, params, kn));
+                rmsnorm_fwd(&la.q_raw, &wq, c.norm_eps, sized(&mut la.q, n * qd), sized(&mut la.rstd_q, n * c.n_head));
+                rmsnorm_fwd(&la.k_raw, &wk, c.norm_eps, sized(&mut la.k, n * kd), sized(&mut la.rstd_k, n * c.n_head_kv));
+            }
+            _ => {
+                linear_fwd(pool, net, params, &layer.q, n, &la.xn1, sized(&mut la.q, n * qd), lq, blk32, blk);
+                linear_fwd(pool, net, params, &layer.k, n, &la.xn1, sized(&mut la.k, n * kd), lk, blk32, blk);
+            }
+        }
         linear_fwd(pool, net, params, &layer.v, n, &la.xn1, sized(&mut la.v, n * kd), lv, blk32, blk);
         ws.rope[l].apply(&mut la.q, t, c.n_head, c.head_dim, false);
         ws.rope[l].apply(&mut la.k, t, c.n_head_kv, c.head_dim, false);
@@ -880,6 +912,20 @@ fn backward_pass<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], grads: &mu
         attention_bwd(pool, net, b, t, &la.q, &la.k, &la.v, &la.p, d_o, dq, dk, dv);
         ws.rope[l].apply(dq, t, c.n_head, c.head_dim, true);
         ws.rope[l].apply(dk, t, c.n_head_kv, c.head_dim, true);
+        // Through the per-head q/k norms (same RMSNorm backward, rows of
+        // one head each), into the gradients of the projections' outputs.
+        let (dq, dk): (&[T], &[T]) = match (&layer.q_norm, &layer.k_norm) {
+            (Some(qn), Some(kn)) => {
+                let (dqr, dkr) = (sized(&mut ws.dq_raw, n * qd), sized(&mut ws.dk_raw, n * kd));
+                dqr.iter_mut().for_each(|v| *v = T::ZERO);
+                dkr.iter_mut().for_each(|v| *v = T::ZERO);
+                let (wq, wk) = (vec_of(net, params, qn), vec_of(net, params, kn));
+                rmsnorm_bwd(dq, &la.q_raw, &la.rstd_q, &wq, dqr, vec_grad(net, qn, grads));
+                rmsnorm_bwd(dk, &la.k_raw, &la.rstd_k, &wk, dkr, vec_grad(net, kn, grads));
+                (dqr, dkr)
+            }
+            _ => (dq, dk),
+        };
         let dxn = sized(&mut ws.dxn, n * d);
         linear_bwd(pool, net, params, Some(&mut *grads), &layer.q, n, &la.xn1, dq, dxn, false, lq, &mut ws.dlora, blk32, blk);
         linear_bwd(pool, net, params, Some(&mut *grads), &layer.k, n, &la.xn1, dk, dxn, true, lk, &mut ws.dlora, blk32, blk);

@@ -7,8 +7,8 @@
 //! F32, as llama.cpp's converter keeps 1-D tensors.
 //!
 //! Deliberately absent: k-quants on export (use a quantizer afterwards), and
-//! architectures other than `llama` (interleaved RoPE) and `qwen2` (halves
-//! RoPE with Q/K/V biases).
+//! architectures other than `llama` (interleaved RoPE), `qwen2` (halves
+//! RoPE with Q/K/V biases) and `qwen3` (halves RoPE with per-head q/k norms).
 
 use crate::error::{DistillError, Result};
 use crate::net::Net;
@@ -41,11 +41,12 @@ fn file_type(ty: GgmlType) -> Option<u32> {
 pub fn arch_of(net: &Net) -> Result<&'static str> {
     let c = &net.cfg;
     match c.rope.layout {
-        RopeLayout::Interleaved if c.rope.n_rot == c.head_dim && !c.qkv_bias && !c.o_bias => Ok("llama"),
-        RopeLayout::Halves if c.qkv_bias && !c.o_bias => Ok("qwen2"),
+        RopeLayout::Interleaved if c.rope.n_rot == c.head_dim && !c.qkv_bias && !c.o_bias && !c.qk_norm => Ok("llama"),
+        RopeLayout::Halves if c.qkv_bias && !c.o_bias && !c.qk_norm => Ok("qwen2"),
+        RopeLayout::Halves if !c.qkv_bias && !c.o_bias && c.qk_norm => Ok("qwen3"),
         _ => Err(DistillError::Unsupported {
             what: "GGUF export".into(),
-            why: "only llama (interleaved RoPE over the whole head, no biases) and qwen2 (halves RoPE, Q/K/V biases)".into(),
+            why: "only llama (interleaved RoPE over the whole head, no biases), qwen2 (halves RoPE, Q/K/V biases) and qwen3 (halves RoPE, per-head q/k norms)".into(),
         }),
     }
 }
@@ -113,6 +114,6 @@ pub fn write_gguf(path: &Path, net: &Net, params: &[f32], opts: &ExportOptions) 
 
 fn expected_tensors(net: &Net) -> usize {
     let c = &net.cfg;
-    let per_layer = 9 + if c.qkv_bias { 3 } else { 0 } + if c.o_bias { 1 } else { 0 };
+    let per_layer = 9 + if c.qkv_bias { 3 } else { 0 } + if c.o_bias { 1 } else { 0 } + if c.qk_norm { 2 } else { 0 };
     2 + usize::from(!c.tied) + c.n_layer * per_layer
 }

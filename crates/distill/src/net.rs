@@ -13,7 +13,7 @@
 //! names only when saved ([`crate::lora`]).
 //!
 //! Deliberately absent (refused with [`DistillError::Unsupported`] when a base
-//! model has them): per-head q/k norms (Qwen3), post-norms, soft-capping,
+//! model has them): post-norms, soft-capping,
 //! sliding windows, embedding scaling and GeGLU (Gemma), per-layer head
 //! counts, and differing key/value head sizes.
 
@@ -45,6 +45,9 @@ pub struct NetConfig {
     pub tied: bool,
     pub qkv_bias: bool,
     pub o_bias: bool,
+    /// Per-head RMSNorm of q and k after projection, before RoPE (Qwen3;
+    /// weights `attn_q_norm` / `attn_k_norm` of length `head_dim`).
+    pub qk_norm: bool,
 }
 
 impl NetConfig {
@@ -76,6 +79,7 @@ impl NetConfig {
             tied,
             qkv_bias: false,
             o_bias: false,
+            qk_norm: false,
         }
     }
 
@@ -282,6 +286,9 @@ pub struct NetLayer {
     pub q: Linear,
     pub k: Linear,
     pub v: Linear,
+    /// Per-head q/k RMSNorm weights (`head_dim` each), when `cfg.qk_norm`.
+    pub q_norm: Option<VecSrc>,
+    pub k_norm: Option<VecSrc>,
     pub o: Linear,
     pub ffn_norm: VecSrc,
     pub gate: Linear,
@@ -367,12 +374,14 @@ impl Net {
             let q = lin(&mut ps, "attn_q", qd, d, cfg.qkv_bias);
             let k = lin(&mut ps, "attn_k", kvd, d, cfg.qkv_bias);
             let v = lin(&mut ps, "attn_v", kvd, d, cfg.qkv_bias);
+            let q_norm = cfg.qk_norm.then(|| VecSrc::Param(ps.add(n("attn_q_norm.weight"), &[cfg.head_dim], false)));
+            let k_norm = cfg.qk_norm.then(|| VecSrc::Param(ps.add(n("attn_k_norm.weight"), &[cfg.head_dim], false)));
             let o = lin(&mut ps, "attn_output", d, qd, cfg.o_bias);
             let ffn_norm = VecSrc::Param(ps.add(n("ffn_norm.weight"), &[d], false));
             let gate = lin(&mut ps, "ffn_gate", f, d, false);
             let up = lin(&mut ps, "ffn_up", f, d, false);
             let down = lin(&mut ps, "ffn_down", d, f, false);
-            layers.push(NetLayer { attn_norm, q, k, v, o, ffn_norm, gate, up, down, rope_factors: None });
+            layers.push(NetLayer { attn_norm, q, k, v, q_norm, k_norm, o, ffn_norm, gate, up, down, rope_factors: None });
         }
         let output_norm = VecSrc::Param(ps.add("output_norm.weight", &[d], false));
         let output = (!cfg.tied).then(|| MatSrc::Param(ps.add("output.weight", &[cfg.n_vocab, d], true)));
@@ -435,6 +444,8 @@ impl Net {
                 q: lin(q, fv(&lw.q_bias), qd, d),
                 k: lin(k, fv(&lw.k_bias), kvd, d),
                 v: lin(v, fv(&lw.v_bias), kvd, d),
+                q_norm: fv(&lw.q_norm),
+                k_norm: fv(&lw.k_norm),
                 o: lin(fm(&lw.wo, 0, d), fv(&lw.wo_bias), d, qd),
                 ffn_norm: VecSrc::Frozen(lw.ffn_norm.clone()),
                 gate: lin(gate, None, f, d),
@@ -494,7 +505,8 @@ impl Net {
             + c.kv_dim() * c.n_embd * 2
             + 3 * c.n_ff * c.n_embd
             + if c.qkv_bias { c.q_dim() + 2 * c.kv_dim() } else { 0 }
-            + if c.o_bias { c.n_embd } else { 0 };
+            + if c.o_bias { c.n_embd } else { 0 }
+            + if c.qk_norm { 2 * c.head_dim } else { 0 };
         c.n_vocab * c.n_embd * if c.tied { 1 } else { 2 } + c.n_embd + c.n_layer * per_layer
     }
 }
@@ -505,6 +517,7 @@ pub fn net_config_of(dec: &Decoder) -> Result<NetConfig> {
     let c = &dec.cfg;
     let unsupported = |why: &str| Err(DistillError::Unsupported { what: format!("architecture {}", c.arch), why: why.into() });
     let l0 = c.layers.first().ok_or_else(|| DistillError::Config("model has no layers".into()))?;
+    let lw0 = dec.w.layers.first().ok_or_else(|| DistillError::Config("model has no layers".into()))?;
     if c.activation != Activation::SwiGlu {
         return unsupported("only SwiGLU feed-forward layers");
     }
@@ -521,14 +534,18 @@ pub fn net_config_of(dec: &Decoder) -> Result<NetConfig> {
         if lc.sliding_window.is_some() {
             return unsupported("sliding-window attention");
         }
-        if lw.q_norm.is_some() || lw.k_norm.is_some() {
-            return unsupported("per-head q/k norms (Qwen3)");
+        // Both norms or neither, the same in every layer (the forward pass
+        // applies them per network, not per layer).
+        if lw.q_norm.is_some() != lw0.q_norm.is_some() || lw.k_norm.is_some() != lw0.q_norm.is_some() {
+            return unsupported(&format!("layer {i} differs from layer 0 in its q/k norms"));
+        }
+        if lw.q_norm.as_ref().is_some_and(|w| w.len() != lc.head_dim_k) || lw.k_norm.as_ref().is_some_and(|w| w.len() != lc.head_dim_k) {
+            return unsupported("q/k norm weights not of the head size");
         }
         if lw.post_attn_norm.is_some() || lw.post_ffn_norm.is_some() {
             return unsupported("post-norms");
         }
     }
-    let lw0 = &dec.w.layers[0];
     let cfg = NetConfig {
         n_vocab: c.n_vocab,
         n_embd: c.n_embd,
@@ -544,6 +561,7 @@ pub fn net_config_of(dec: &Decoder) -> Result<NetConfig> {
         tied: dec.w.output.is_none(),
         qkv_bias: lw0.q_bias.is_some(),
         o_bias: lw0.wo_bias.is_some(),
+        qk_norm: lw0.q_norm.is_some(),
     };
     cfg.validate()?;
     Ok(cfg)

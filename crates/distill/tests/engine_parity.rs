@@ -1,5 +1,5 @@
 //! The training forward pass against Hearth's inference engine on the same
-//! saved GGUF file.
+//! saved GGUF file, for Llama- and Qwen3-shaped networks.
 //!
 //! Tolerances:
 //! * F32 weights with an F32 KV cache: the two implementations differ only in
@@ -19,6 +19,7 @@ use hearth_distill::export::{write_gguf, ExportOptions};
 use hearth_distill::net::{Net, NetConfig};
 use hearth_distill::rng::Rng;
 use hearth_formats::{GgmlType, GgufFile};
+use hearth_models::config::RopeLayout;
 use hearth_models::pool::ThreadPool;
 use hearth_models::{KvCache, KvType, Logits, Scratch, SeqInput};
 use std::sync::Arc;
@@ -31,7 +32,24 @@ fn softmax(z: &[f32]) -> Vec<f64> {
 }
 
 fn compare(ty: GgmlType, kv: KvType, tol_logit: f32, tol_prob: f64) {
-    let cfg = NetConfig::llama(96, 64, 2, 4, 2, 96, 48, ty == GgmlType::F32);
+    compare_cfg(NetConfig::llama(96, 64, 2, 4, 2, 96, 48, ty == GgmlType::F32), ty, kv, tol_logit, tol_prob);
+}
+
+/// A Qwen3-shaped network: halves RoPE, per-head q/k norms, head size 24
+/// (not n_embd / n_head = 16).
+fn qwen3_cfg(tied: bool) -> NetConfig {
+    let mut c = NetConfig::llama(96, 64, 2, 4, 2, 96, 48, tied);
+    c.head_dim = 24;
+    c.rope.layout = RopeLayout::Halves;
+    c.rope.n_rot = 24;
+    c.rope.freq_base = 1_000_000.0;
+    c.attn_scale = 1.0 / 24f32.sqrt();
+    c.norm_eps = 1e-6;
+    c.qk_norm = true;
+    c
+}
+
+fn compare_cfg(cfg: NetConfig, ty: GgmlType, kv: KvType, tol_logit: f32, tol_prob: f64) {
     let net = Net::new_scratch(cfg).unwrap();
     // Larger than the 0.02 training init so attention is far from uniform.
     let mut rng = Rng::new(11);
@@ -39,9 +57,12 @@ fn compare(ty: GgmlType, kv: KvType, tol_logit: f32, tol_prob: f64) {
     for info in &net.params.tensors {
         if info.shape.len() == 2 {
             params[info.range()].iter_mut().for_each(|v| *v = (rng.normal() * 0.15) as f32);
+        } else if info.name.contains("attn_q_norm") || info.name.contains("attn_k_norm") {
+            params[info.range()].iter_mut().for_each(|v| *v = (1.0 + 0.5 * rng.normal()) as f32);
         }
     }
-    let dir = std::env::temp_dir().join(format!("hearth-distill-parity-{}-{ty}", std::process::id()));
+    let arch = hearth_distill::export::arch_of(&net).unwrap();
+    let dir = std::env::temp_dir().join(format!("hearth-distill-parity-{}-{arch}-{ty}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("m.gguf");
     write_gguf(&path, &net, &params, &ExportOptions { matrix_type: ty, name: "parity".into(), metadata: vec![] }).unwrap();
@@ -51,6 +72,7 @@ fn compare(ty: GgmlType, kv: KvType, tol_logit: f32, tol_prob: f64) {
     // Training side: the weights exactly as stored (F16 values for F16).
     let file = Arc::new(GgufFile::open(&path).unwrap());
     let dec = hearth_models::load_gguf(Arc::clone(&file)).unwrap();
+    assert_eq!(dec.cfg.arch, arch);
     let stored: Vec<f32> = {
         let mut p = params.clone();
         if ty == GgmlType::F16 {
@@ -84,7 +106,7 @@ fn compare(ty: GgmlType, kv: KvType, tol_logit: f32, tol_prob: f64) {
             worst_p = worst_p.max((x - y).abs());
         }
     }
-    eprintln!("{ty} weights, {kv:?} cache: max |Δlogit| {worst:e} (scale {scale}), max |Δp| {worst_p:e}");
+    eprintln!("{arch}, {ty} weights, {kv:?} cache: max |Δlogit| {worst:e} (scale {scale}), max |Δp| {worst_p:e}");
     assert!(worst <= tol_logit * scale, "max logit difference {worst} exceeds {} x {scale}", tol_logit);
     assert!(worst_p <= tol_prob, "max probability difference {worst_p}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -98,4 +120,14 @@ fn f32_weights_f32_cache_agree_closely() {
 #[test]
 fn f16_weights_f16_cache_agree_within_f16_rounding() {
     compare(GgmlType::F16, KvType::F16, 5e-3, 2e-3);
+}
+
+#[test]
+fn qwen3_f32_weights_f32_cache_agree_closely() {
+    compare_cfg(qwen3_cfg(true), GgmlType::F32, KvType::F32, 1e-5, 1e-6);
+}
+
+#[test]
+fn qwen3_f16_weights_f16_cache_agree_within_f16_rounding() {
+    compare_cfg(qwen3_cfg(false), GgmlType::F16, KvType::F16, 5e-3, 2e-3);
 }

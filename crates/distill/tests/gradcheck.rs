@@ -1,6 +1,7 @@
 //! Every parameter's analytic gradient against central finite differences,
 //! both in f64, on tiny models that exercise every operation: embeddings,
-//! RMSNorm, biased and unbiased Q/K/V/O, both RoPE layouts (with partial
+//! RMSNorm, biased and unbiased Q/K/V/O, per-head q/k RMSNorm (Qwen3), head
+//! sizes other than n_embd / n_head, both RoPE layouts (with partial
 //! rotation), grouped-query attention, SwiGLU, tied and untied outputs,
 //! ignored targets and the teacher KL term.
 //!
@@ -166,4 +167,19 @@ fn gradients_with_teacher_only_and_wide_gqa() {
 fn gradients_across_attention_blocks() {
     let cfg = NetConfig::llama(7, 4, 1, 2, 1, 6, 80, false);
     check(&case(cfg, 4, false, 1, 70));
+}
+
+/// Qwen3's per-head q/k RMSNorm (after the biased projections, before a
+/// partial halves RoPE), with grouped-query attention: the norm weights and
+/// every projection feeding them must get exact gradients.
+#[test]
+fn gradients_per_head_qk_norms() {
+    let mut cfg = NetConfig::llama(11, 8, 2, 4, 2, 12, 8, false);
+    cfg.head_dim = 6;
+    cfg.rope.layout = RopeLayout::Halves;
+    cfg.rope.n_rot = 4;
+    cfg.attn_scale = 1.0 / 6f32.sqrt();
+    cfg.qkv_bias = true;
+    cfg.qk_norm = true;
+    check(&case(cfg, 6, true, 2, 5));
 }

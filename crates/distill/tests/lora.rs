@@ -16,6 +16,7 @@ use hearth_distill::rng::Rng;
 use hearth_engine::lora::PeftAdapter;
 use hearth_engine::{Engine, EngineConfig};
 use hearth_formats::{GgmlType, GgufFile};
+use hearth_models::config::RopeLayout;
 use hearth_models::pool::ThreadPool;
 use hearth_models::{Decoder, KvCache, KvType, Logits, Scratch, SeqInput};
 use std::path::{Path, PathBuf};
@@ -29,17 +30,40 @@ fn tmp(name: &str) -> PathBuf {
 
 /// A small random Llama model with a real (tiny) tokenizer and ChatML template.
 fn tiny_base(dir: &Path, n_embd: usize, n_layer: usize, seed: u64) -> PathBuf {
+    tiny_base_with(dir, seed, |nv| NetConfig::llama(nv, n_embd, n_layer, 4, 2, 24, 64, false))
+}
+
+/// A small random Qwen3-shaped model: halves RoPE, per-head q/k norms, and a
+/// head size (12) that is not `n_embd / n_head` (8).
+fn tiny_qwen3(dir: &Path, seed: u64) -> PathBuf {
+    tiny_base_with(dir, seed, |nv| {
+        let mut c = NetConfig::llama(nv, 32, 2, 4, 2, 24, 64, false);
+        c.head_dim = 12;
+        c.rope.layout = RopeLayout::Halves;
+        c.rope.n_rot = 12;
+        c.rope.freq_base = 1_000_000.0;
+        c.attn_scale = 1.0 / 12f32.sqrt();
+        c.norm_eps = 1e-6;
+        c.qk_norm = true;
+        c
+    })
+}
+
+fn tiny_base_with(dir: &Path, seed: u64, cfg: impl Fn(usize) -> NetConfig) -> PathBuf {
     let text = "What is a byte? A byte is eight bits. What is a bit? A bit is a binary digit. The user asks and the assistant answers.";
     let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
     let b = bpe::train([text], &BpeConfig { vocab_size: 300, min_frequency: 2, special_tokens: specials.iter().map(|s| s.to_string()).collect() }).unwrap();
     let meta = b.gguf_metadata("<|endoftext|>", "<|im_end|>", "<|endoftext|>", CHATML_TEMPLATE).unwrap();
     let nv = b.tokens.len();
-    let net = Net::new_scratch(NetConfig::llama(nv, n_embd, n_layer, 4, 2, 24, 64, false)).unwrap();
+    let net = Net::new_scratch(cfg(nv)).unwrap();
     let mut rng = Rng::new(seed);
     let mut params = net.init_scratch(&mut rng);
     for info in &net.params.tensors {
         if info.shape.len() == 2 {
             params[info.range()].iter_mut().for_each(|v| *v = (rng.normal() * 0.15) as f32);
+        } else if info.name.contains("attn_q_norm") || info.name.contains("attn_k_norm") {
+            // Not all ones, so a wrongly placed or missing norm shows.
+            params[info.range()].iter_mut().for_each(|v| *v = (1.0 + 0.5 * rng.normal()) as f32);
         }
     }
     let path = dir.join("base.gguf");
@@ -64,8 +88,23 @@ fn random_lora(net: &Net, rng: &mut Rng, std: f64) -> Vec<f64> {
 #[test]
 fn lora_gradients_match_finite_differences() {
     let dir = tmp("grad");
-    let dec = load_decoder(&tiny_base(&dir, 16, 2, 1));
-    let net = Net::from_decoder(&dec, &all_targets(2, 3.0)).unwrap();
+    lora_gradcheck(&load_decoder(&tiny_base(&dir, 16, 2, 1)));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Through the frozen per-head q/k norms of a Qwen3 base.
+#[test]
+fn qwen3_lora_gradients_match_finite_differences() {
+    let dir = tmp("grad-qwen3");
+    let dec = load_decoder(&tiny_qwen3(&dir, 4));
+    assert_eq!(dec.cfg.arch, "qwen3");
+    assert!(dec.w.layers[0].q_norm.is_some());
+    lora_gradcheck(&dec);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn lora_gradcheck(dec: &Decoder) {
+    let net = Net::from_decoder(dec, &all_targets(2, 3.0)).unwrap();
     let mut rng = Rng::new(7);
     let p = random_lora(&net, &mut rng, 0.3);
     let (b, t) = (2, 6);
@@ -100,7 +139,6 @@ fn lora_gradients_match_finite_differences() {
             assert!((g[i] - fd).abs() <= 1e-8 + 1e-6 * fd.abs(), "{}[{}]: analytic {} vs finite difference {fd}", info.name, i - info.offset, g[i]);
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn engine_logits(dec: &Decoder, tokens: &[u32]) -> Vec<f32> {
@@ -114,8 +152,35 @@ fn engine_logits(dec: &Decoder, tokens: &[u32]) -> Vec<f32> {
 #[test]
 fn peft_adapter_round_trips_and_merges_like_the_training_forward() {
     let dir = tmp("peft");
-    let base = tiny_base(&dir, 32, 2, 2);
+    peft_round_trip(&dir, &tiny_base(&dir, 32, 2, 2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The same on a Qwen3 base: the training forward (frozen q/k norms, live
+/// adapters) against the engine's merged model, and the unadapted Net
+/// against the engine's own forward.
+#[test]
+fn qwen3_peft_adapter_merges_like_the_training_forward() {
+    let dir = tmp("peft-qwen3");
+    let base = tiny_qwen3(&dir, 5);
     let dec = load_decoder(&base);
+    let net = Net::from_decoder(&dec, &all_targets(4, 8.0)).unwrap();
+    assert!(net.cfg.qk_norm && net.cfg.head_dim == 12);
+    // PEFT's initialisation (B = 0) is the base model exactly.
+    let p0 = net.init_lora(&mut Rng::new(3));
+    let tokens: Vec<u32> = (0..24).map(|i| (i * 7 % net.cfg.n_vocab) as u32).collect();
+    let train = logits(&ThreadPool::new(2), &net, &p0, 1, tokens.len(), &tokens, &mut Workspace::new()).unwrap();
+    let eng = engine_logits(&dec, &tokens);
+    let scale = train.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = train.iter().zip(&eng).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("qwen3 base: training forward vs engine max |Δ| {diff:e} (scale {scale})");
+    assert!(diff <= 1e-5 * scale, "training forward differs from the engine by {diff}");
+    peft_round_trip(&dir, &base);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn peft_round_trip(dir: &Path, base: &Path) {
+    let dec = load_decoder(base);
     let net = Net::from_decoder(&dec, &all_targets(4, 8.0)).unwrap();
     let mut rng = Rng::new(9);
     let p: Vec<f32> = random_lora(&net, &mut rng, 0.2).iter().map(|&v| v as f32).collect();
@@ -147,7 +212,7 @@ fn peft_adapter_round_trips_and_merges_like_the_training_forward() {
 
     // merge_gguf writes the same merged weights to disk.
     let out = dir.join("merged.gguf");
-    merge_gguf(&base, &adir, &out).unwrap();
+    merge_gguf(base, &adir, &out).unwrap();
     let from_file = engine_logits(&load_decoder(&out), &tokens);
     assert_eq!(from_file, eng);
     assert!(GgufFile::open(&out).unwrap().get_str("hearth.merged_adapter").unwrap().is_some());
@@ -156,7 +221,6 @@ fn peft_adapter_round_trips_and_merges_like_the_training_forward() {
     std::fs::write(adir.join("adapter_config.json"), "{\"r\": 4, \"lora_alpha\": 8, \"use_dora\": true}").unwrap();
     let e = PeftAdapter::open(&adir).unwrap_err();
     assert!(e.to_string().contains("use_dora"), "{e}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
