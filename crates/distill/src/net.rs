@@ -1,6 +1,7 @@
-//! The trainable network: a Llama/Qwen2-shaped decoder whose every weight is
-//! either a trainable parameter or a frozen tensor (possibly quantized,
-//! borrowed from a memory-mapped GGUF file), plus optional LoRA adapters.
+//! The trainable network: a Llama-, Qwen2-, Qwen3- or Phi-3-shaped decoder
+//! whose every weight is either a trainable parameter or a frozen tensor
+//! (possibly quantized, borrowed from a memory-mapped GGUF file), plus
+//! optional LoRA adapters.
 //!
 //! The forward and backward passes live in [`crate::exec`]; this module only
 //! says what the weights are and where they live. Parameters are one flat
@@ -12,10 +13,21 @@
 //! factors are `blk.{i}.{tensor}.lora_a` / `.lora_b` and are renamed to PEFT
 //! names only when saved ([`crate::lora`]).
 //!
+//! Architectures: Q/K/V biases (Qwen2), per-head q/k RMSNorm (Qwen3), head
+//! sizes other than `n_embd / n_head`, partial RoPE, RoPE frequency factors,
+//! and fused `attn_qkv` / `ffn_up` (gate + up) matrices (Phi-3), which are
+//! used in place as row slices; a LoRA adapter goes on each slice (q, k, v,
+//! gate, up), as the engine's PEFT loader maps `q_proj`, ..., `up_proj` onto
+//! the fused rows. Phi-3 LongRoPE: training uses the short factors (the
+//! layer's `rope_factors`); the engine switches to the long ones when a
+//! session's context exceeds the original training context, as llama.cpp does.
+//!
 //! Deliberately absent (refused with [`DistillError::Unsupported`] when a base
-//! model has them): post-norms, soft-capping,
-//! sliding windows, embedding scaling and GeGLU (Gemma), per-layer head
-//! counts, and differing key/value head sizes.
+//! model has them): GeGLU, embedding scaling, attention and final-logit
+//! soft-capping, post-attention / post-FFN norms and sliding-window attention
+//! (Gemma 2/3), RoPE settings or head counts that differ between layers
+//! (Gemma 3's local/global layers), differing key/value head sizes, and LoRA
+//! on a fused matrix as a whole (PEFT's `qkv_proj` / `gate_up_proj`).
 
 use crate::error::{DistillError, Result};
 use crate::rng::Rng;

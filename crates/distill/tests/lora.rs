@@ -300,3 +300,15 @@ fn phi3_fused_tensors_train_and_serve() {
     peft_round_trip(&dir, &base);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Gemma 2 and 3 bases are refused with a reason, not trained wrongly.
+#[test]
+fn gemma_bases_are_refused() {
+    for arch in ["gemma2", "gemma3"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../testdata/archs/{arch}/model-F32.gguf"));
+        let dec = load_decoder(&path);
+        let e = Net::from_decoder(&dec, &all_targets(2, 4.0)).unwrap_err();
+        assert!(matches!(e, hearth_distill::error::DistillError::Unsupported { .. }), "{arch}: {e}");
+        eprintln!("{arch}: {e}");
+    }
+}
