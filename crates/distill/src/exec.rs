@@ -106,6 +106,14 @@ struct LayerActs<T> {
     g: Vec<T>,
     u: Vec<T>,
     h: Vec<T>,
+    /// Inputs of the post-attention / post-FFN norms (the projections'
+    /// outputs) and their reciprocal RMS (only with post-norms).
+    pa_in: Vec<T>,
+    rstd_pa: Vec<T>,
+    pf_in: Vec<T>,
+    rstd_pf: Vec<T>,
+    /// `tanh(s / c)` of each attention score (only with soft-capping).
+    th: Vec<T>,
     /// `scale · x Aᵀ` per LoRA target, in `Target::ALL` order.
     lora: [Vec<T>; 7],
 }
@@ -118,6 +126,9 @@ pub struct Workspace<T> {
     xf: Vec<T>,
     rstdf: Vec<T>,
     logits: Vec<T>,
+    /// `tanh(z / c)` of each logit (only with a final soft-cap).
+    logit_th: Vec<T>,
+    dproj: Vec<T>,
     rope: Vec<RopeCache>,
     row_ce: Vec<f64>,
     row_kl: Vec<f64>,
@@ -145,6 +156,8 @@ impl<T: Real> Workspace<T> {
             xf: Vec::new(),
             rstdf: Vec::new(),
             logits: Vec::new(),
+            logit_th: Vec::new(),
+            dproj: Vec::new(),
             rope: Vec::new(),
             row_ce: Vec::new(),
             row_kl: Vec::new(),
@@ -190,7 +203,7 @@ struct RopeCache {
 
 impl RopeCache {
     fn new(net: &Net, layer: &NetLayer, t: usize) -> RopeCache {
-        let rc = &net.cfg.rope;
+        let rc = layer.rope.as_ref().unwrap_or(&net.cfg.rope);
         let half = rc.n_rot / 2;
         let tables = RopeTables::new(rc, layer.rope_factors.as_deref(), 0, t);
         // Rotating a unit vector reads the table back: (1, 0) -> (cos, sin).
@@ -235,6 +248,21 @@ impl RopeCache {
             }
         }
     }
+}
+
+/// GELU, tanh approximation, as the engine's GeGLU (ggml `gelu`:
+/// `0.5·x·(1 + tanh(sqrt(2/π)·x·(1 + 0.044715·x²)))`), and its derivative.
+/// The engine reads it from an f16 table (ops.rs `gelu_ggml`); training uses
+/// the closed form.
+#[inline]
+fn gelu_and_grad<T: Real>(x: T) -> (T, T) {
+    let a = T::from_f64((2.0 / std::f64::consts::PI).sqrt());
+    let b = T::from_f64(0.044715);
+    let half = T::from_f64(0.5);
+    let th = (a * x * (T::ONE + b * x * x)).tanh();
+    let y = half * x * (T::ONE + th);
+    let dy = half * (T::ONE + th) + half * x * (T::ONE - th * th) * a * (T::ONE + T::from_f64(3.0) * b * x * x);
+    (y, dy)
 }
 
 #[inline]
@@ -460,12 +488,27 @@ unsafe fn gemm_raw<T: Real>(m: usize, n: usize, k: usize, a: MatRef<'_, T>, b: M
 /// [`ATT_ROWS`] queries. `p` receives the probabilities (`b·H·T·T`, zero
 /// above the diagonal).
 #[allow(clippy::too_many_arguments)]
-fn attention_fwd<T: Real>(pool: &ThreadPool, net: &Net, b: usize, t: usize, q: &[T], k: &[T], v: &[T], p: &mut [T], o: &mut [T]) {
+fn attention_fwd<T: Real>(
+    pool: &ThreadPool,
+    net: &Net,
+    window: Option<usize>,
+    b: usize,
+    t: usize,
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    p: &mut [T],
+    th: &mut [T],
+    o: &mut [T],
+) {
     let c = &net.cfg;
     let (nh, hd, qd, kd) = (c.n_head, c.head_dim, c.q_dim(), c.kv_dim());
     let grp = nh / c.n_head_kv;
     let scale = T::from_f32(c.attn_scale);
-    let (pp, op) = (SyncPtr::new(p), SyncPtr::new(o));
+    // decoder.rs attend: `tanh(s · (1/c)) · c` with the reciprocal in f32.
+    let cap = c.attn_softcap.map(|cv| (T::from_f32(cv), T::from_f32(1.0 / cv)));
+    let capped = cap.is_some();
+    let (pp, op, thp) = (SyncPtr::new(p), SyncPtr::new(o), SyncPtr::new(th));
     pool.parallel_for(b * nh, 1, &|s, e| {
         for task in s..e {
             let (bi, h) = (task / nh, task % nh);
@@ -476,6 +519,7 @@ fn attention_fwd<T: Real>(pool: &ThreadPool, net: &Net, b: usize, t: usize, q: &
             // SAFETY: (bi, h) owns its T×T probability block and head h of
             // the output rows of sequence bi.
             let ph = unsafe { pp.slice((bi * nh + h) * t * t, t * t) };
+            let thh = if capped { unsafe { thp.slice((bi * nh + h) * t * t, t * t) } } else { &mut [][..] };
             let oh = unsafe { raw(&op).add(bi * t * qd + h * hd) };
             let mut i0 = 0;
             while i0 < t {
@@ -488,19 +532,29 @@ fn attention_fwd<T: Real>(pool: &ThreadPool, net: &Net, b: usize, t: usize, q: &
                 };
                 for r in 0..rows {
                     let i = i0 + r;
+                    // Keys lo..=i: a sliding window keeps the last `w`
+                    // (decoder.rs: lo = pos + 1 − w).
+                    let lo = window.map_or(0, |w| (i + 1).saturating_sub(w));
                     let pr = &mut pblk[r * t..(r + 1) * t];
                     let mut max = T::from_f64(f64::NEG_INFINITY);
-                    for sv in pr[..=i].iter_mut() {
-                        *sv *= scale;
-                        max = max.max(*sv);
+                    for j in lo..=i {
+                        let mut sv = pr[j] * scale;
+                        if let Some((cv, inv_c)) = cap {
+                            let tv = (sv * inv_c).tanh();
+                            thh[i * t + j] = tv;
+                            sv = tv * cv;
+                        }
+                        pr[j] = sv;
+                        max = max.max(sv);
                     }
                     let mut sum = T::ZERO;
-                    for pv in pr[..=i].iter_mut() {
+                    for pv in pr[lo..=i].iter_mut() {
                         *pv = (*pv - max).exp();
                         sum += *pv;
                     }
                     let inv = T::ONE / sum;
-                    pr[..=i].iter_mut().for_each(|pv| *pv *= inv);
+                    pr[lo..=i].iter_mut().for_each(|pv| *pv *= inv);
+                    pr[..lo].iter_mut().for_each(|pv| *pv = T::ZERO);
                     pr[i + 1..].iter_mut().for_each(|pv| *pv = T::ZERO);
                 }
                 // O = P V.
@@ -527,6 +581,7 @@ fn attention_bwd<T: Real>(
     k: &[T],
     v: &[T],
     p: &[T],
+    th: &[T],
     d_o: &[T],
     dq: &mut [T],
     dk: &mut [T],
@@ -536,6 +591,7 @@ fn attention_bwd<T: Real>(
     let (nh, nkv, hd, qd, kd) = (c.n_head, c.n_head_kv, c.head_dim, c.q_dim(), c.kv_dim());
     let grp = nh / nkv;
     let scale = T::from_f32(c.attn_scale);
+    let capped = c.attn_softcap.is_some();
     let (dqp, dkp, dvp) = (SyncPtr::new(dq), SyncPtr::new(dk), SyncPtr::new(dv));
     pool.parallel_for(b * nkv, 1, &|s, e| {
         let mut ds = vec![T::ZERO; ATT_ROWS * t];
@@ -556,6 +612,7 @@ fn attention_bwd<T: Real>(
                 let qh = &q[bi * t * qd + h * hd..];
                 let doh = &d_o[bi * t * qd + h * hd..];
                 let ph = &p[(bi * nh + h) * t * t..(bi * nh + h + 1) * t * t];
+                let thh = if capped { &th[(bi * nh + h) * t * t..(bi * nh + h + 1) * t * t] } else { &[][..] };
                 let dqh = unsafe { raw(&dqp).add(bi * t * qd + h * hd) };
                 let mut i0 = 0;
                 while i0 < t {
@@ -571,6 +628,13 @@ fn attention_bwd<T: Real>(
                         let pdp = dot(&pr[..=i], &dr[..=i]);
                         for (dv_, &pv) in dr[..=i].iter_mut().zip(&pr[..=i]) {
                             *dv_ = pv * (*dv_ - pdp) * scale;
+                        }
+                        if capped {
+                            // d(c·tanh(s/c))/ds = 1 − tanh²; masked keys
+                            // have P = 0 and so dS = 0 already.
+                            for (dv_, &tv) in dr[..=i].iter_mut().zip(&thh[i * t..i * t + i + 1]) {
+                                *dv_ *= T::ONE - tv * tv;
+                            }
                         }
                         dr[i + 1..].iter_mut().for_each(|x| *x = T::ZERO);
                     }
@@ -782,6 +846,11 @@ fn forward<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], b: usize, t: usi
                 }
             }
         }
+        // Gemma: embeddings times sqrt(n_embd) (decoder.rs, in f32 there).
+        if let Some(sc) = c.embed_scale {
+            let sc = T::from_f32(sc);
+            x0.iter_mut().for_each(|v| *v *= sc);
+        }
     }
 
     for (l, layer) in net.layers.iter().enumerate() {
@@ -816,9 +885,19 @@ fn forward<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], b: usize, t: usi
         ws.rope[l].apply(&mut la.k, t, c.n_head_kv, c.head_dim, false);
         sized(&mut la.p, b * c.n_head * t * t);
         sized(&mut la.o, n * qd);
-        attention_fwd(pool, net, b, t, &la.q, &la.k, &la.v, &mut la.p, &mut la.o);
+        let th = sized(&mut la.th, if c.attn_softcap.is_some() { b * c.n_head * t * t } else { 0 });
+        attention_fwd(pool, net, layer.window, b, t, &la.q, &la.k, &la.v, &mut la.p, th, &mut la.o);
         let proj = sized(tmp, n * d);
-        linear_fwd(pool, net, params, &layer.o, n, &la.o, proj, lo, blk32, blk);
+        match &layer.post_attn_norm {
+            // Gemma: RMSNorm of the attention output before the residual
+            // add (decoder.rs attention_block).
+            Some(pn) => {
+                linear_fwd(pool, net, params, &layer.o, n, &la.o, sized(&mut la.pa_in, n * d), lo, blk32, blk);
+                let w = vec_of(net, params, pn);
+                rmsnorm_fwd(&la.pa_in, &w, c.norm_eps, proj, sized(&mut la.rstd_pa, n));
+            }
+            None => linear_fwd(pool, net, params, &layer.o, n, &la.o, proj, lo, blk32, blk),
+        }
         let x_mid = sized(&mut la.x_mid, n * d);
         for ((m, &xi), &pv) in x_mid.iter_mut().zip(x_in.iter()).zip(proj.iter()) {
             *m = xi + pv;
@@ -831,6 +910,7 @@ fn forward<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], b: usize, t: usi
         linear_fwd(pool, net, params, &layer.gate, n, &la.xn2, sized(&mut la.g, n * f), lg, blk32, blk);
         linear_fwd(pool, net, params, &layer.up, n, &la.xn2, sized(&mut la.u, n * f), lu, blk32, blk);
         let h = sized(&mut la.h, n * f);
+        let geglu = c.geglu;
         {
             let (g, u) = (&la.g, &la.u);
             let hp = SyncPtr::new(h);
@@ -838,12 +918,19 @@ fn forward<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], b: usize, t: usi
                 // SAFETY: rows s..e are owned by this task.
                 let hr = unsafe { hp.slice(s * f, (e - s) * f) };
                 for ((hv, &gv), &uv) in hr.iter_mut().zip(&g[s * f..e * f]).zip(&u[s * f..e * f]) {
-                    *hv = gv / (T::ONE + (-gv).exp()) * uv;
+                    *hv = if geglu { gelu_and_grad(gv).0 * uv } else { gv / (T::ONE + (-gv).exp()) * uv };
                 }
             });
         }
         let proj = sized(tmp, n * d);
-        linear_fwd(pool, net, params, &layer.down, n, &la.h, proj, ld, blk32, blk);
+        match &layer.post_ffn_norm {
+            Some(pn) => {
+                linear_fwd(pool, net, params, &layer.down, n, &la.h, sized(&mut la.pf_in, n * d), ld, blk32, blk);
+                let w = vec_of(net, params, pn);
+                rmsnorm_fwd(&la.pf_in, &w, c.norm_eps, proj, sized(&mut la.rstd_pf, n));
+            }
+            None => linear_fwd(pool, net, params, &layer.down, n, &la.h, proj, ld, blk32, blk),
+        }
         for ((o, &m), &pv) in x_out.iter_mut().zip(la.x_mid.iter()).zip(proj.iter()) {
             *o = m + pv;
         }
@@ -857,6 +944,15 @@ fn forward<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], b: usize, t: usi
     let lin = Linear { w: out.clone(), bias: None, lora: None, rows: nv, cols: d };
     let mut none = Vec::new();
     linear_fwd(pool, net, params, &lin, n, &ws.xf, sized(&mut ws.logits, n * nv), &mut none, &mut ws.blk32, &mut ws.blk);
+    // Final soft-cap, as ops::softcap: tanh(z · (1/c)) · c.
+    if let Some(cap) = c.final_softcap {
+        let (cv, inv) = (T::from_f32(cap), T::from_f32(1.0 / cap));
+        let th = sized(&mut ws.logit_th, n * nv);
+        for (z, tv) in ws.logits[..n * nv].iter_mut().zip(th.iter_mut()) {
+            *tv = (*z * inv).tanh();
+            *z = *tv * cv;
+        }
+    }
 }
 
 fn backward_pass<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], grads: &mut [T], batch: &Batch<'_>, ws: &mut Workspace<T>) {
@@ -865,6 +961,12 @@ fn backward_pass<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], grads: &mu
     let (n, d, qd, kd, f, nv) = (b * t, c.n_embd, c.q_dim(), c.kv_dim(), c.n_ff, c.n_vocab);
     let (blk32, blk) = (&mut ws.blk32, &mut ws.blk);
 
+    // Through the final soft-cap: dz/draw = 1 − tanh².
+    if c.final_softcap.is_some() {
+        for (g, &tv) in ws.logits[..n * nv].iter_mut().zip(&ws.logit_th[..n * nv]) {
+            *g *= T::ONE - tv * tv;
+        }
+    }
     // Output projection and final norm.
     let out = net.output.as_ref().unwrap_or(&net.tok_embd);
     let lin = Linear { w: out.clone(), bias: None, lora: None, rows: nv, cols: d };
@@ -886,14 +988,30 @@ fn backward_pass<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], grads: &mu
 
         // Feed-forward block: x_out = x_mid + down(silu(gate(xn2)) · up(xn2)).
         let dh = sized(&mut ws.dbig, n * f);
-        linear_bwd(pool, net, params, Some(&mut *grads), &layer.down, n, &la.h, dx, dh, false, ld, &mut ws.dlora, blk32, blk);
+        let d_down: &[T] = match &layer.post_ffn_norm {
+            Some(pn) => {
+                let dp = sized(&mut ws.dproj, n * d);
+                dp.iter_mut().for_each(|v| *v = T::ZERO);
+                let w = vec_of(net, params, pn);
+                rmsnorm_bwd(dx, &la.pf_in, &la.rstd_pf, &w, dp, vec_grad(net, pn, grads));
+                dp
+            }
+            None => dx,
+        };
+        linear_bwd(pool, net, params, Some(&mut *grads), &layer.down, n, &la.h, d_down, dh, false, ld, &mut ws.dlora, blk32, blk);
         let (dg, du) = (sized(&mut ws.dg, n * f), sized(&mut ws.du, n * f));
         for i in 0..n * f {
             let (gv, uv) = (la.g[i], la.u[i]);
-            let sig = T::ONE / (T::ONE + (-gv).exp());
-            let silu = gv * sig;
-            du[i] = dh[i] * silu;
-            dg[i] = dh[i] * uv * sig * (T::ONE + gv * (T::ONE - sig));
+            if c.geglu {
+                let (gelu, dgelu) = gelu_and_grad(gv);
+                du[i] = dh[i] * gelu;
+                dg[i] = dh[i] * uv * dgelu;
+            } else {
+                let sig = T::ONE / (T::ONE + (-gv).exp());
+                let silu = gv * sig;
+                du[i] = dh[i] * silu;
+                dg[i] = dh[i] * uv * sig * (T::ONE + gv * (T::ONE - sig));
+            }
         }
         let dxn = sized(&mut ws.dxn, n * d);
         linear_bwd(pool, net, params, Some(&mut *grads), &layer.gate, n, &la.xn2, dg, dxn, false, lg, &mut ws.dlora, blk32, blk);
@@ -907,9 +1025,19 @@ fn backward_pass<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], grads: &mu
 
         // Attention block: x_mid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))).
         let d_o = sized(&mut ws.dbig, n * qd);
-        linear_bwd(pool, net, params, Some(&mut *grads), &layer.o, n, &la.o, dx, d_o, false, lo, &mut ws.dlora, blk32, blk);
+        let d_proj: &[T] = match &layer.post_attn_norm {
+            Some(pn) => {
+                let dp = sized(&mut ws.dproj, n * d);
+                dp.iter_mut().for_each(|v| *v = T::ZERO);
+                let w = vec_of(net, params, pn);
+                rmsnorm_bwd(dx, &la.pa_in, &la.rstd_pa, &w, dp, vec_grad(net, pn, grads));
+                dp
+            }
+            None => dx,
+        };
+        linear_bwd(pool, net, params, Some(&mut *grads), &layer.o, n, &la.o, d_proj, d_o, false, lo, &mut ws.dlora, blk32, blk);
         let (dq, dk, dv) = (sized(&mut ws.dq, n * qd), sized(&mut ws.dk, n * kd), sized(&mut ws.dv, n * kd));
-        attention_bwd(pool, net, b, t, &la.q, &la.k, &la.v, &la.p, d_o, dq, dk, dv);
+        attention_bwd(pool, net, b, t, &la.q, &la.k, &la.v, &la.p, &la.th, d_o, dq, dk, dv);
         ws.rope[l].apply(dq, t, c.n_head, c.head_dim, true);
         ws.rope[l].apply(dk, t, c.n_head_kv, c.head_dim, true);
         // Through the per-head q/k norms (same RMSNorm backward, rows of
@@ -941,9 +1069,10 @@ fn backward_pass<T: Real>(pool: &ThreadPool, net: &Net, params: &[T], grads: &mu
     // Embedding rows, in token order (deterministic).
     if let MatSrc::Param(id) = &net.tok_embd {
         let ge = net.params.slice_mut(*id, grads);
+        let sc = T::from_f32(c.embed_scale.unwrap_or(1.0));
         for (row, &tok) in dx.chunks_exact(d).zip(batch.inputs) {
             for (g, &v) in ge[tok as usize * d..(tok as usize + 1) * d].iter_mut().zip(row) {
-                *g += v;
+                *g += v * sc;
             }
         }
     }

@@ -40,6 +40,14 @@ fn file_type(ty: GgmlType) -> Option<u32> {
 /// The `general.architecture` a network is written as.
 pub fn arch_of(net: &Net) -> Result<&'static str> {
     let c = &net.cfg;
+    let gemma = c.geglu || c.embed_scale.is_some() || c.attn_softcap.is_some() || c.final_softcap.is_some();
+    let per_layer = net.layers.iter().any(|l| l.post_attn_norm.is_some() || l.post_ffn_norm.is_some() || l.rope.is_some() || l.window.is_some());
+    if gemma || per_layer {
+        return Err(DistillError::Unsupported {
+            what: "GGUF export".into(),
+            why: "Gemma features (GeGLU, embedding scale, soft-caps, post-norms, per-layer RoPE, sliding windows) are trained as LoRA on a base, not exported as a model".into(),
+        });
+    }
     match c.rope.layout {
         RopeLayout::Interleaved if c.rope.n_rot == c.head_dim && !c.qkv_bias && !c.o_bias && !c.qk_norm => Ok("llama"),
         RopeLayout::Halves if c.qkv_bias && !c.o_bias && !c.qk_norm => Ok("qwen2"),

@@ -60,6 +60,15 @@ pub struct NetConfig {
     /// Per-head RMSNorm of q and k after projection, before RoPE (Qwen3;
     /// weights `attn_q_norm` / `attn_k_norm` of length `head_dim`).
     pub qk_norm: bool,
+    /// GeGLU feed-forward (`gelu(gate) · up`, tanh-approximation GELU)
+    /// instead of SwiGLU (Gemma 2/3).
+    pub geglu: bool,
+    /// Token embeddings multiplied by this (Gemma: `sqrt(n_embd)`).
+    pub embed_scale: Option<f32>,
+    /// Attention scores `c · tanh(s / c)` after the query scale (Gemma 2).
+    pub attn_softcap: Option<f32>,
+    /// Logits `c · tanh(z / c)` (Gemma 2, some Gemma 3 files).
+    pub final_softcap: Option<f32>,
 }
 
 impl NetConfig {
@@ -92,6 +101,10 @@ impl NetConfig {
             qkv_bias: false,
             o_bias: false,
             qk_norm: false,
+            geglu: false,
+            embed_scale: None,
+            attn_softcap: None,
+            final_softcap: None,
         }
     }
 
@@ -117,6 +130,10 @@ impl NetConfig {
         }
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) || !(self.attn_scale.is_finite() && self.attn_scale > 0.0) {
             return bad("norm_eps and attn_scale must be finite".into());
+        }
+        let positive = |v: Option<f32>| v.is_none_or(|c| c.is_finite() && c > 0.0);
+        if !positive(self.embed_scale) || !positive(self.attn_softcap) || !positive(self.final_softcap) {
+            return bad("embedding scale and soft-caps must be positive".into());
         }
         Ok(())
     }
@@ -308,6 +325,16 @@ pub struct NetLayer {
     pub down: Linear,
     /// RoPE frequency factors (Llama 3.1 `rope_freqs`).
     pub rope_factors: Option<Vec<f32>>,
+    /// RMSNorm of the attention output and of the feed-forward output
+    /// before each is added to the residual stream (Gemma 2/3).
+    pub post_attn_norm: Option<VecSrc>,
+    pub post_ffn_norm: Option<VecSrc>,
+    /// This layer's RoPE settings when they differ from `cfg.rope` (Gemma 3
+    /// local layers: their own base, no scaling).
+    pub rope: Option<RopeConfig>,
+    /// Sliding-window attention: each query sees itself and the
+    /// `window - 1` keys before it (Gemma local layers).
+    pub window: Option<usize>,
 }
 
 impl NetLayer {
@@ -393,7 +420,7 @@ impl Net {
             let gate = lin(&mut ps, "ffn_gate", f, d, false);
             let up = lin(&mut ps, "ffn_up", f, d, false);
             let down = lin(&mut ps, "ffn_down", d, f, false);
-            layers.push(NetLayer { attn_norm, q, k, v, q_norm, k_norm, o, ffn_norm, gate, up, down, rope_factors: None });
+            layers.push(NetLayer { attn_norm, q, k, v, q_norm, k_norm, o, ffn_norm, gate, up, down, rope_factors: None, post_attn_norm: None, post_ffn_norm: None, rope: None, window: None });
         }
         let output_norm = VecSrc::Param(ps.add("output_norm.weight", &[d], false));
         let output = (!cfg.tied).then(|| MatSrc::Param(ps.add("output.weight", &[cfg.n_vocab, d], true)));
@@ -442,7 +469,7 @@ impl Net {
         let fv = |v: &Option<Vec<f32>>| v.clone().map(VecSrc::Frozen);
         let lin = |w: MatSrc, bias: Option<VecSrc>, rows: usize, cols: usize| Linear { w, bias, lora: None, rows, cols };
         let mut layers = Vec::with_capacity(cfg.n_layer);
-        for lw in &dec.w.layers {
+        for (lc, lw) in dec.cfg.layers.iter().zip(&dec.w.layers) {
             let (q, k, v) = match &lw.qkv {
                 Qkv::Separate { q, k, v } => (fm(q, 0, qd), fm(k, 0, kvd), fm(v, 0, kvd)),
                 Qkv::Fused(w) => (fm(w, 0, qd), fm(w, qd, kvd), fm(w, qd + kvd, kvd)),
@@ -464,6 +491,10 @@ impl Net {
                 up: lin(up, None, f, d),
                 down: lin(fm(&lw.down, 0, d), None, d, f),
                 rope_factors: lw.rope_factors.clone(),
+                post_attn_norm: fv(&lw.post_attn_norm),
+                post_ffn_norm: fv(&lw.post_ffn_norm),
+                rope: (lc.rope != cfg.rope).then(|| lc.rope.clone()),
+                window: lc.sliding_window,
             });
         }
         let tok_embd = fm(&dec.w.tok_embd, 0, cfg.n_vocab);
@@ -530,21 +561,20 @@ pub fn net_config_of(dec: &Decoder) -> Result<NetConfig> {
     let unsupported = |why: &str| Err(DistillError::Unsupported { what: format!("architecture {}", c.arch), why: why.into() });
     let l0 = c.layers.first().ok_or_else(|| DistillError::Config("model has no layers".into()))?;
     let lw0 = dec.w.layers.first().ok_or_else(|| DistillError::Config("model has no layers".into()))?;
-    if c.activation != Activation::SwiGlu {
-        return unsupported("only SwiGLU feed-forward layers");
-    }
-    if c.embed_scale.is_some() || c.attn_softcap.is_some() || c.final_softcap.is_some() {
-        return unsupported("embedding scaling / soft-capping (Gemma)");
-    }
     for (i, (lc, lw)) in c.layers.iter().zip(&dec.w.layers).enumerate() {
-        if lc.n_head != l0.n_head || lc.n_head_kv != l0.n_head_kv || lc.n_ff != l0.n_ff || lc.rope != l0.rope {
+        // RoPE may differ per layer (Gemma 3 local/global bases: each
+        // layer keeps its own, `NetLayer::rope`); the shapes may not.
+        if lc.n_head != l0.n_head || lc.n_head_kv != l0.n_head_kv || lc.n_ff != l0.n_ff || lc.head_dim_k != l0.head_dim_k {
             return unsupported(&format!("layer {i} differs in shape from layer 0"));
+        }
+        if !lc.rope.n_rot.is_multiple_of(2) || lc.rope.n_rot > lc.head_dim_k {
+            return unsupported(&format!("layer {i}: rope dims {} not even or above the head size", lc.rope.n_rot));
         }
         if lc.head_dim_k != lc.head_dim_v {
             return unsupported("different key and value head sizes");
         }
-        if lc.sliding_window.is_some() {
-            return unsupported("sliding-window attention");
+        if lc.sliding_window == Some(0) {
+            return unsupported("a sliding window of 0 keys");
         }
         // Both norms or neither, the same in every layer (the forward pass
         // applies them per network, not per layer).
@@ -554,8 +584,8 @@ pub fn net_config_of(dec: &Decoder) -> Result<NetConfig> {
         if lw.q_norm.as_ref().is_some_and(|w| w.len() != lc.head_dim_k) || lw.k_norm.as_ref().is_some_and(|w| w.len() != lc.head_dim_k) {
             return unsupported("q/k norm weights not of the head size");
         }
-        if lw.post_attn_norm.is_some() || lw.post_ffn_norm.is_some() {
-            return unsupported("post-norms");
+        if lw.post_attn_norm.as_ref().is_some_and(|w| w.len() != c.n_embd) || lw.post_ffn_norm.as_ref().is_some_and(|w| w.len() != c.n_embd) {
+            return unsupported("post-norm weights not of the embedding size");
         }
     }
     let cfg = NetConfig {
@@ -574,6 +604,13 @@ pub fn net_config_of(dec: &Decoder) -> Result<NetConfig> {
         qkv_bias: lw0.q_bias.is_some(),
         o_bias: lw0.wo_bias.is_some(),
         qk_norm: lw0.q_norm.is_some(),
+        geglu: match c.activation {
+            Activation::SwiGlu => false,
+            Activation::GeGlu => true,
+        },
+        embed_scale: c.embed_scale,
+        attn_softcap: c.attn_softcap,
+        final_softcap: c.final_softcap,
     };
     cfg.validate()?;
     Ok(cfg)

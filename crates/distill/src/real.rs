@@ -40,6 +40,7 @@ pub trait Real:
     fn exp(self) -> Self;
     fn ln(self) -> Self;
     fn sqrt(self) -> Self;
+    fn tanh(self) -> Self;
     fn max(self, other: Self) -> Self;
 
     /// `C[m0..m1, n0..n1] (+)= A·B` for one block, on the calling thread.
@@ -92,6 +93,10 @@ impl Real for f32 {
         f32::sqrt(self)
     }
     #[inline(always)]
+    fn tanh(self) -> f32 {
+        f32::tanh(self)
+    }
+    #[inline(always)]
     fn max(self, other: f32) -> f32 {
         f32::max(self, other)
     }
@@ -139,6 +144,10 @@ impl Real for f64 {
     #[inline(always)]
     fn sqrt(self) -> f64 {
         f64::sqrt(self)
+    }
+    #[inline(always)]
+    fn tanh(self) -> f64 {
+        f64::tanh(self)
     }
     #[inline(always)]
     fn max(self, other: f64) -> f64 {

@@ -3,7 +3,9 @@
 //! RMSNorm, biased and unbiased Q/K/V/O, per-head q/k RMSNorm (Qwen3), head
 //! sizes other than n_embd / n_head, both RoPE layouts (with partial
 //! rotation), grouped-query attention, SwiGLU, tied and untied outputs,
-//! ignored targets and the teacher KL term.
+//! ignored targets and the teacher KL term; and the Gemma operations (embedding
+//! scale, GeGLU, attention and final soft-caps, post-norms, sliding windows,
+//! per-layer RoPE).
 //!
 //! Tolerances. With step h = 1e-5 the central difference has truncation
 //! error h²/6·|L'''| ≈ 1e-11 and rounding error ≈ ε·|L|/h ≈ 1e-16·3/1e-5 ≈
@@ -15,7 +17,7 @@
 //! gradient of the tensor is generous but far below a real error.
 
 use hearth_distill::exec::{forward_backward, Batch, LossWeights, Workspace, IGNORE};
-use hearth_distill::net::{Net, NetConfig};
+use hearth_distill::net::{Net, NetConfig, VecSrc};
 use hearth_distill::rng::Rng;
 use hearth_models::config::{RopeLayout, RopeScaling};
 use hearth_models::pool::ThreadPool;
@@ -182,4 +184,47 @@ fn gradients_per_head_qk_norms() {
     cfg.qkv_bias = true;
     cfg.qk_norm = true;
     check(&case(cfg, 6, true, 2, 5));
+}
+
+/// The Gemma operations on a from-scratch network: embeddings scaled by
+/// sqrt(n_embd) (tied, so the scaled embedding gets gradient from both
+/// ends), GeGLU with the tanh GELU, attention and final-logit soft-caps small
+/// enough that tanh is far from linear, frozen post-attention / post-FFN
+/// RMSNorms, a sliding window on layer 0 only and a different RoPE base on
+/// layer 1 (Gemma 3's local/global layers).
+fn gemma_case(seed: u64, b: usize, t: usize, window: usize) -> Case {
+    let mut cfg = NetConfig::llama(11, 8, 2, 4, 2, 12, 80, true);
+    cfg.head_dim = 6;
+    cfg.rope.layout = RopeLayout::Halves;
+    cfg.rope.n_rot = 6;
+    cfg.attn_scale = 1.0 / 6f32.sqrt();
+    cfg.norm_eps = 1e-6;
+    cfg.geglu = true;
+    cfg.embed_scale = Some(8f32.sqrt());
+    cfg.attn_softcap = Some(1.5);
+    cfg.final_softcap = Some(2.0);
+    let mut c = case(cfg, seed, true, b, t);
+    let mut rng = Rng::new(seed + 100);
+    let mut norm = |n: usize| VecSrc::Frozen((0..n).map(|_| (1.0 + 0.3 * rng.normal()) as f32).collect());
+    for l in c.net.layers.iter_mut() {
+        l.post_attn_norm = Some(norm(8));
+        l.post_ffn_norm = Some(norm(8));
+    }
+    c.net.layers[0].window = Some(window);
+    let mut rope = c.net.cfg.rope.clone();
+    rope.freq_base = 1000.0;
+    c.net.layers[1].rope = Some(rope);
+    c
+}
+
+#[test]
+fn gradients_gemma_ops() {
+    check(&gemma_case(8, 2, 6, 3));
+}
+
+/// A window of 5 over 70 positions: the mask crosses the 64-row attention
+/// blocks.
+#[test]
+fn gradients_gemma_window_across_attention_blocks() {
+    check(&gemma_case(9, 1, 70, 5));
 }
