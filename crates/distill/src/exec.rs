@@ -8,12 +8,17 @@
 //! post-RoPE q and k (and, with per-head q/k norms, the pre-norm q and k
 //! and their reciprocal RMS), v, the attention probabilities (`B·H·T·T`, only the
 //! causal triangle used), the attention output, the mid-layer residual, gate,
-//! up and the SwiGLU product, plus `x·Aᵀ` of every LoRA adapter.
+//! up and the SwiGLU (or GeGLU) product, plus `x·Aᵀ` of every LoRA adapter;
+//! for Gemma also the inputs of the post-norms and their reciprocal RMS, and
+//! `tanh(s/c)` of every soft-capped attention score and logit (whose
+//! derivative `1 − tanh²` the backward needs).
 //!
 //! Numerics: plain f32 (or f64 for gradient checks) with libm `exp`, sums of
 //! squares in f64 as ggml does for RMSNorm. The engine differs by rounding
 //! q, K, V and the attention weights to f16 and activations to the weights'
-//! `vec_dot_type`; `tests/engine_parity.rs` measures the effect.
+//! `vec_dot_type`; `tests/engine_parity.rs` measures the effect. The engine
+//! also reads GELU from an f16 table (ops.rs `gelu_ggml`); training uses the
+//! closed form (`tests/lora.rs` measures the difference on Gemma bases).
 //!
 //! Deliberately absent: activation checkpointing (recomputation), fused or
 //! flash attention, dropout, and mixed precision.

@@ -1,5 +1,5 @@
-//! The trainable network: a Llama-, Qwen2-, Qwen3- or Phi-3-shaped decoder
-//! whose every weight is either a trainable parameter or a frozen tensor
+//! The trainable network: a Llama-, Qwen2-, Qwen3-, Phi-3-, Gemma 2- or
+//! Gemma 3-shaped decoder whose every weight is either a trainable parameter or a frozen tensor
 //! (possibly quantized, borrowed from a memory-mapped GGUF file), plus
 //! optional LoRA adapters.
 //!
@@ -22,11 +22,18 @@
 //! layer's `rope_factors`); the engine switches to the long ones when a
 //! session's context exceeds the original training context, as llama.cpp does.
 //!
+//! Gemma 2/3 (models/src/arch/gemma2.rs, gemma3.rs, decoder.rs): embeddings
+//! times `embed_scale`, GeGLU with the tanh GELU (`cfg.geglu`), attention
+//! scores soft-capped after the query scale (`attn_softcap`), logits
+//! soft-capped (`final_softcap`), frozen RMSNorms of the attention and
+//! feed-forward outputs before the residual adds (`post_attn_norm`,
+//! `post_ffn_norm`), a sliding window per layer (`NetLayer::window`) and a
+//! RoPE configuration per layer (`NetLayer::rope`: Gemma 3's local layers
+//! with their own base and no scaling).
+//!
 //! Deliberately absent (refused with [`DistillError::Unsupported`] when a base
-//! model has them): GeGLU, embedding scaling, attention and final-logit
-//! soft-capping, post-attention / post-FFN norms and sliding-window attention
-//! (Gemma 2/3), RoPE settings or head counts that differ between layers
-//! (Gemma 3's local/global layers), differing key/value head sizes, and LoRA
+//! model has them): head counts, head sizes or feed-forward sizes that differ
+//! between layers, differing key/value head sizes, and LoRA
 //! on a fused matrix as a whole (PEFT's `qkv_proj` / `gate_up_proj`).
 
 use crate::error::{DistillError, Result};

@@ -413,7 +413,8 @@ fn gemma_parity_detects_a_missing_operation() {
     let eng = engine_logits(&dec, &tokens);
     let net = Net::from_decoder(&dec, &all_targets(2, 4.0)).unwrap();
     let p0 = net.init_lora(&mut Rng::new(3));
-    let breaks: [(&str, fn(&mut Net)); 6] = [
+    type Break = (&'static str, fn(&mut Net));
+    let breaks: [Break; 6] = [
         ("embedding scale", |n| n.cfg.embed_scale = None),
         ("GeGLU", |n| n.cfg.geglu = false),
         ("attention soft-cap", |n| n.cfg.attn_softcap = None),
