@@ -702,18 +702,10 @@ pub fn nested_threshold_eval(
     if k < 2 || k > examples.len() {
         return Err(RouterError::Train(format!("{k} folds for {} examples", examples.len())));
     }
-    let mut groups: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let group_of: Vec<usize> = examples
-        .iter()
-        .map(|e| {
-            let next = groups.len();
-            *groups.entry(e.query.as_str()).or_insert(next)
-        })
-        .collect();
-    let fold_of_group = train::fold_assignment(groups.len(), k, seed);
+    let fold = example_folds(examples, k, seed);
     let mut out = Vec::with_capacity(k);
     for f in 0..k {
-        let (tr, te): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| fold_of_group[group_of[i]] != f);
+        let (tr, te): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| fold[i] != f);
         if tr.is_empty() || te.is_empty() {
             continue;
         }
@@ -755,19 +747,11 @@ pub fn nested_select_scores(
     if candidates.is_empty() || k < 2 || k > examples.len() {
         return Err(RouterError::Train(format!("{} candidates, {k} folds for {} examples", candidates.len(), examples.len())));
     }
-    let mut groups: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let group_of: Vec<usize> = examples
-        .iter()
-        .map(|e| {
-            let next = groups.len();
-            *groups.entry(e.query.as_str()).or_insert(next)
-        })
-        .collect();
-    let fold_of_group = train::fold_assignment(groups.len(), k, seed);
+    let fold = example_folds(examples, k, seed);
     let mut out = vec![0f32; examples.len()];
     let mut chosen = Vec::with_capacity(k);
     for f in 0..k {
-        let (tr, te): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| fold_of_group[group_of[i]] != f);
+        let (tr, te): (Vec<usize>, Vec<usize>) = (0..examples.len()).partition(|&i| fold[i] != f);
         if tr.is_empty() || te.is_empty() {
             continue;
         }
@@ -804,6 +788,22 @@ pub fn embedder_spec(embedder: &Embedder) -> Result<EmbedderSpec> {
     })
 }
 
+/// The fold (0..k) of each example: identical query texts form one group
+/// (numbered in order of first appearance) and groups are shuffled into folds
+/// with `seed`, so duplicates never straddle folds.
+fn example_folds(examples: &[Example], k: usize, seed: u64) -> Vec<usize> {
+    let mut groups: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let group_of: Vec<usize> = examples
+        .iter()
+        .map(|e| {
+            let next = groups.len();
+            *groups.entry(e.query.as_str()).or_insert(next)
+        })
+        .collect();
+    let fold_of_group = train::fold_assignment(groups.len(), k, seed);
+    group_of.iter().map(|&g| fold_of_group[g]).collect()
+}
+
 /// Out-of-fold scores: each example scored by a head trained on the other
 /// `k − 1` folds (folds shuffled with `seed`). Examples sharing a `group`
 /// key stay in one fold (e.g. the same question text), so a question is never
@@ -812,20 +812,13 @@ pub fn cross_val_scores(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>
     if k < 2 || k > examples.len() {
         return Err(RouterError::Train(format!("{k} folds for {} examples", examples.len())));
     }
-    // Group identical queries so duplicates never straddle folds.
-    let mut groups: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let mut group_of = Vec::with_capacity(examples.len());
-    for e in examples {
-        let next = groups.len();
-        group_of.push(*groups.entry(e.query.as_str()).or_insert(next));
-    }
-    let fold_of_group = train::fold_assignment(groups.len(), k, seed);
+    let fold = example_folds(examples, k, seed);
     let mut out = vec![0f32; examples.len()];
     for f in 0..k {
         let (mut tr_rows, mut tr_y) = (Vec::new(), Vec::new());
         let mut test = Vec::new();
         for (i, e) in examples.iter().enumerate() {
-            if fold_of_group[group_of[i]] == f {
+            if fold[i] == f {
                 test.push(i);
             } else {
                 tr_rows.push(rows[i].clone());
