@@ -240,8 +240,57 @@ impl Ord for Worst {
 /// Ids are visited in increasing order, so an entry equal in logit to the
 /// current worst is never better than it; only a strictly greater logit
 /// enters.
+///
+/// Once the heap is full, blocks of [`SCAN_BLOCK`] logits are first tested
+/// against the current worst with a plain `>=` (a loop the compiler
+/// vectorises); a block with no such logit cannot change the heap and is
+/// skipped. `>=` is a superset of "enters": a non-NaN logit that
+/// `total_cmp`s above the worst is `>=` it (only ±0.0 differ, and they
+/// compare equal), NaN fails both. So the set found is the one the
+/// element-by-element scan finds, at a fraction of its cost on a 152k
+/// vocabulary where almost every block is skipped.
 fn top_k_scan(logits: &[f32], k: usize, heap: &mut std::collections::BinaryHeap<Worst>, out: &mut Vec<Candidate>) {
     heap.clear();
+    let offer = |heap: &mut std::collections::BinaryHeap<Worst>, i: usize, l: f32| {
+        if l.is_nan() {
+            return;
+        }
+        if heap.len() < k {
+            heap.push(Worst(Candidate { id: i as u32, logit: l }));
+        } else if let Some(mut w) = heap.peek_mut() {
+            if l.total_cmp(&w.0.logit).is_gt() {
+                *w = Worst(Candidate { id: i as u32, logit: l });
+            }
+        }
+    };
+    let mut i = 0;
+    while i < logits.len() && heap.len() < k {
+        offer(heap, i, logits[i]);
+        i += 1;
+    }
+    let mut blocks = logits[i..].chunks_exact(SCAN_BLOCK);
+    for block in blocks.by_ref() {
+        let worst = heap.peek().map_or(f32::NEG_INFINITY, |w| w.0.logit);
+        if block.iter().fold(false, |hit, &l| hit | (l >= worst)) {
+            for (j, &l) in block.iter().enumerate() {
+                offer(heap, i + j, l);
+            }
+        }
+        i += SCAN_BLOCK;
+    }
+    for (j, &l) in blocks.remainder().iter().enumerate() {
+        offer(heap, i + j, l);
+    }
+    out.extend(heap.drain().map(|w| w.0));
+}
+
+/// Logits tested together by [`top_k_scan`] before any enters the heap.
+const SCAN_BLOCK: usize = 32;
+
+/// The element-by-element scan [`top_k_scan`] must equal (tests).
+#[cfg(test)]
+fn top_k_scan_plain(logits: &[f32], k: usize, out: &mut Vec<Candidate>) {
+    let mut heap = std::collections::BinaryHeap::new();
     for (i, &l) in logits.iter().enumerate() {
         if l.is_nan() {
             continue;
@@ -341,6 +390,39 @@ mod tests {
                 got.sort_by(better_first);
                 let ids = |v: &[Candidate]| v.iter().map(|c| (c.id, c.logit.to_bits())).collect::<Vec<_>>();
                 assert_eq!(ids(&got), ids(&full), "case {case} n {n} k {k}");
+            }
+        }
+    }
+
+    /// The block-skipping scan against the element-by-element one on inputs
+    /// made to defeat the skip (rising logits: every block enters; ties;
+    /// signed zeros straddling a block edge; infinities; NaN runs) and on
+    /// lengths around the block size.
+    #[test]
+    fn block_scan_equals_plain_scan() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut inputs: Vec<Vec<f32>> = vec![
+            (0..3000).map(|i| i as f32).collect(),
+            (0..3000).map(|i| -(i as f32)).collect(),
+            vec![2.0; 1000],
+            (0..1000).map(|i| if i % 2 == 0 { 0.0 } else { -0.0 }).collect(),
+            (0..1000).map(|i| if i < 500 { -0.0 } else { 0.0 }).collect(),
+            (0..700).map(|i| match i % 7 { 0 => f32::INFINITY, 1 => f32::NEG_INFINITY, 2 => f32::NAN, _ => (i % 13) as f32 }).collect(),
+            vec![f32::NAN; 100],
+        ];
+        for n in [0usize, 1, 31, 32, 33, 63, 64, 65, 200, 20_000] {
+            inputs.push((0..n).map(|_| if rng.random_range(0..50) == 0 { f32::NAN } else { rng.random_range(-4.0f32..4.0) }).collect());
+        }
+        let mut heap = Default::default();
+        for (case, logits) in inputs.iter().enumerate() {
+            for k in [1usize, 2, 31, 32, 33, 40, 256] {
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                top_k_scan(logits, k, &mut heap, &mut got);
+                top_k_scan_plain(logits, k, &mut want);
+                got.sort_by(better_first);
+                want.sort_by(better_first);
+                let ids = |v: &[Candidate]| v.iter().map(|c| (c.id, c.logit.to_bits())).collect::<Vec<_>>();
+                assert_eq!(ids(&got), ids(&want), "case {case} k {k}");
             }
         }
     }

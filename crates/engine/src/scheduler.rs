@@ -17,6 +17,11 @@
 //!   the free slot whose cached tokens share the longest prefix with its
 //!   prompt (llama-server's `--cache-reuse`-free slot similarity, simplified
 //!   to the longest common prefix); only the rest of the prompt is read.
+//!   When another slot, busy or idle, holds a longer prefix (clients
+//!   sharing a system prompt), its cache is copied up to that prefix; a
+//!   prompt sharing a prefix with an older prompt being read in the same
+//!   step waits one step and copies it. With 8 chat clients this reads
+//!   each request's system prompt once instead of eight times.
 //! - **Cancellation.** Events go to an [`EventSink`]; when its receiver is
 //!   gone (the client disconnected) the slot is freed before the next step.
 //! - **Plug-ins.** A per-choice [`LogitsProcessor`] masks logits before
@@ -491,6 +496,13 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
             }
         }
 
+        // Prompt prefixes already in another slot's cache (a shared system
+        // prompt, a conversation continued in another slot) are copied
+        // instead of evaluated again.
+        for i in 0..slots.len() {
+            copy_cached_prefix(&mut slots, i, &shared.counters);
+        }
+
         // Plan the step: every decoding slot, then prompt chunks oldest first.
         let decoding = slots
             .iter()
@@ -514,13 +526,27 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
             }
         }
         order.sort_by_key(|&i| slots[i].active.as_ref().map_or(u64::MAX, |a| a.seq));
-        for &i in &order {
+        for (o, &i) in order.iter().enumerate() {
             if budget == 0 {
                 break;
             }
             let (Phase::Prefill { next }, Some(a)) = (slots[i].phase, &slots[i].active) else {
                 continue;
             };
+            // An older prompt evaluated in this step shares a longer prefix:
+            // wait one step and copy it rather than evaluate it twice.
+            let limit = a.prompt.len() - 1;
+            let shared_soon = order[..o]
+                .iter()
+                .filter_map(|&j| {
+                    let (p, b) = (plans[j]?, slots[j].active.as_ref()?);
+                    Some(common_prefix(&b.prompt[..p.end], &a.prompt).min(limit))
+                })
+                .max()
+                .unwrap_or(0);
+            if shared_soon >= next + MIN_WAIT_GAIN {
+                continue;
+            }
             let end = (next + budget).min(a.prompt.len());
             budget -= end - next;
             let want = if end == a.prompt.len() {
@@ -643,6 +669,59 @@ fn run(engine: &Engine, cfg: &SchedulerConfig, shared: &Shared) {
             sample_and_emit(&mut slots[i], tok, tick, &shared.counters);
         }
     }
+}
+
+/// Length of the common prefix of two token sequences.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Prompt tokens a slot must gain by waiting for another slot's prefill of
+/// their shared prefix, so that a one-token overlap (a BOS) does not delay it.
+const MIN_WAIT_GAIN: usize = 8;
+
+/// A copied cache may be at most this many positions per prompt position it
+/// saves. Copying is a memcpy of the donor's whole buffer (its capacity, not
+/// just the prefix), evaluating a position a pass over every weight, so the
+/// bound only matters for a long donor context and a short gain.
+const COPY_POSITIONS_PER_GAIN: usize = 256;
+
+/// If slot `i` is reading its prompt and another slot's cache holds a longer
+/// prefix of that prompt than `i` has evaluated, copies that cache into `i`
+/// (truncated to the shared prefix) and moves `i`'s prompt position forward.
+/// The copied keys and values are those `i` would compute itself: a
+/// position's cache depends only on the tokens up to it, and the kernels
+/// give every row the same summation order whatever the batch.
+fn copy_cached_prefix(slots: &mut [Slot<'_>], i: usize, c: &Counters) {
+    let (Phase::Prefill { next }, Some(a)) = (slots[i].phase, &slots[i].active) else {
+        return;
+    };
+    // Keep at least the last prompt token to evaluate: its logits are needed.
+    let limit = a.prompt.len() - 1;
+    let mut best: Option<(usize, usize)> = None;
+    for (j, s) in slots.iter().enumerate() {
+        if j == i {
+            continue;
+        }
+        let n = common_prefix(&s.session.tokens, &a.prompt).min(limit);
+        if n > next
+            && s.session.tokens.len() <= (n - next).saturating_mul(COPY_POSITIONS_PER_GAIN)
+            && best.is_none_or(|(_, m)| n > m)
+        {
+            best = Some((j, n));
+        }
+    }
+    let Some((d, n)) = best else { return };
+    let mut cache = slots[d].session.cache.clone();
+    cache.truncate(n);
+    let s = &mut slots[i];
+    let Some(a) = s.active.as_mut() else { return };
+    s.session.cache = cache;
+    s.session.tokens.clear();
+    s.session.tokens.extend_from_slice(&a.prompt[..n]);
+    s.phase = Phase::Prefill { next: n };
+    a.cached += n - next;
+    c.cached.fetch_add((n - next) as u64, Ordering::Relaxed);
 }
 
 /// Places `job` in free slots: the primary is the one sharing the longest

@@ -597,3 +597,94 @@ fn control_tokens_render_only_when_asked() {
         assert_eq!(o.stats[0].completion_tokens, 2);
     }
 }
+
+const SYSTEM: &str = "System: you are a careful assistant who answers questions about \
+    geography, rivers, lakes, mountains and the weather in short, plain sentences.\nUser: ";
+
+/// Seeded sampling (not greedy), so that a changed cache or RNG would show.
+fn sampled(seed: u64) -> SamplerConfig {
+    SamplerConfig {
+        temperature: 0.9,
+        seed,
+        ..SamplerConfig::default()
+    }
+}
+
+/// What `p` produces alone on a fresh scheduler (nothing cached).
+fn alone(p: &[u32], max_tokens: usize, seed: u64) -> Outcome {
+    let s = sched(1, 8);
+    let (sk, rx) = sink();
+    run(&s, job(p.to_vec(), max_tokens, sampled(seed), sk), &rx)
+}
+
+fn shared_len(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[test]
+fn prompts_arriving_together_read_their_shared_prefix_once() {
+    let a = prompt(&format!("{SYSTEM}tell me about the Danube"));
+    let b = prompt(&format!("{SYSTEM}why is the sea salty?"));
+    let common = shared_len(&a, &b);
+    assert!(common >= 20, "shared prefix of {common} tokens");
+    let (want_a, want_b) = (alone(&a, 12, 1), alone(&b, 12, 2));
+
+    let s = sched(2, 8);
+    let (ska, rxa) = sink();
+    let (skb, rxb) = sink();
+    s.submit(job(a.clone(), 12, sampled(1), ska)).unwrap();
+    s.submit(job(b.clone(), 12, sampled(2), skb)).unwrap();
+    let (got_a, got_b) = (collect(&rxa, 1), collect(&rxb, 1));
+    assert_eq!(got_a.text, want_a.text);
+    assert_eq!(got_b.text, want_b.text, "the copied prefix gives the same tokens");
+    assert_eq!(got_a.stats[0].cached_tokens, 0);
+    assert!(
+        got_b.stats[0].cached_tokens >= common,
+        "cached {} of a {common}-token shared prefix",
+        got_b.stats[0].cached_tokens
+    );
+    let st = s.stats();
+    assert_eq!(
+        st.prompt_tokens_evaluated as usize,
+        a.len() + b.len() - got_b.stats[0].cached_tokens,
+        "the shared prefix was evaluated once"
+    );
+    assert_eq!(st.prompt_tokens_cached as usize, got_b.stats[0].cached_tokens);
+}
+
+#[test]
+fn a_request_arriving_mid_decode_copies_a_busy_prefix_and_changes_nothing() {
+    let a = prompt(&format!("{SYSTEM}list three rivers"));
+    let b = prompt(&format!("{SYSTEM}and three lakes, please"));
+    let common = shared_len(&a, &b);
+    let (want_a, want_b) = (alone(&a, 40, 7), alone(&b, 10, 8));
+
+    let s = sched(2, 8);
+    let (ska, rxa) = sink();
+    s.submit(job(a.clone(), 40, sampled(7), ska)).unwrap();
+    // `a` is generating (its prompt is in its slot's cache) when `b` comes.
+    let head = match rxa.recv_timeout(Duration::from_secs(60)).unwrap() {
+        Event::Delta { text, .. } => text,
+        other => panic!("{other:?}"),
+    };
+    let (skb, rxb) = sink();
+    s.submit(job(b.clone(), 10, sampled(8), skb)).unwrap();
+    let got_b = collect(&rxb, 1);
+    let rest_a = collect(&rxa, 1);
+    assert_eq!(got_b.text, want_b.text);
+    assert!(
+        got_b.stats[0].cached_tokens >= common,
+        "cached {} of a {common}-token shared prefix",
+        got_b.stats[0].cached_tokens
+    );
+    assert_eq!(
+        format!("{head}{}", rest_a.text[0]),
+        want_a.text[0],
+        "the generating stream was not disturbed"
+    );
+    // The busy slot kept its own cache: `a` again reuses all but its last token.
+    let (sk, rx) = sink();
+    let again = run(&s, job(a.clone(), 2, sampled(7), sk), &rx);
+    assert_eq!(again.stats[0].cached_tokens, a.len() - 1);
+}
+
