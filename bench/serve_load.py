@@ -13,6 +13,14 @@ Only the standard library is used, so any python3 runs it:
 
     hearth serve -m model.gguf --parallel 8 &
     python3 bench/serve_load.py --url http://127.0.0.1:8080 --levels 1,4,8
+
+A/B on a shared, noisy machine: give several servers (say an old and a new
+binary on two ports) as a comma-separated --url and --reps N. Every level is
+run against each server in turn, N times, so that both see the same
+background load; each server's table shows the median over the reps and the
+best aggregate (the least disturbed run).
+
+    python3 bench/serve_load.py --url http://127.0.0.1:18600,http://127.0.0.1:18601 --reps 5
 """
 
 import argparse
@@ -115,29 +123,55 @@ def run_level(args, c):
     }
 
 
+def print_table(rows, reps):
+    """One line per level: medians over `reps` runs (and the best aggregate)."""
+    levels = sorted({r["concurrency"] for r in rows})
+    med = {}
+    for c in levels:
+        rs = [r for r in rows if r["concurrency"] == c]
+        med[c] = {k: statistics.median(r[k] for r in rs) for k in rs[0] if k != "concurrency"}
+        med[c]["best"] = max(r["aggregate_tok_s"] for r in rs)
+    base = med[levels[0]]["aggregate_tok_s"]
+    best = "  best agg" if reps > 1 else ""
+    print(f"{'streams':>7} {'requests':>8} {'agg tok/s':>10} {'x vs 1':>7} {'per-stream tok/s':>17} {'TTFT p50':>9} {'TTFT p95':>9}{best}")
+    for c in levels:
+        m = med[c]
+        extra = f" {m['best']:>9.1f}" if reps > 1 else ""
+        print(
+            f"{c:>7} {int(m['requests']):>8} {m['aggregate_tok_s']:>10.1f} {m['aggregate_tok_s'] / base:>7.2f} "
+            f"{m['per_stream_decode_tok_s']:>17.1f} {m['ttft_p50_s']:>8.3f}s {m['ttft_p95_s']:>8.3f}s{extra}"
+        )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--url", default="http://127.0.0.1:8080")
+    ap.add_argument("--url", default="http://127.0.0.1:8080", help="server URL, or several comma-separated (alternated)")
     ap.add_argument("--api-key", default=None)
     ap.add_argument("--levels", default="1,4,8")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--json", action="store_true", help="print one JSON object per level")
+    ap.add_argument("--reps", type=int, default=1, help="run every level this many times per server (medians reported)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object per level and run")
     args = ap.parse_args()
+    urls = args.url.split(",")
+    levels = [int(c) for c in args.levels.split(",")]
     # Warm-up: page the weights in.
-    one_stream(args.url, args.api_key, "warm up", 4, 0)
-    rows = [run_level(args, int(c)) for c in args.levels.split(",")]
-    base = rows[0]["aggregate_tok_s"]
+    for u in urls:
+        one_stream(u, args.api_key, "warm up", 4, 0)
+    rows = {u: [] for u in urls}
+    for rep in range(args.reps):
+        for c in levels:
+            for u in urls:
+                r = run_level(argparse.Namespace(**{**vars(args), "url": u}), c)
+                rows[u].append(r)
+                if args.json:
+                    print(json.dumps({"url": u, "rep": rep, **r}), flush=True)
     if args.json:
-        for r in rows:
-            print(json.dumps(r))
         return
-    print(f"{'streams':>7} {'requests':>8} {'agg tok/s':>10} {'x vs 1':>7} {'per-stream tok/s':>17} {'TTFT p50':>9} {'TTFT p95':>9}")
-    for r in rows:
-        print(
-            f"{r['concurrency']:>7} {r['requests']:>8} {r['aggregate_tok_s']:>10.1f} {r['aggregate_tok_s'] / base:>7.2f} "
-            f"{r['per_stream_decode_tok_s']:>17.1f} {r['ttft_p50_s']:>8.3f}s {r['ttft_p95_s']:>8.3f}s"
-        )
+    for u in urls:
+        if len(urls) > 1:
+            print(f"== {u}")
+        print_table(rows[u], args.reps)
 
 
 if __name__ == "__main__":
