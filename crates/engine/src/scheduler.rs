@@ -20,8 +20,8 @@
 //!   When another slot, busy or idle, holds a longer prefix (clients
 //!   sharing a system prompt), its cache is copied up to that prefix; a
 //!   prompt sharing a prefix with an older prompt being read in the same
-//!   step waits one step and copies it. With 8 chat clients this reads
-//!   each request's system prompt once instead of eight times.
+//!   step waits for it and copies it. Clients sharing a system prompt thus
+//!   have it evaluated once between them, not once per slot.
 //! - **Cancellation.** Events go to an [`EventSink`]; when its receiver is
 //!   gone (the client disconnected) the slot is freed before the next step.
 //! - **Plug-ins.** A per-choice [`LogitsProcessor`] masks logits before
