@@ -688,3 +688,36 @@ fn a_request_arriving_mid_decode_copies_a_busy_prefix_and_changes_nothing() {
     assert_eq!(again.stats[0].cached_tokens, a.len() - 1);
 }
 
+
+#[test]
+fn n_choices_start_from_a_copied_prefix() {
+    let a = prompt(&format!("{SYSTEM}name a mountain"));
+    let b = prompt(&format!("{SYSTEM}name two deserts"));
+    let common = shared_len(&a, &b);
+    // `b` alone, two choices (seeds 5 and 6), nothing cached.
+    let want = {
+        let s = sched(2, 8);
+        let (sk, rx) = sink();
+        let mut j = job(b.clone(), 10, sampled(5), sk);
+        j.n = 2;
+        run(&s, j, &rx)
+    };
+    // `a` is generating in one slot (an idle slot holding the prefix would
+    // simply be chosen for `b`); `b` takes the two others and copies.
+    let s = sched(3, 8);
+    let (ska, rxa) = sink();
+    s.submit(job(a.clone(), 30, sampled(1), ska)).unwrap();
+    assert!(matches!(
+        rxa.recv_timeout(Duration::from_secs(60)).unwrap(),
+        Event::Delta { .. }
+    ));
+    let (sk, rx) = sink();
+    let mut j = job(b.clone(), 10, sampled(5), sk);
+    j.n = 2;
+    let got = run(&s, j, &rx);
+    assert_eq!(got.text, want.text, "both choices as if nothing were cached");
+    for st in &got.stats {
+        assert!(st.cached_tokens >= common, "cached {} of {common}", st.cached_tokens);
+    }
+    collect(&rxa, 1);
+}
