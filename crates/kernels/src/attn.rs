@@ -111,6 +111,72 @@ pub fn pv_f16(p: &[f32], v: &[f16], out: &mut [f32]) {
     pv_f16_ref(p, v, out)
 }
 
+/// Reference for [`pv_f16_rows`]: for each row `r < lens.len()`,
+/// [`pv_f16_ref`] of the weights `p[r * stride..r * stride + lens[r]]`
+/// against the first `lens[r]` value rows, into `out[r * dv..(r + 1) * dv]`.
+///
+/// # Panics
+/// If `dv == 0`, a length exceeds `stride`, `v` holds fewer than
+/// `max(lens)` rows of `dv`, or `p`/`out` are too short.
+pub fn pv_f16_rows_ref(p: &[f32], stride: usize, lens: &[usize], v: &[f16], dv: usize, out: &mut [f32]) {
+    rows_dims(p, stride, lens, v, dv, out);
+    for (r, &len) in lens.iter().enumerate() {
+        pv_f16_ref(&p[r * stride..r * stride + len], &v[..len * dv], &mut out[r * dv..(r + 1) * dv]);
+    }
+}
+
+/// Several weight rows against one value block (the query heads of a
+/// grouped-query KV head times a tile of query tokens), bit-identical to
+/// [`pv_f16_rows_ref`]: each output still sums its weights in order of the
+/// key, skipping zero weights; the SIMD version converts each block of
+/// value rows from f16 once for all rows instead of once per row.
+///
+/// # Panics
+/// As [`pv_f16_rows_ref`].
+pub fn pv_f16_rows(p: &[f32], stride: usize, lens: &[usize], v: &[f16], dv: usize, out: &mut [f32]) {
+    rows_dims(p, stride, lens, v, dv, out);
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[allow(clippy::manual_is_multiple_of)]
+        if dv % 8 == 0 && dv <= PV_BLOCK && x86_ok() {
+            // SAFETY: features detected; lengths checked by rows_dims.
+            unsafe { x86::pv_rows(p, stride, lens, v, dv, out) };
+            return;
+        }
+    }
+    pv_f16_rows_ref(p, stride, lens, v, dv, out)
+}
+
+fn rows_dims(p: &[f32], stride: usize, lens: &[usize], v: &[f16], dv: usize, out: &[f32]) {
+    let rows = lens.len();
+    let max = lens.iter().copied().max().unwrap_or(0);
+    assert!(dv > 0 && max <= stride, "hearth-kernels: pv_f16_rows: dv={dv}, longest row {max} > stride {stride}");
+    assert!(v.len() >= max * dv, "hearth-kernels: pv_f16_rows: {} values hold fewer than {max} rows of {dv}", v.len());
+    if let Some(last) = lens.last() {
+        assert!(p.len() >= (rows - 1) * stride + last, "hearth-kernels: pv_f16_rows: weights too short");
+    }
+    assert!(out.len() >= rows * dv, "hearth-kernels: pv_f16_rows: output holds fewer than {rows} rows of {dv}");
+}
+
+/// Rounds every value to the nearest f16 (ties to even) and back, in place:
+/// what `f16::from_f32(x).to_f32()` does, eight at a time with F16C.
+pub fn round_to_f16(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86_ok() {
+            // SAFETY: features detected.
+            unsafe { x86::round_f16(x) };
+            return;
+        }
+    }
+    for v in x.iter_mut() {
+        *v = f16::from_f32(*v).to_f32();
+    }
+}
+
+/// f32 values of converted value rows [`pv_f16_rows`] keeps on its stack.
+const PV_BLOCK: usize = 4096;
+
 /// Largest head size the SIMD [`kq_f16`] handles (its transposed key block
 /// lives on the stack); larger heads use the reference.
 const MAX_DK: usize = 512;
@@ -278,6 +344,81 @@ mod x86 {
             c += 8;
         }
     }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn round_f16(x: &mut [f32]) {
+        let n = x.len();
+        let p = x.as_mut_ptr();
+        let mut i = 0;
+        while i + 8 <= n {
+            let h = _mm256_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(_mm256_loadu_ps(p.add(i)));
+            _mm256_storeu_ps(p.add(i), _mm256_cvtph_ps(h));
+            i += 8;
+        }
+        for v in &mut x[i..] {
+            *v = f16::from_f32(*v).to_f32();
+        }
+    }
+
+    /// See [`super::pv_f16_rows`]: blocks of value rows are converted into
+    /// a stack buffer once, then every weight row that reaches the block
+    /// accumulates from it exactly as [`pv`] does (mul, then add, in order
+    /// of the key; four output vectors per pass, then single vectors).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn pv_rows(p: &[f32], stride: usize, lens: &[usize], v: &[f16], dv: usize, out: &mut [f32]) {
+        let mut vb = [0f32; super::PV_BLOCK];
+        let jb = (super::PV_BLOCK / dv).clamp(1, 32);
+        let nmax = lens.iter().copied().max().unwrap_or(0);
+        let (vp, bp) = (v.as_ptr(), vb.as_mut_ptr());
+        let mut j0 = 0;
+        while j0 < nmax {
+            let j1 = (j0 + jb).min(nmax);
+            for j in j0..j1 {
+                for c in (0..dv).step_by(8) {
+                    _mm256_storeu_ps(bp.add((j - j0) * dv + c), cvt8(vp.add(j * dv + c)));
+                }
+            }
+            for (r, &len) in lens.iter().enumerate() {
+                let e = len.min(j1);
+                if e <= j0 {
+                    continue;
+                }
+                let w = &p[r * stride + j0..r * stride + e];
+                let o0 = out.as_mut_ptr().add(r * dv);
+                let mut c = 0;
+                while c + 32 <= dv {
+                    let o = o0.add(c);
+                    let mut acc = [_mm256_loadu_ps(o), _mm256_loadu_ps(o.add(8)), _mm256_loadu_ps(o.add(16)), _mm256_loadu_ps(o.add(24))];
+                    for (jj, &pj) in w.iter().enumerate() {
+                        if pj == 0.0 {
+                            continue;
+                        }
+                        let pv = _mm256_set1_ps(pj);
+                        let row = bp.add(jj * dv + c);
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            *a = _mm256_add_ps(*a, _mm256_mul_ps(pv, _mm256_loadu_ps(row.add(8 * i))));
+                        }
+                    }
+                    for (i, a) in acc.iter().enumerate() {
+                        _mm256_storeu_ps(o.add(8 * i), *a);
+                    }
+                    c += 32;
+                }
+                while c < dv {
+                    let o = o0.add(c);
+                    let mut acc = _mm256_loadu_ps(o);
+                    for (jj, &pj) in w.iter().enumerate() {
+                        if pj == 0.0 {
+                            continue;
+                        }
+                        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(pj), _mm256_loadu_ps(bp.add(jj * dv + c))));
+                    }
+                    _mm256_storeu_ps(o, acc);
+                    c += 8;
+                }
+            }
+            j0 = j1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -337,6 +478,48 @@ mod tests {
             for (a, b) in got.iter().zip(&want) {
                 assert_eq!(a.to_bits(), b.to_bits(), "n={n} dv={dv}");
             }
+        }
+    }
+
+    #[test]
+    fn pv_rows_matches_the_reference_bitwise() {
+        for (lens, dv) in [(vec![1usize], 64usize), (vec![33, 0, 12, 40], 64), (vec![5, 70, 70, 3], 128), (vec![7, 2], 8), (vec![9, 9, 1], 40), (vec![6], 12), (vec![40, 39], 256)] {
+            let stride = lens.iter().copied().max().unwrap_or(0) + 3;
+            let rows = lens.len();
+            let mut p: Vec<f32> = rand_vals(6, rows * stride, 1.0).iter().map(|v| f16::from_f32(v.abs()).to_f32()).collect();
+            // Zero weights (masked keys) at the start of some rows.
+            p[0] = 0.0;
+            if rows > 1 {
+                p[stride..stride + 2].iter_mut().for_each(|x| *x = 0.0);
+            }
+            let n = stride;
+            let mut v = f16s(&rand_vals(7, n * dv, 3.0));
+            v[0] = f16::INFINITY;
+            let init = rand_vals(8, rows * dv, 0.5);
+            let mut want = init.clone();
+            pv_f16_rows_ref(&p, stride, &lens, &v, dv, &mut want);
+            let mut got = init.clone();
+            pv_f16_rows(&p, stride, &lens, &v, dv, &mut got);
+            for (a, b) in got.iter().zip(&want) {
+                assert_eq!(a.to_bits(), b.to_bits(), "lens={lens:?} dv={dv}");
+            }
+            // The multi-row reference is the one-row kernel per row.
+            let mut one = init.clone();
+            for (r, &len) in lens.iter().enumerate() {
+                pv_f16(&p[r * stride..r * stride + len], &v[..len * dv], &mut one[r * dv..(r + 1) * dv]);
+            }
+            assert_eq!(one, want);
+        }
+    }
+
+    #[test]
+    fn round_to_f16_matches_half() {
+        let mut x = rand_vals(9, 1003, 70000.0);
+        x.extend([0.0, -0.0, 1e-8, -6.1e-5, 65504.0, 65520.0, f32::INFINITY, f32::NEG_INFINITY, 2.0f32.powi(-24) * 1.5]);
+        let want: Vec<f32> = x.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+        round_to_f16(&mut x);
+        for (a, b) in x.iter().zip(&want) {
+            assert_eq!(a.to_bits(), b.to_bits());
         }
     }
 }

@@ -123,13 +123,16 @@ fn every_tier_is_bit_identical_to_dot_ref_for_every_tile_shape() {
     let mut rng = Rng::new(14);
     let mut failures = Vec::new();
     for ty in TYPES {
-        for (n, rows) in [(32, 3), (64, 8), (96, 17), (896, 24), (4864, 9)] {
+        // (4864, 104) x 37 activation rows: several 32-row activation
+        // blocks, weight blocks smaller than the matrix, and remainders.
+        for (n, rows) in [(32, 3), (64, 8), (96, 17), (896, 24), (4864, 9), (4864, 104)] {
             let n = len(ty, n);
             for quantized in [true, false] {
                 let w = weights(&mut rng, ty, n, rows, quantized);
                 let p = packed(ty, n, &w, rows);
                 let (rb, ab) = (k::row_bytes(ty, n), k::row_bytes(k::vec_dot_type(ty), n));
-                for t in [1usize, 2, 3, 4, 5, 7, 9] {
+                let ts: &[usize] = if rows > 100 { &[37] } else { &[1, 2, 3, 4, 5, 7, 9] };
+                for &t in ts {
                     let acts: Vec<u8> = (0..t).flat_map(|i| quantize_act(ty, &rng.normals(n, if i % 2 == 0 { 1.0 } else { 30.0 }))).collect();
                     let stride = rows + 3;
                     for v in k::variants() {

@@ -173,6 +173,10 @@ unsafe fn swiglu_row_fma(gate: &mut [f32], up: &[f32]) {
 #[inline(always)]
 fn swiglu_row_impl(gate: &mut [f32], up: &[f32]) {
     let f = flavor();
+    #[cfg(target_arch = "x86_64")]
+    if vx::swiglu(f, gate, up) {
+        return;
+    }
     let n = gate.len();
     for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
         let x = *g;
@@ -202,6 +206,10 @@ unsafe fn softmax_row_fma(x: &mut [f32]) {
 #[inline(always)]
 fn softmax_row_impl(x: &mut [f32]) {
     let f = flavor();
+    #[cfg(target_arch = "x86_64")]
+    if vx::softmax(f, x) {
+        return;
+    }
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         x.iter_mut().for_each(|v| *v = 0.0);
@@ -266,6 +274,230 @@ fn lane_sum(v: &[f32]) -> f32 {
     }
 }
 
+/// The same loops one vector at a time: every lane computes exactly the
+/// scalar emulation above ([`expf_avx512`] / [`expf_avx2`]), so results are
+/// bit-identical to it (tested below over a sweep that includes the
+/// overflow, underflow, infinity and NaN branches); the scalar forms stay as
+/// the reference. Used only when the CPU has the instructions of the
+/// flavour being reproduced (a flavour forced by `HEARTH_GGML_FLAVOR` on a
+/// CPU without them keeps the scalar path).
+#[cfg(target_arch = "x86_64")]
+mod vx {
+    #![allow(unsafe_op_in_unsafe_fn)]
+    use super::*;
+    use std::arch::x86_64::*;
+
+    fn has_avx512() -> bool {
+        static F: OnceLock<bool> = OnceLock::new();
+        *F.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") && is_x86_feature_detected!("fma"))
+    }
+
+    fn has_avx2() -> bool {
+        static F: OnceLock<bool> = OnceLock::new();
+        *F.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+
+    /// Softmax of `x` through the vector exponential of flavour `f`;
+    /// false (nothing done) when this CPU cannot run that flavour.
+    pub(super) fn softmax(f: Flavor, x: &mut [f32]) -> bool {
+        match f {
+            // SAFETY: features checked.
+            Flavor::Avx512 if has_avx512() => unsafe { softmax512(x) },
+            Flavor::Avx2 if has_avx2() => unsafe { softmax256(x) },
+            _ => return false,
+        }
+        true
+    }
+
+    /// SwiGLU of one row through flavour `f`'s vector exponential; false
+    /// when this CPU cannot run that flavour.
+    pub(super) fn swiglu(f: Flavor, gate: &mut [f32], up: &[f32]) -> bool {
+        match f {
+            // SAFETY: features checked.
+            Flavor::Avx512 if has_avx512() => unsafe { swiglu512(gate, up) },
+            Flavor::Avx2 if has_avx2() => unsafe { swiglu256(gate, up) },
+            _ => return false,
+        }
+        true
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,fma")]
+    pub(super) unsafe fn exp512(x: __m512) -> __m512 {
+        let s = |b: u32| _mm512_set1_ps(c(b));
+        let r = s(R);
+        let z = _mm512_fmadd_ps(x, s(LOG2E), r);
+        let n = _mm512_sub_ps(z, r);
+        let nn = _mm512_xor_ps(n, _mm512_set1_ps(-0.0));
+        let b = _mm512_fmadd_ps(nn, s(LN2_LO), _mm512_fmadd_ps(nn, s(LN2_HI), x));
+        let u = _mm512_mul_ps(b, b);
+        let j = _mm512_fmadd_ps(
+            _mm512_fmadd_ps(_mm512_fmadd_ps(s(P0), b, s(P1)), u, _mm512_fmadd_ps(s(P2), b, s(P3))),
+            u,
+            _mm512_fmadd_ps(s(P4), b, _mm512_set1_ps(1.0)),
+        );
+        let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(n), _mm512_set1_ps(192.0));
+        let neg = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, _mm512_setzero_ps());
+        let edge = _mm512_mask_blend_ps(neg, _mm512_set1_ps(f32::INFINITY), _mm512_setzero_ps());
+        _mm512_mask_blend_ps(big, _mm512_scalef_ps(j, n), edge)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn exp256(x: __m256) -> __m256 {
+        let s = |b: u32| _mm256_set1_ps(c(b));
+        let r = s(R);
+        let z = _mm256_fmadd_ps(x, s(LOG2E), r);
+        let n = _mm256_sub_ps(z, r);
+        let nn = _mm256_xor_ps(n, _mm256_set1_ps(-0.0));
+        let b = _mm256_fmadd_ps(nn, s(LN2_LO), _mm256_fmadd_ps(nn, s(LN2_HI), x));
+        let e = _mm256_slli_epi32::<23>(_mm256_castps_si256(z));
+        let k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_set1_epi32(1.0f32.to_bits() as i32)));
+        let abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0), n);
+        let big = _mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(126.0));
+        let u = _mm256_mul_ps(b, b);
+        let j = _mm256_fmadd_ps(
+            _mm256_fmadd_ps(_mm256_fmadd_ps(s(P0), b, s(P1)), u, _mm256_fmadd_ps(s(P2), b, s(P3))),
+            u,
+            _mm256_mul_ps(s(P4), b),
+        );
+        let small = _mm256_fmadd_ps(j, k, k);
+        if _mm256_movemask_ps(big) == 0 {
+            return small;
+        }
+        let le0 = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(n, _mm256_setzero_ps()));
+        let g = _mm256_and_si256(le0, _mm256_set1_epi32(0x8200_0000u32 as i32));
+        let s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f00_0000)));
+        let s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+        let huge = _mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(192.0));
+        let big_r = _mm256_blendv_ps(_mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1), _mm256_mul_ps(s1, s1), huge);
+        _mm256_blendv_ps(small, big_r, big)
+    }
+
+    /// [`lane_sum`] of 16 lanes: upper half onto lower until two are left.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,fma")]
+    unsafe fn sum512(v: __m512) -> f32 {
+        let h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps::<1>(v));
+        sum256(h)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sum256(v: __m256) -> f32 {
+        let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let d = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        _mm_cvtss_f32(d) + _mm_cvtss_f32(_mm_shuffle_ps::<1>(d, d))
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq,fma")]
+    unsafe fn softmax512(x: &mut [f32]) {
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            x.iter_mut().for_each(|v| *v = 0.0);
+            return;
+        }
+        let n = x.len();
+        let m = _mm512_set1_ps(max);
+        let mut sum = 0f64;
+        let mut i = 0;
+        let p = x.as_mut_ptr();
+        while i + 16 <= n {
+            let e = exp512(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), m));
+            _mm512_storeu_ps(p.add(i), e);
+            sum += sum512(e) as f64;
+            i += 16;
+        }
+        if i < n {
+            // The scalar path pads the last vector with zeros after exp.
+            let mask: __mmask16 = (1u32 << (n - i)) as u16 - 1;
+            let v = _mm512_maskz_loadu_ps(mask, p.add(i));
+            let e = _mm512_maskz_mov_ps(mask, exp512(_mm512_sub_ps(v, m)));
+            _mm512_mask_storeu_ps(p.add(i), mask, e);
+            sum += sum512(e) as f64;
+        }
+        let inv = _mm512_set1_ps((1.0 / sum) as f32);
+        let mut i = 0;
+        while i + 16 <= n {
+            _mm512_storeu_ps(p.add(i), _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), inv));
+            i += 16;
+        }
+        for v in &mut x[i..] {
+            *v *= (1.0 / sum) as f32;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn softmax256(x: &mut [f32]) {
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            x.iter_mut().for_each(|v| *v = 0.0);
+            return;
+        }
+        let n = x.len();
+        let m = _mm256_set1_ps(max);
+        let mut sum = 0f64;
+        let mut i = 0;
+        let p = x.as_mut_ptr();
+        while i + 8 <= n {
+            let e = exp256(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), m));
+            _mm256_storeu_ps(p.add(i), e);
+            sum += sum256(e) as f64;
+            i += 8;
+        }
+        if i < n {
+            let mut buf = [f32::NEG_INFINITY; 8];
+            buf[..n - i].copy_from_slice(&x[i..]);
+            let mut e = [0f32; 8];
+            _mm256_storeu_ps(e.as_mut_ptr(), exp256(_mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr()), m)));
+            e[n - i..].iter_mut().for_each(|v| *v = 0.0);
+            x[i..].copy_from_slice(&e[..n - i]);
+            sum += sum256(_mm256_loadu_ps(e.as_ptr())) as f64;
+        }
+        let inv = (1.0 / sum) as f32;
+        for v in x.iter_mut() {
+            *v *= inv;
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq,fma")]
+    unsafe fn swiglu512(gate: &mut [f32], up: &[f32]) {
+        let n = gate.len().min(up.len());
+        let (g, u) = (gate.as_mut_ptr(), up.as_ptr());
+        let one = _mm512_set1_ps(1.0);
+        let mut i = 0;
+        while i + 16 <= n {
+            let x = _mm512_loadu_ps(g.add(i));
+            let e = exp512(_mm512_xor_ps(x, _mm512_set1_ps(-0.0)));
+            _mm512_storeu_ps(g.add(i), _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_loadu_ps(u.add(i))));
+            i += 16;
+        }
+        // ggml's scalar remainder: libm.
+        for k in i..n {
+            let x = gate[k];
+            gate[k] = x / (1.0 + (-x).exp()) * up[k];
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn swiglu256(gate: &mut [f32], up: &[f32]) {
+        let n = gate.len().min(up.len());
+        let (g, u) = (gate.as_mut_ptr(), up.as_ptr());
+        let one = _mm256_set1_ps(1.0);
+        let mut i = 0;
+        while i + 8 <= n {
+            let x = _mm256_loadu_ps(g.add(i));
+            let e = exp256(_mm256_xor_ps(x, _mm256_set1_ps(-0.0)));
+            _mm256_storeu_ps(g.add(i), _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u.add(i))));
+            i += 8;
+        }
+        for k in i..n {
+            let x = gate[k];
+            gate[k] = x / (1.0 + (-x).exp()) * up[k];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +530,120 @@ mod tests {
             let old = ((j as f64) * 2f64.powi(n as i32)) as f32;
             assert_eq!(expf_avx512(x).to_bits(), old.to_bits(), "x={x}");
             x += 0.173;
+        }
+    }
+
+    /// Inputs for the vector-vs-scalar checks: a dense sweep over the whole
+    /// range each branch covers, plus the special values.
+    fn exp_inputs() -> Vec<f32> {
+        let mut v = vec![0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 88.72, 88.73, -87.3, -103.9, -104.0, 126.5, -126.5, 192.0, -192.0, 193.0, -193.0, 1e30, -1e30];
+        let mut x = -220.0f32;
+        while x < 220.0 {
+            v.push(x);
+            x += 0.0137;
+        }
+        let mut s = 0x2545_f491_u32;
+        for _ in 0..20_000 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            v.push(f32::from_bits(s));
+        }
+        v
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_exp_is_bit_identical_to_the_scalar_emulation() {
+        use std::arch::x86_64::*;
+        let xs = exp_inputs();
+        let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            for ch in xs.chunks_exact(8) {
+                let mut out = [0f32; 8];
+                // SAFETY: features detected.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), vx::exp256(_mm256_loadu_ps(ch.as_ptr()))) };
+                for (&x, &o) in ch.iter().zip(&out) {
+                    assert!(same(o, expf_avx2(x)), "avx2 x={x:e}: {o:e} vs {:e}", expf_avx2(x));
+                }
+            }
+        }
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") {
+            for ch in xs.chunks_exact(16) {
+                let mut out = [0f32; 16];
+                // SAFETY: features detected.
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr(), vx::exp512(_mm512_loadu_ps(ch.as_ptr()))) };
+                for (&x, &o) in ch.iter().zip(&out) {
+                    assert!(same(o, expf_avx512(x)), "avx512 x={x:e}: {o:e} vs {:e}", expf_avx512(x));
+                }
+            }
+        }
+    }
+
+    /// The scalar loops the vector ones replace, kept verbatim as the
+    /// reference for softmax and SwiGLU rows.
+    fn softmax_scalar(f: Flavor, x: &mut [f32]) {
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            x.iter_mut().for_each(|v| *v = 0.0);
+            return;
+        }
+        let (n, lanes) = (x.len(), f.lanes());
+        let mut sum = 0f64;
+        let mut i = 0;
+        let mut buf = [0f32; 16];
+        while i < n {
+            let m = (n - i).min(lanes);
+            for l in 0..lanes {
+                buf[l] = if l < m {
+                    let v = match f {
+                        Flavor::Avx512 => expf_avx512(x[i + l] - max),
+                        _ => expf_avx2(x[i + l] - max),
+                    };
+                    x[i + l] = v;
+                    v
+                } else {
+                    0.0
+                };
+            }
+            sum += lane_sum(&buf[..lanes]) as f64;
+            i += lanes;
+        }
+        let inv = (1.0 / sum) as f32;
+        x.iter_mut().for_each(|v| *v *= inv);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_softmax_and_swiglu_rows_are_bit_identical_to_the_scalar_loops() {
+        let mut s = 0x9e37_79b9_u32;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        };
+        for f in [Flavor::Avx512, Flavor::Avx2] {
+            for n in [1usize, 5, 8, 15, 16, 17, 31, 33, 100, 511, 896, 4864] {
+                for scale in [0.5f32, 8.0, 60.0] {
+                    let row: Vec<f32> = (0..n).map(|i| if i % 7 == 3 { f32::NEG_INFINITY } else { rnd() * scale }).collect();
+                    let (mut a, mut b) = (row.clone(), row.clone());
+                    if !vx::softmax(f, &mut a) {
+                        continue;
+                    }
+                    softmax_scalar(f, &mut b);
+                    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{f:?} softmax n={n}");
+                    let up: Vec<f32> = (0..n).map(|_| rnd() * 3.0).collect();
+                    let gate: Vec<f32> = (0..n).map(|_| rnd() * scale).collect();
+                    let (mut a, mut b) = (gate.clone(), gate.clone());
+                    assert!(vx::swiglu(f, &mut a, &up));
+                    for (i, (g, &u)) in b.iter_mut().zip(&up).enumerate() {
+                        let x = *g;
+                        *g = x / (1.0 + exp_at(f, i, n, -x)) * u;
+                    }
+                    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{f:?} swiglu n={n}");
+                }
+            }
         }
     }
 

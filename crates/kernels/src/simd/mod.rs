@@ -43,7 +43,7 @@ pub(crate) fn available() -> Vec<Isa> {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
-            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") && is_x86_feature_detected!("avx512f") {
                 v.push(Isa::Avx2Vnni);
             }
             v.push(Isa::Avx2);
@@ -474,15 +474,55 @@ mod avx2 {
                     }
                 }};
             }
-            let mut t0 = 0;
+            // Prefill: blocks of TB activation rows x enough row groups to
+            // fill ~CACHE_BLOCK bytes of weights, so each weight block is
+            // read from memory once per TB rows and reused from L2 by the
+            // TB/4 tiles (one pass over the whole matrix per 4 rows went to
+            // L3 or DRAM every time: a 2048 x 8192 Q4_K matrix is 9.4 MB).
+            // Every output is still one kernel call's result, so the order
+            // of the calls changes nothing numerically.
+            const TB: usize = 32;
+            const CACHE_BLOCK: usize = 256 * 1024;
+            let gblk = (CACHE_BLOCK / gbytes.max(1)).clamp(1, groups.max(1));
+            // Q4_K tiles take 8 activation rows with the AVX-512 register
+            // file: the nibble unpacking and scale decoding are per weight
+            // group, shared by more rows (kernel bench p8 column, 8192-wide
+            // rows: 79 -> 62 ns). Q6_K's tile keeps 4 sub-block sums per row
+            // live and would spill at 8.
+            let wide = vnni && ty == GgmlType::Q4_K;
+            let step = if wide { 8 } else { 4 };
+            let whole = n_a - n_a % step;
+            let mut tb0 = 0;
+            while tb0 < whole {
+                let tb1 = (tb0 + TB).min(whole);
+                let mut gb0 = 0;
+                while gb0 < groups {
+                    let gb1 = (gb0 + gblk).min(groups);
+                    let mut t0 = tb0;
+                    while t0 < tb1 {
+                        for g in gb0..gb1 {
+                            if wide {
+                                run!(x, 1, 8, g, t0);
+                            } else {
+                                run!(x, 1, 4, g, t0);
+                            }
+                        }
+                        t0 += step;
+                    }
+                    gb0 = gb1;
+                }
+                tb0 = tb1;
+            }
+            let mut t0 = whole;
+            while n_a - t0 >= 4 {
+                for g in 0..groups {
+                    run!(x, 1, 4, g, t0);
+                }
+                t0 += 4;
+            }
             while t0 < n_a {
                 let left = n_a - t0;
-                if left >= 4 {
-                    for g in 0..groups {
-                        run!(x, 1, 4, g, t0);
-                    }
-                    t0 += 4;
-                } else if left >= 2 {
+                if left >= 2 {
                     let mut g = 0;
                     while g + 2 <= groups {
                         run!(x, 2, 2, g, t0);

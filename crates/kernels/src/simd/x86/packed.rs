@@ -19,7 +19,7 @@
 //! 16-element sums with `vpmaddwd`, Q6_K's `-32` offset likewise starts each
 //! sub-block sum at `-32 * bsum`.
 
-use super::dot::{dpbusd_avx2, dpbusd_vnni};
+use super::dot::dpbusd_avx2;
 use super::*;
 
 /// Sum of the 32 quants of Q8_0 activation block `b` of each row, as
@@ -89,9 +89,9 @@ unsafe fn prefetch<const T: usize>(x: *const u8, bytes: usize) {
 pub(crate) type PTile<const G: usize, const T: usize> = [[[f32; 8]; T]; G];
 
 macro_rules! packed_kernels {
-    ($dpbusd:ident) => {
+    ($dpbusd:ident, $dpwssd:ident, $feat:literal) => {
         /// Q4_0 x8 against Q8_0 activations; `s[t]` are activation row t's block sums.
-        #[target_feature(enable = "avx2,fma,f16c")]
+        #[target_feature(enable = $feat)]
         pub(crate) unsafe fn q4_0<const G: usize, const T: usize>(
             nb: usize,
             w: [*const u8; G],
@@ -136,7 +136,7 @@ macro_rules! packed_kernels {
         }
 
         /// Q5_0 x8 against Q8_0 activations.
-        #[target_feature(enable = "avx2,fma,f16c")]
+        #[target_feature(enable = $feat)]
         pub(crate) unsafe fn q5_0<const G: usize, const T: usize>(
             nb: usize,
             w: [*const u8; G],
@@ -183,7 +183,7 @@ macro_rules! packed_kernels {
 
         /// Q8_0 x8 against Q8_0 activations (sign trick: |w| unsigned,
         /// the activation takes w's sign; |products| <= 128*127).
-        #[target_feature(enable = "avx2,fma,f16c")]
+        #[target_feature(enable = $feat)]
         pub(crate) unsafe fn q8_0<const G: usize, const T: usize>(
             nb: usize,
             w: [*const u8; G],
@@ -225,7 +225,7 @@ macro_rules! packed_kernels {
         /// Q4_K x8 (`crate::repack` layout, 1152 bytes per group-block)
         /// against Q8_K activations: per super-block the mins term from
         /// the activation's 16-element sums, then the scaled sub-block sums.
-        #[target_feature(enable = "avx2,fma,f16c")]
+        #[target_feature(enable = $feat)]
         pub(crate) unsafe fn q4_k<const G: usize, const T: usize>(
             nb: usize,
             w: [*const u8; G],
@@ -244,7 +244,7 @@ macro_rules! packed_kernels {
                         let mut ms = _mm256_setzero_si256();
                         for j in 0..8 {
                             // (m_j, m_j) x (bsums[2j], bsums[2j+1]) per row lane.
-                            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mn[j], bcast(y.add(260 + 4 * j))));
+                            ms = $dpwssd(ms, mn[j], bcast(y.add(260 + 4 * j)));
                         }
                         let dm = _mm256_mul_ps(dmin, _mm256_set1_ps(rdf32(y)));
                         acc[g][t] = _mm256_fnmadd_ps(dm, _mm256_cvtepi32_ps(ms), acc[g][t]);
@@ -281,7 +281,7 @@ macro_rules! packed_kernels {
         /// Q6_K x8 (`crate::repack` layout, 1680 bytes per group-block)
         /// against Q8_K activations: per sub-block of 16 the sum of
         /// `q * a` (q in 0..64) started at `-32 * bsum`, times its scale.
-        #[target_feature(enable = "avx2,fma,f16c")]
+        #[target_feature(enable = $feat)]
         pub(crate) unsafe fn q6_k<const G: usize, const T: usize>(
             nb: usize,
             w: [*const u8; G],
@@ -393,11 +393,36 @@ unsafe fn store<const G: usize, const T: usize>(acc: &[[__m256; T]; G]) -> PTile
 /// AVX2-only instances.
 pub(crate) mod avx2 {
     use super::*;
-    packed_kernels!(dpbusd_avx2);
+
+    /// `acc + madd(a, b)`: two i16 products per i32 lane, added.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dpwssd_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+    }
+    packed_kernels!(dpbusd_avx2, dpwssd_avx2, "avx2,fma,f16c");
 }
 
 /// AVX-512 VNNI instances.
 pub(crate) mod vnni {
     use super::*;
-    packed_kernels!(dpbusd_vnni);
+    // The AVX-512 features let the compiler use all 32 vector registers
+    // (the 4-row Q4_K/Q6_K tiles spilled with 16) and see `vpdpbusd` as an
+    // intrinsic instead of an opaque asm block.
+    packed_kernels!(dpbusd_vnni_native, dpwssd_vnni_native, "avx2,fma,f16c,avx512f,avx512vl,avx512vnni");
+
+    /// `vpdpbusd` as an intrinsic, for code compiled with the AVX-512
+    /// features.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    unsafe fn dpbusd_vnni_native(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, u, s)
+    }
+
+    /// `vpdpwssd` (i16 pairs, exact: |m * bsum| < 2^6 * 2^15) likewise.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    unsafe fn dpwssd_vnni_native(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        _mm256_dpwssd_epi32(acc, a, b)
+    }
 }
