@@ -8,7 +8,7 @@ use hearth_embed::{find_model_dir, Embedder, EmbedderOptions};
 use hearth_router::cache::EmbedCache;
 use hearth_router::features::Feature;
 use hearth_router::metrics::{self, ClassMetrics, PgrMetrics};
-use hearth_router::{data, train, Calibration, Example, Featurizer, LabelMode, Router, RouterFile, RouterOptions, TrainSpec, View};
+use hearth_router::{data, train, Calibration, Ensemble, Example, Featurizer, LabelMode, Router, RouterFile, RouterOptions, TrainSpec, View};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,6 +57,16 @@ struct TrainOpts {
     /// Multiply the cheap features by this after standardisation (their L2 penalty is divided by its square).
     #[arg(long, default_value_t = 1.0)]
     feature_boost: f64,
+    /// Average one head per (L2, boost) pair of these grids instead of fitting one head (with --gate: the
+    /// gate-off block, replacing --l2-off), logits standardised, plus --length-weight × standardised log_tokens.
+    #[arg(long, value_delimiter = ',', conflicts_with = "l2_off")]
+    ensemble_l2: Vec<f64>,
+    /// Boosts of the --ensemble-l2 grid (default: --feature-boost).
+    #[arg(long, value_delimiter = ',', requires = "ensemble_l2")]
+    ensemble_boost: Vec<f64>,
+    /// With --ensemble-l2: weight of the standardised log_tokens feature added to the averaged logits.
+    #[arg(long, default_value_t = 0.0, requires = "ensemble_l2")]
+    length_weight: f64,
 }
 
 #[derive(clap::Args, Clone)]
@@ -171,6 +181,9 @@ enum RouteCmd {
         /// Nested selection: candidate --feature-boost values (comma-separated).
         #[arg(long, value_delimiter = ',')]
         select_boost: Vec<f64>,
+        /// TEMP: dump rows as little-endian f32 (n × d) to this file.
+        #[arg(long)]
+        rows_out: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -253,6 +266,12 @@ fn train_spec(name: &str, description: &str, o: &TrainOpts, data: &[PathBuf]) ->
         label_mode: if o.label == "hard" { LabelMode::Hard } else { LabelMode::Soft },
         fit: train::FitOptions { l2: o.l2, boost: o.feature_boost, boost_tail: n_features, ..Default::default() },
         l2_gate_off: o.l2_off,
+        ensemble: (!o.ensemble_l2.is_empty()).then(|| Ensemble {
+            l2: o.ensemble_l2.clone(),
+            boost: if o.ensemble_boost.is_empty() { vec![o.feature_boost] } else { o.ensemble_boost.clone() },
+            length_weight: o.length_weight,
+            length_feature: Feature::LogTokens,
+        }),
         data: data.to_vec(),
     })
 }
@@ -427,6 +446,7 @@ pub fn main(a: RouteArgs) -> Result<()> {
             repeats,
             select_l2_off,
             select_boost,
+            rows_out,
             common,
         } => {
             let spec = train_spec("cv", "", &opts, &data)?;
@@ -434,6 +454,16 @@ pub fn main(a: RouteArgs) -> Result<()> {
             let e = load_embedder(&common)?;
             let mut cache = open_cache(&common, &e)?;
             let rows = Featurizer { embedder: &e, views: &spec.views, features: &spec.features, gate: spec.gate, cache: cache.as_mut() }.rows(&texts(&ex))?;
+            if let Some(p) = &rows_out {
+                let mut buf = Vec::new();
+                for r in &rows {
+                    for v in r {
+                        buf.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+                std::fs::write(p, buf)?;
+                eprintln!("rows: {} x {}", rows.len(), rows.first().map_or(0, |r| r.len()));
+            }
             if let Some(r) = nested_recall {
                 nested_report(&spec, &ex, &rows, folds, inner_folds, seed, repeats.max(1), r)?;
             }

@@ -168,10 +168,29 @@ pub struct Training {
     /// Absent = 1, as in files written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_boost: Option<f64>,
+    /// The averaged head's grid and length weight (see [`Ensemble`]);
+    /// absent for a single head and in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<Ensemble>,
     pub solver: String,
     pub iterations: usize,
     pub converged: bool,
     pub hearth_version: String,
+}
+
+/// An averaged head ([`train::fit_ensemble`]): one logistic head per
+/// (L2, boost) pair, logits standardised and averaged, plus
+/// `length_weight` × the standardised `length_feature`, then Platt-scaled.
+/// With a gate it replaces the gate-off block's single head (the
+/// free-form questions of strong/weak data); without one, the whole head.
+/// The result is stored as an ordinary linear head; this record is
+/// provenance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ensemble {
+    pub l2: Vec<f64>,
+    pub boost: Vec<f64>,
+    pub length_weight: f64,
+    pub length_feature: Feature,
 }
 
 /// The head of a router file.
@@ -559,6 +578,9 @@ pub struct TrainSpec {
     /// With a gate: the L2 penalty of the gate-off block (`fit.l2` applies
     /// to the gate-on block); `None` = `fit.l2` for both.
     pub l2_gate_off: Option<f64>,
+    /// Average a grid of heads instead of fitting one (the gate-off block
+    /// with a gate, the whole head without); see [`Ensemble`].
+    pub ensemble: Option<Ensemble>,
     /// Training files, for provenance.
     pub data: Vec<PathBuf>,
 }
@@ -600,6 +622,7 @@ pub fn train_on_rows(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>], 
             l2: spec.fit.l2,
             l2_gate_off: spec.gate.and(spec.l2_gate_off),
             feature_boost: (spec.fit.boost != 1.0 && spec.fit.boost_tail > 0).then_some(spec.fit.boost),
+            ensemble: spec.ensemble.clone(),
             solver: "newton-cholesky".into(),
             iterations: rep.iterations,
             converged: rep.converged,
@@ -628,7 +651,7 @@ pub fn train_on_rows(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>], 
 /// the gate-on block's, with the iterations of both added.
 pub fn fit_head(spec: &TrainSpec, rows: &[Vec<f32>], y: &[f32]) -> Result<(LinearHead, train::FitReport)> {
     if spec.gate.is_none() {
-        return train::fit_logistic(rows, y, &spec.fit);
+        return fit_block(spec, rows, y, spec.fit.l2, true);
     }
     let p = rows.first().map_or(0, Vec::len);
     if p % 2 != 1 || rows.iter().any(|r| r.len() != p) {
@@ -653,7 +676,7 @@ pub fn fit_head(spec: &TrainSpec, rows: &[Vec<f32>], y: &[f32]) -> Result<(Linea
             heads.push(LinearHead { mean: vec![0.0; d], scale: vec![1.0; d], weights: vec![0.0; d], bias: 0.0 });
             continue;
         }
-        let (h, rep) = train::fit_logistic(rs, ys, &train::FitOptions { l2: l2[b], ..spec.fit })?;
+        let (h, rep) = fit_block(spec, rs, ys, l2[b], b == 1)?;
         if b == 0 {
             report.objective = rep.objective;
             report.converged = rep.converged;
@@ -680,6 +703,20 @@ pub fn fit_head(spec: &TrainSpec, rows: &[Vec<f32>], y: &[f32]) -> Result<(Linea
         return Err(RouterError::Train("the combined gated head is not finite".into()));
     }
     Ok((head, report))
+}
+
+/// One block of a head: the spec's ensemble where `ensemble_block` and
+/// the spec has one, else a single logistic head with penalty `l2`. The
+/// length column is the spec's length feature among the block's trailing
+/// features.
+fn fit_block(spec: &TrainSpec, rows: &[Vec<f32>], y: &[f32], l2: f64, ensemble_block: bool) -> Result<(LinearHead, train::FitReport)> {
+    let Some(e) = spec.ensemble.as_ref().filter(|_| ensemble_block) else {
+        return train::fit_logistic(rows, y, &train::FitOptions { l2, ..spec.fit });
+    };
+    let d = rows.first().map_or(0, Vec::len);
+    let length_col = spec.features.iter().position(|&f| f == e.length_feature).and_then(|i| (d + i).checked_sub(spec.features.len()));
+    let opts = train::EnsembleOptions { l2s: e.l2.clone(), boosts: e.boost.clone(), length_weight: e.length_weight, length_col };
+    train::fit_ensemble(rows, y, &spec.fit, &opts)
 }
 
 /// Held-out recall and false escalation of a threshold *rule*: "choose the
@@ -862,6 +899,7 @@ mod tests {
                 l2: 10.0,
                 l2_gate_off: None,
                 feature_boost: None,
+                ensemble: None,
                 solver: "newton-cholesky".into(),
                 iterations: 7,
                 converged: true,
@@ -952,6 +990,7 @@ mod tests {
             label_mode: LabelMode::Hard,
             fit: train::FitOptions { l2: 1.0, ..Default::default() },
             l2_gate_off: l2_off,
+            ensemble: None,
             data: vec![],
         }
     }
@@ -1078,6 +1117,7 @@ mod tests {
             label_mode: LabelMode::Hard,
             fit: train::FitOptions { l2: 1.0, ..Default::default() },
             l2_gate_off: None,
+            ensemble: None,
             data: vec![],
         };
         let a = cross_val_scores(&spec, &ex, &rows, 5, 1).unwrap();

@@ -101,6 +101,7 @@ fn training_end_to_end_is_deterministic() {
         label_mode: hearth_router::LabelMode::Soft,
         fit: hearth_router::train::FitOptions::default(),
         l2_gate_off: None,
+        ensemble: None,
         data: vec![path.clone()],
     };
     let texts: Vec<&str> = ex.iter().map(|x| x.query.as_str()).collect();
