@@ -181,6 +181,9 @@ enum RouteCmd {
         /// Nested selection: candidate --feature-boost values (comma-separated).
         #[arg(long, value_delimiter = ',')]
         select_boost: Vec<f64>,
+        /// Nested selection: candidate --length-weight values (comma-separated; needs --ensemble-l2).
+        #[arg(long, value_delimiter = ',')]
+        select_length_weight: Vec<f64>,
         /// TEMP: dump rows as little-endian f32 (n × d) to this file.
         #[arg(long)]
         rows_out: Option<PathBuf>,
@@ -446,6 +449,7 @@ pub fn main(a: RouteArgs) -> Result<()> {
             repeats,
             select_l2_off,
             select_boost,
+            select_length_weight,
             rows_out,
             common,
         } => {
@@ -478,29 +482,44 @@ pub fn main(a: RouteArgs) -> Result<()> {
                 });
                 eprintln!("{}", json!({"seed": seed + extra, "auc": auc, "apgr": apgr.map(|p| p.apgr)}));
             }
-            let oof = if select_l2_off.is_empty() && select_boost.is_empty() {
+            let oof = if select_l2_off.is_empty() && select_boost.is_empty() && select_length_weight.is_empty() {
                 hearth_router::cross_val_scores(&spec, &ex, &rows, folds, seed)?
             } else {
                 let l2s = if select_l2_off.is_empty() { vec![spec.l2_gate_off.unwrap_or(spec.fit.l2)] } else { select_l2_off };
                 let boosts = if select_boost.is_empty() { vec![spec.fit.boost] } else { select_boost };
+                let wls = if select_length_weight.is_empty() {
+                    vec![spec.ensemble.as_ref().map_or(0.0, |e| e.length_weight)]
+                } else if spec.ensemble.is_none() {
+                    bail!("--select-length-weight needs --ensemble-l2");
+                } else {
+                    select_length_weight
+                };
                 let mut cands = Vec::new();
-                for &b in &boosts {
-                    for &l in &l2s {
-                        let mut c = spec.clone();
-                        c.fit.boost = b;
-                        if c.gate.is_some() {
-                            c.l2_gate_off = Some(l);
-                        } else {
-                            c.fit.l2 = l;
+                let mut labels = Vec::new();
+                for &w in &wls {
+                    for &b in &boosts {
+                        for &l in &l2s {
+                            let mut c = spec.clone();
+                            c.fit.boost = b;
+                            if c.gate.is_some() {
+                                c.l2_gate_off = Some(l);
+                            } else {
+                                c.fit.l2 = l;
+                            }
+                            if let Some(e) = c.ensemble.as_mut() {
+                                e.length_weight = w;
+                                // The gate-off block is the ensemble: its own grid, not --l2-off.
+                                c.l2_gate_off = None;
+                            }
+                            cands.push(c);
+                            labels.push(json!({"l2_off": l, "boost": b, "length_weight": w}));
                         }
-                        cands.push(c);
                     }
                 }
                 let (keep_all, gated) = (include_contaminated, spec.gate.is_some());
                 let criterion = move |sc: &[f32], ex: &[Example], rows: &[Vec<f32>]| selection_criterion(sc, ex, rows, gated, keep_all);
                 let (oof, chosen) = hearth_router::nested_select_scores(&cands, &ex, &rows, folds, inner_folds, seed, &criterion)?;
-                let picked: Vec<serde_json::Value> =
-                    chosen.iter().map(|&c| json!({"l2_off": l2s[c % l2s.len()], "boost": boosts[c / l2s.len()]})).collect();
+                let picked: Vec<serde_json::Value> = chosen.iter().map(|&c| labels[c].clone()).collect();
                 eprintln!("{}", json!({"nested_selection": picked}));
                 oof
             };

@@ -1039,6 +1039,46 @@ mod tests {
     }
 
     #[test]
+    fn an_ensemble_replaces_only_the_gate_off_block() {
+        let (rows, y) = gated_rows(150);
+        let mut spec = gated_spec(None);
+        spec.features = vec![Feature::LogTokens];
+        let e = Ensemble { l2: vec![0.3, 3.0], boost: vec![1.0, 2.0], length_weight: 0.5, length_feature: Feature::LogTokens };
+        spec.ensemble = Some(e.clone());
+        spec.fit.boost_tail = 1;
+        let (h, _) = fit_head(&spec, &rows, &y).unwrap();
+        let (plain, _) = fit_head(&TrainSpec { ensemble: None, ..spec.clone() }, &rows, &y).unwrap();
+        assert_eq!(h.weights[..2], plain.weights[..2], "the gate-on block is the single head");
+        // The gate-off block is fit_ensemble on its rows, the length column
+        // being the last (the one feature) of the block.
+        let idx: Vec<usize> = (0..rows.len()).filter(|&i| rows[i][4] < 0.5).collect();
+        let sub: Vec<Vec<f32>> = idx.iter().map(|&i| rows[i][2..4].to_vec()).collect();
+        let ys: Vec<f32> = idx.iter().map(|&i| y[i]).collect();
+        let opts = train::EnsembleOptions { l2s: e.l2.clone(), boosts: e.boost.clone(), length_weight: 0.5, length_col: Some(1) };
+        let (b, _) = train::fit_ensemble(&sub, &ys, &spec.fit, &opts).unwrap();
+        for (k, &i) in idx.iter().enumerate() {
+            assert!((h.logit(&rows[i]) - b.logit(&sub[k])).abs() < 1e-3, "row {i}");
+        }
+        // Without the length feature among the spec's features a length weight is refused.
+        spec.features = vec![Feature::LogWords];
+        assert!(matches!(fit_head(&spec, &rows, &y), Err(RouterError::Train(_))));
+    }
+
+    #[test]
+    fn the_ensemble_record_round_trips_and_is_checked() {
+        let mut f = tiny_file();
+        f.training.ensemble =
+            Some(Ensemble { l2: vec![300.0, 1000.0], boost: vec![1.0, 3.0], length_weight: 0.5, length_feature: Feature::LogTokens });
+        let text = f.to_json();
+        assert!(text.contains("\"length_weight\": 0.5"), "{text}");
+        assert_eq!(RouterFile::from_json(&text, "new").unwrap(), f);
+        let bad = text.replace("\"length_feature\": \"log_tokens\"", "\"length_feature\": \"no_such_feature\"");
+        assert!(matches!(RouterFile::from_json(&bad, "bad"), Err(RouterError::Format { .. })));
+        let bad = text.replace("\"length_weight\": 0.5", "\"length_weight\": \"half\"");
+        assert!(matches!(RouterFile::from_json(&bad, "bad"), Err(RouterError::Format { .. })));
+    }
+
+    #[test]
     fn nested_threshold_evaluation_is_held_out_and_deterministic() {
         let ex: Vec<Example> = (0..200)
             .map(|i| Example { id: i.into(), query: format!("q{i}"), cloud: i % 4 == 0, qualities: None, contaminated: false })
@@ -1083,6 +1123,7 @@ mod tests {
         let f = tiny_file();
         let text = f.to_json();
         assert!(!text.contains("l2_gate_off"), "an unset field is not written, so older readers see the old layout");
+        assert!(!text.contains("ensemble"));
         assert_eq!(RouterFile::from_json(&text, "old").unwrap(), f);
         let mut g = tiny_file();
         g.training.l2_gate_off = Some(300.0);

@@ -465,6 +465,84 @@ mod tests {
         assert!(fit_logistic(&x, &y, &FitOptions { boost: 0.0, boost_tail: 1, ..plain }).is_err());
     }
 
+    fn ens(l2s: &[f64], boosts: &[f64], w: f64, col: Option<usize>) -> EnsembleOptions {
+        EnsembleOptions { l2s: l2s.to_vec(), boosts: boosts.to_vec(), length_weight: w, length_col: col }
+    }
+
+    #[test]
+    fn an_ensemble_is_the_average_of_its_standardised_members() {
+        let (x, y) = blobs(300, 11);
+        let base = FitOptions { boost_tail: 1, ..Default::default() };
+        let opts = ens(&[1.0, 100.0], &[1.0, 4.0], 0.7, Some(1));
+        let (h, rep) = fit_ensemble(&x, &y, &base, &opts).unwrap();
+        assert!(rep.converged);
+        assert_eq!(h, fit_ensemble(&x, &y, &base, &opts).unwrap().0, "deterministic");
+        // The same combination computed member by member.
+        let z = |v: Vec<f64>| {
+            let (m, s) = mean_sd(&v);
+            v.into_iter().map(|t| (t - m) / s).collect::<Vec<f64>>()
+        };
+        let mut u = vec![0f64; x.len()];
+        for &l2 in &opts.l2s {
+            for &boost in &opts.boosts {
+                let (m, _) = fit_logistic(&x, &y, &FitOptions { l2, boost, ..base }).unwrap();
+                for (ui, t) in u.iter_mut().zip(z(x.iter().map(|r| f64::from(m.logit(r))).collect())) {
+                    *ui += t / 4.0;
+                }
+            }
+        }
+        for (ui, l) in u.iter_mut().zip(z(x.iter().map(|r| f64::from(r[1])).collect())) {
+            *ui += 0.7 * l;
+        }
+        // Platt scaling is increasing and affine in the logit: the head's
+        // logit is a·u + b with a > 0 for every row.
+        let (t0, t1) = (f64::from(h.logit(&x[0])), f64::from(h.logit(&x[1])));
+        let a = (t1 - t0) / (u[1] - u[0]);
+        assert!(a > 0.0, "{a}");
+        for (r, &ui) in x.iter().zip(&u) {
+            assert!((f64::from(h.logit(r)) - (t0 + a * (ui - u[0]))).abs() < 1e-3, "{} vs {}", h.logit(r), t0 + a * (ui - u[0]));
+        }
+        // The column the length term names gains weight against the plain average.
+        let (g, _) = fit_ensemble(&x, &y, &base, &ens(&[1.0, 100.0], &[1.0, 4.0], 0.0, Some(1))).unwrap();
+        assert!(h.weights[1] / h.weights[0] > g.weights[1] / g.weights[0] + 0.1, "{:?} {:?}", h.weights, g.weights);
+        // Platt-scaled probabilities are calibrated in the mean, as a logistic fit's are.
+        let mean_p: f64 = x.iter().map(|r| f64::from(h.probability(r))).sum::<f64>() / x.len() as f64;
+        let mean_y: f64 = y.iter().map(|&t| f64::from(t)).sum::<f64>() / y.len() as f64;
+        assert!((mean_p - mean_y).abs() < 1e-3, "{mean_p} vs {mean_y}");
+    }
+
+    #[test]
+    fn a_one_member_ensemble_ranks_like_its_head() {
+        let (x, y) = blobs(200, 3);
+        let (single, _) = fit_logistic(&x, &y, &FitOptions { l2: 5.0, ..Default::default() }).unwrap();
+        let (e, _) = fit_ensemble(&x, &y, &FitOptions::default(), &ens(&[5.0], &[1.0], 0.0, None)).unwrap();
+        let order = |h: &LinearHead| {
+            let mut i: Vec<usize> = (0..x.len()).collect();
+            i.sort_by(|&a, &b| h.logit(&x[a]).total_cmp(&h.logit(&x[b])));
+            i
+        };
+        let (a, b) = (order(&single), order(&e));
+        let agree = a.iter().zip(&b).filter(|(p, q)| p == q).count();
+        assert!(agree as f64 > 0.95 * x.len() as f64, "{agree}");
+    }
+
+    #[test]
+    fn bad_ensembles_are_typed_errors() {
+        let (x, y) = blobs(50, 2);
+        let o = FitOptions::default();
+        for bad in [
+            ens(&[], &[1.0], 0.0, None),
+            ens(&[1.0], &[], 0.0, None),
+            ens(&[1.0], &[1.0], 0.5, None),
+            ens(&[1.0], &[1.0], 0.5, Some(3)),
+            ens(&[1.0], &[1.0], f64::NAN, Some(0)),
+            ens(&[1.0], &[1.0], 0.5, Some(2)), // constant column
+            ens(&[-1.0], &[1.0], 0.0, None),
+        ] {
+            assert!(matches!(fit_ensemble(&x, &y, &o, &bad), Err(RouterError::Train(_))), "{bad:?}");
+        }
+    }
+
     #[test]
     fn soft_targets_give_the_mean_probability() {
         // One constant input: the best probability is the mean target.
