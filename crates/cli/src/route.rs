@@ -184,9 +184,6 @@ enum RouteCmd {
         /// Nested selection: candidate --length-weight values (comma-separated; needs --ensemble-l2).
         #[arg(long, value_delimiter = ',')]
         select_length_weight: Vec<f64>,
-        /// TEMP: dump rows as little-endian f32 (n × d) to this file.
-        #[arg(long)]
-        rows_out: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -450,7 +447,6 @@ pub fn main(a: RouteArgs) -> Result<()> {
             select_l2_off,
             select_boost,
             select_length_weight,
-            rows_out,
             common,
         } => {
             let spec = train_spec("cv", "", &opts, &data)?;
@@ -458,16 +454,6 @@ pub fn main(a: RouteArgs) -> Result<()> {
             let e = load_embedder(&common)?;
             let mut cache = open_cache(&common, &e)?;
             let rows = Featurizer { embedder: &e, views: &spec.views, features: &spec.features, gate: spec.gate, cache: cache.as_mut() }.rows(&texts(&ex))?;
-            if let Some(p) = &rows_out {
-                let mut buf = Vec::new();
-                for r in &rows {
-                    for v in r {
-                        buf.extend_from_slice(&v.to_le_bytes());
-                    }
-                }
-                std::fs::write(p, buf)?;
-                eprintln!("rows: {} x {}", rows.len(), rows.first().map_or(0, |r| r.len()));
-            }
             if let Some(r) = nested_recall {
                 nested_report(&spec, &ex, &rows, folds, inner_folds, seed, repeats.max(1), r)?;
             }
@@ -511,8 +497,12 @@ pub fn main(a: RouteArgs) -> Result<()> {
                                 // The gate-off block is the ensemble: its own grid, not --l2-off.
                                 c.l2_gate_off = None;
                             }
+                            labels.push(if c.ensemble.is_some() {
+                                json!({"boost": b, "length_weight": w})
+                            } else {
+                                json!({"l2_off": l, "boost": b})
+                            });
                             cands.push(c);
-                            labels.push(json!({"l2_off": l, "boost": b, "length_weight": w}));
                         }
                     }
                 }
@@ -574,10 +564,14 @@ pub fn main(a: RouteArgs) -> Result<()> {
     Ok(())
 }
 
-/// What nested selection maximises: for strong/weak data, the mean APGR of
-/// the gate's two kinds of query (the last input column of a gated row; one
-/// group without a gate), contaminated questions left out as in the
-/// reported figures; for labelled data, ROC AUC.
+/// What nested selection maximises: for strong/weak data, the mean over
+/// the gate's two kinds of query (one group without a gate) of each kind's
+/// APGR, contaminated questions left out as in the reported figures; for
+/// labelled data, ROC AUC. Inside a kind, questions graded 0/1 (MMLU,
+/// GSM8K) and questions graded by a judge on 1–10 (MT-Bench) get separate
+/// APGRs, averaged weighted by their counts: one APGR over both would weigh
+/// a judge-score gain of up to 9 against a 0/1 gain of 1, so 36 MT-Bench
+/// questions outweighed 520 GSM8K ones (the criterion used before did that).
 fn selection_criterion(scores: &[f32], ex: &[Example], rows: &[Vec<f32>], gated: bool, include_contaminated: bool) -> f64 {
     let q: Option<Vec<(f64, f64)>> = ex.iter().map(|e| e.qualities).collect();
     let Some(q) = q else {
@@ -587,13 +581,21 @@ fn selection_criterion(scores: &[f32], ex: &[Example], rows: &[Vec<f32>], gated:
     let mut n = 0;
     for kind in if gated { &[true, false][..] } else { &[true][..] } {
         let kind = *kind;
-        let idx: Vec<usize> = (0..ex.len())
-            .filter(|&i| (include_contaminated || !ex[i].contaminated) && (!gated || rows[i].last().is_some_and(|&g| (g > 0.5) == kind)))
-            .collect();
-        let s: Vec<f32> = idx.iter().map(|&i| scores[i]).collect();
-        let qq: Vec<(f64, f64)> = idx.iter().map(|&i| q[i]).collect();
-        if let Some(p) = metrics::pgr(&s, &qq) {
-            total += p.apgr;
+        let (mut acc, mut weight) = (0.0, 0.0);
+        for graded in [false, true] {
+            let idx: Vec<usize> = (0..ex.len())
+                .filter(|&i| (include_contaminated || !ex[i].contaminated) && (!gated || rows[i].last().is_some_and(|&g| (g > 0.5) == kind)))
+                .filter(|&i| (q[i].0.max(q[i].1) > 1.0) == graded)
+                .collect();
+            let s: Vec<f32> = idx.iter().map(|&i| scores[i]).collect();
+            let qq: Vec<(f64, f64)> = idx.iter().map(|&i| q[i]).collect();
+            if let Some(p) = metrics::pgr(&s, &qq) {
+                acc += p.apgr * idx.len() as f64;
+                weight += idx.len() as f64;
+            }
+        }
+        if weight > 0.0 {
+            total += acc / weight;
             n += 1;
         }
     }
