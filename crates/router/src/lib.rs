@@ -15,6 +15,10 @@
 //! * a few cheap **features** of the text ([`features::Feature`]): size,
 //!   numbers, structure.
 //!
+//! The head may also be an average of logistic heads fitted with different
+//! penalties ([`train::fit_ensemble`], [`Ensemble`]); being linear, it is
+//! stored and scored exactly like a single one.
+//!
 //! The score is the head's probability in (0, 1); higher means "needs the
 //! cloud model"; the router escalates when `score >= threshold`. The
 //! threshold is calibrated on labelled data to a target local share (or a
