@@ -271,7 +271,7 @@ pub fn fit_ensemble(x: &[Vec<f32>], y: &[f32], base: &FitOptions, ens: &Ensemble
             report.converged &= rep.converged;
             let t: Vec<f64> = x.iter().map(|r| f64::from(h.logit(r))).collect();
             let (mu, sd) = mean_sd(&t);
-            if !(sd > 1e-9) {
+            if sd.is_nan() || sd <= 1e-9 {
                 return Err(invalid(format!("member head (L2 {l2}, boost {boost}) scores every row alike; lower its L2")));
             }
             let k = members * sd;
@@ -285,7 +285,7 @@ pub fn fit_ensemble(x: &[Vec<f32>], y: &[f32], base: &FitOptions, ens: &Ensemble
     }
     if let Some(col) = length_col.filter(|_| ens.length_weight != 0.0) {
         let (mu, sd) = mean_sd(&x.iter().map(|r| f64::from(r[col])).collect::<Vec<_>>());
-        if !(sd > 1e-12) {
+        if sd.is_nan() || sd <= 1e-12 {
             return Err(invalid("the length column is constant"));
         }
         c[col] += ens.length_weight / sd;
