@@ -8,7 +8,7 @@ use hearth_embed::{find_model_dir, Embedder, EmbedderOptions};
 use hearth_router::cache::EmbedCache;
 use hearth_router::features::Feature;
 use hearth_router::metrics::{self, ClassMetrics, PgrMetrics};
-use hearth_router::{data, train, Calibration, Example, Featurizer, LabelMode, Router, RouterFile, RouterOptions, TrainSpec, View};
+use hearth_router::{data, train, Calibration, Ensemble, Example, Featurizer, LabelMode, Router, RouterFile, RouterOptions, TrainSpec, View};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,6 +57,16 @@ struct TrainOpts {
     /// Multiply the cheap features by this after standardisation (their L2 penalty is divided by its square).
     #[arg(long, default_value_t = 1.0)]
     feature_boost: f64,
+    /// Average one head per (L2, boost) pair of these grids instead of fitting one head (with --gate: the
+    /// gate-off block, replacing --l2-off), logits standardised, plus --length-weight × standardised log_tokens.
+    #[arg(long, value_delimiter = ',', conflicts_with = "l2_off")]
+    ensemble_l2: Vec<f64>,
+    /// Boosts of the --ensemble-l2 grid (default: --feature-boost).
+    #[arg(long, value_delimiter = ',', requires = "ensemble_l2")]
+    ensemble_boost: Vec<f64>,
+    /// With --ensemble-l2: weight of the standardised log_tokens feature added to the averaged logits.
+    #[arg(long, default_value_t = 0.0, requires = "ensemble_l2")]
+    length_weight: f64,
 }
 
 #[derive(clap::Args, Clone)]
@@ -171,6 +181,9 @@ enum RouteCmd {
         /// Nested selection: candidate --feature-boost values (comma-separated).
         #[arg(long, value_delimiter = ',')]
         select_boost: Vec<f64>,
+        /// Nested selection: candidate --length-weight values (comma-separated; needs --ensemble-l2).
+        #[arg(long, value_delimiter = ',')]
+        select_length_weight: Vec<f64>,
         #[command(flatten)]
         common: Common,
     },
@@ -253,6 +266,12 @@ fn train_spec(name: &str, description: &str, o: &TrainOpts, data: &[PathBuf]) ->
         label_mode: if o.label == "hard" { LabelMode::Hard } else { LabelMode::Soft },
         fit: train::FitOptions { l2: o.l2, boost: o.feature_boost, boost_tail: n_features, ..Default::default() },
         l2_gate_off: o.l2_off,
+        ensemble: (!o.ensemble_l2.is_empty()).then(|| Ensemble {
+            l2: o.ensemble_l2.clone(),
+            boost: if o.ensemble_boost.is_empty() { vec![o.feature_boost] } else { o.ensemble_boost.clone() },
+            length_weight: o.length_weight,
+            length_feature: Feature::LogTokens,
+        }),
         data: data.to_vec(),
     })
 }
@@ -427,6 +446,7 @@ pub fn main(a: RouteArgs) -> Result<()> {
             repeats,
             select_l2_off,
             select_boost,
+            select_length_weight,
             common,
         } => {
             let spec = train_spec("cv", "", &opts, &data)?;
@@ -448,29 +468,48 @@ pub fn main(a: RouteArgs) -> Result<()> {
                 });
                 eprintln!("{}", json!({"seed": seed + extra, "auc": auc, "apgr": apgr.map(|p| p.apgr)}));
             }
-            let oof = if select_l2_off.is_empty() && select_boost.is_empty() {
+            let oof = if select_l2_off.is_empty() && select_boost.is_empty() && select_length_weight.is_empty() {
                 hearth_router::cross_val_scores(&spec, &ex, &rows, folds, seed)?
             } else {
                 let l2s = if select_l2_off.is_empty() { vec![spec.l2_gate_off.unwrap_or(spec.fit.l2)] } else { select_l2_off };
                 let boosts = if select_boost.is_empty() { vec![spec.fit.boost] } else { select_boost };
+                let wls = if select_length_weight.is_empty() {
+                    vec![spec.ensemble.as_ref().map_or(0.0, |e| e.length_weight)]
+                } else if spec.ensemble.is_none() {
+                    bail!("--select-length-weight needs --ensemble-l2");
+                } else {
+                    select_length_weight
+                };
                 let mut cands = Vec::new();
-                for &b in &boosts {
-                    for &l in &l2s {
-                        let mut c = spec.clone();
-                        c.fit.boost = b;
-                        if c.gate.is_some() {
-                            c.l2_gate_off = Some(l);
-                        } else {
-                            c.fit.l2 = l;
+                let mut labels = Vec::new();
+                for &w in &wls {
+                    for &b in &boosts {
+                        for &l in &l2s {
+                            let mut c = spec.clone();
+                            c.fit.boost = b;
+                            if c.gate.is_some() {
+                                c.l2_gate_off = Some(l);
+                            } else {
+                                c.fit.l2 = l;
+                            }
+                            if let Some(e) = c.ensemble.as_mut() {
+                                e.length_weight = w;
+                                // The gate-off block is the ensemble: its own grid, not --l2-off.
+                                c.l2_gate_off = None;
+                            }
+                            labels.push(if c.ensemble.is_some() {
+                                json!({"boost": b, "length_weight": w})
+                            } else {
+                                json!({"l2_off": l, "boost": b})
+                            });
+                            cands.push(c);
                         }
-                        cands.push(c);
                     }
                 }
                 let (keep_all, gated) = (include_contaminated, spec.gate.is_some());
                 let criterion = move |sc: &[f32], ex: &[Example], rows: &[Vec<f32>]| selection_criterion(sc, ex, rows, gated, keep_all);
                 let (oof, chosen) = hearth_router::nested_select_scores(&cands, &ex, &rows, folds, inner_folds, seed, &criterion)?;
-                let picked: Vec<serde_json::Value> =
-                    chosen.iter().map(|&c| json!({"l2_off": l2s[c % l2s.len()], "boost": boosts[c / l2s.len()]})).collect();
+                let picked: Vec<serde_json::Value> = chosen.iter().map(|&c| labels[c].clone()).collect();
                 eprintln!("{}", json!({"nested_selection": picked}));
                 oof
             };
@@ -525,10 +564,14 @@ pub fn main(a: RouteArgs) -> Result<()> {
     Ok(())
 }
 
-/// What nested selection maximises: for strong/weak data, the mean APGR of
-/// the gate's two kinds of query (the last input column of a gated row; one
-/// group without a gate), contaminated questions left out as in the
-/// reported figures; for labelled data, ROC AUC.
+/// What nested selection maximises: for strong/weak data, the mean over
+/// the gate's two kinds of query (one group without a gate) of each kind's
+/// APGR, contaminated questions left out as in the reported figures; for
+/// labelled data, ROC AUC. Inside a kind, questions graded 0/1 (MMLU,
+/// GSM8K) and questions graded by a judge on 1–10 (MT-Bench) get separate
+/// APGRs, averaged weighted by their counts: one APGR over both would weigh
+/// a judge-score gain of up to 9 against a 0/1 gain of 1, so 36 MT-Bench
+/// questions outweighed 520 GSM8K ones (the criterion used before did that).
 fn selection_criterion(scores: &[f32], ex: &[Example], rows: &[Vec<f32>], gated: bool, include_contaminated: bool) -> f64 {
     let q: Option<Vec<(f64, f64)>> = ex.iter().map(|e| e.qualities).collect();
     let Some(q) = q else {
@@ -538,13 +581,21 @@ fn selection_criterion(scores: &[f32], ex: &[Example], rows: &[Vec<f32>], gated:
     let mut n = 0;
     for kind in if gated { &[true, false][..] } else { &[true][..] } {
         let kind = *kind;
-        let idx: Vec<usize> = (0..ex.len())
-            .filter(|&i| (include_contaminated || !ex[i].contaminated) && (!gated || rows[i].last().is_some_and(|&g| (g > 0.5) == kind)))
-            .collect();
-        let s: Vec<f32> = idx.iter().map(|&i| scores[i]).collect();
-        let qq: Vec<(f64, f64)> = idx.iter().map(|&i| q[i]).collect();
-        if let Some(p) = metrics::pgr(&s, &qq) {
-            total += p.apgr;
+        let (mut acc, mut weight) = (0.0, 0.0);
+        for graded in [false, true] {
+            let idx: Vec<usize> = (0..ex.len())
+                .filter(|&i| (include_contaminated || !ex[i].contaminated) && (!gated || rows[i].last().is_some_and(|&g| (g > 0.5) == kind)))
+                .filter(|&i| (q[i].0.max(q[i].1) > 1.0) == graded)
+                .collect();
+            let s: Vec<f32> = idx.iter().map(|&i| scores[i]).collect();
+            let qq: Vec<(f64, f64)> = idx.iter().map(|&i| q[i]).collect();
+            if let Some(p) = metrics::pgr(&s, &qq) {
+                acc += p.apgr * idx.len() as f64;
+                weight += idx.len() as f64;
+            }
+        }
+        if weight > 0.0 {
+            total += acc / weight;
             n += 1;
         }
     }

@@ -15,6 +15,10 @@
 //! * a few cheap **features** of the text ([`features::Feature`]): size,
 //!   numbers, structure.
 //!
+//! The head may also be an average of logistic heads fitted with different
+//! penalties ([`train::fit_ensemble`], [`Ensemble`]); being linear, it is
+//! stored and scored exactly like a single one.
+//!
 //! The score is the head's probability in (0, 1); higher means "needs the
 //! cloud model"; the router escalates when `score >= threshold`. The
 //! threshold is calibrated on labelled data to a target local share (or a
@@ -168,10 +172,29 @@ pub struct Training {
     /// Absent = 1, as in files written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_boost: Option<f64>,
+    /// The averaged head's grid and length weight (see [`Ensemble`]);
+    /// absent for a single head and in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<Ensemble>,
     pub solver: String,
     pub iterations: usize,
     pub converged: bool,
     pub hearth_version: String,
+}
+
+/// An averaged head ([`train::fit_ensemble`]): one logistic head per
+/// (L2, boost) pair, logits standardised and averaged, plus
+/// `length_weight` × the standardised `length_feature`, then Platt-scaled.
+/// With a gate it replaces the gate-off block's single head (the
+/// free-form questions of strong/weak data); without one, the whole head.
+/// The result is stored as an ordinary linear head; this record is
+/// provenance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ensemble {
+    pub l2: Vec<f64>,
+    pub boost: Vec<f64>,
+    pub length_weight: f64,
+    pub length_feature: Feature,
 }
 
 /// The head of a router file.
@@ -559,6 +582,9 @@ pub struct TrainSpec {
     /// With a gate: the L2 penalty of the gate-off block (`fit.l2` applies
     /// to the gate-on block); `None` = `fit.l2` for both.
     pub l2_gate_off: Option<f64>,
+    /// Average a grid of heads instead of fitting one (the gate-off block
+    /// with a gate, the whole head without); see [`Ensemble`].
+    pub ensemble: Option<Ensemble>,
     /// Training files, for provenance.
     pub data: Vec<PathBuf>,
 }
@@ -600,6 +626,7 @@ pub fn train_on_rows(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>], 
             l2: spec.fit.l2,
             l2_gate_off: spec.gate.and(spec.l2_gate_off),
             feature_boost: (spec.fit.boost != 1.0 && spec.fit.boost_tail > 0).then_some(spec.fit.boost),
+            ensemble: spec.ensemble.clone(),
             solver: "newton-cholesky".into(),
             iterations: rep.iterations,
             converged: rep.converged,
@@ -628,7 +655,7 @@ pub fn train_on_rows(spec: &TrainSpec, examples: &[Example], rows: &[Vec<f32>], 
 /// the gate-on block's, with the iterations of both added.
 pub fn fit_head(spec: &TrainSpec, rows: &[Vec<f32>], y: &[f32]) -> Result<(LinearHead, train::FitReport)> {
     if spec.gate.is_none() {
-        return train::fit_logistic(rows, y, &spec.fit);
+        return fit_block(spec, rows, y, spec.fit.l2, true);
     }
     let p = rows.first().map_or(0, Vec::len);
     if p % 2 != 1 || rows.iter().any(|r| r.len() != p) {
@@ -653,7 +680,7 @@ pub fn fit_head(spec: &TrainSpec, rows: &[Vec<f32>], y: &[f32]) -> Result<(Linea
             heads.push(LinearHead { mean: vec![0.0; d], scale: vec![1.0; d], weights: vec![0.0; d], bias: 0.0 });
             continue;
         }
-        let (h, rep) = train::fit_logistic(rs, ys, &train::FitOptions { l2: l2[b], ..spec.fit })?;
+        let (h, rep) = fit_block(spec, rs, ys, l2[b], b == 1)?;
         if b == 0 {
             report.objective = rep.objective;
             report.converged = rep.converged;
@@ -680,6 +707,20 @@ pub fn fit_head(spec: &TrainSpec, rows: &[Vec<f32>], y: &[f32]) -> Result<(Linea
         return Err(RouterError::Train("the combined gated head is not finite".into()));
     }
     Ok((head, report))
+}
+
+/// One block of a head: the spec's ensemble where `ensemble_block` and
+/// the spec has one, else a single logistic head with penalty `l2`. The
+/// length column is the spec's length feature among the block's trailing
+/// features.
+fn fit_block(spec: &TrainSpec, rows: &[Vec<f32>], y: &[f32], l2: f64, ensemble_block: bool) -> Result<(LinearHead, train::FitReport)> {
+    let Some(e) = spec.ensemble.as_ref().filter(|_| ensemble_block) else {
+        return train::fit_logistic(rows, y, &train::FitOptions { l2, ..spec.fit });
+    };
+    let d = rows.first().map_or(0, Vec::len);
+    let length_col = spec.features.iter().position(|&f| f == e.length_feature).and_then(|i| (d + i).checked_sub(spec.features.len()));
+    let opts = train::EnsembleOptions { l2s: e.l2.clone(), boosts: e.boost.clone(), length_weight: e.length_weight, length_col };
+    train::fit_ensemble(rows, y, &spec.fit, &opts)
 }
 
 /// Held-out recall and false escalation of a threshold *rule*: "choose the
@@ -862,6 +903,7 @@ mod tests {
                 l2: 10.0,
                 l2_gate_off: None,
                 feature_boost: None,
+                ensemble: None,
                 solver: "newton-cholesky".into(),
                 iterations: 7,
                 converged: true,
@@ -952,6 +994,7 @@ mod tests {
             label_mode: LabelMode::Hard,
             fit: train::FitOptions { l2: 1.0, ..Default::default() },
             l2_gate_off: l2_off,
+            ensemble: None,
             data: vec![],
         }
     }
@@ -1000,6 +1043,46 @@ mod tests {
     }
 
     #[test]
+    fn an_ensemble_replaces_only_the_gate_off_block() {
+        let (rows, y) = gated_rows(150);
+        let mut spec = gated_spec(None);
+        spec.features = vec![Feature::LogTokens];
+        let e = Ensemble { l2: vec![0.3, 3.0], boost: vec![1.0, 2.0], length_weight: 0.5, length_feature: Feature::LogTokens };
+        spec.ensemble = Some(e.clone());
+        spec.fit.boost_tail = 1;
+        let (h, _) = fit_head(&spec, &rows, &y).unwrap();
+        let (plain, _) = fit_head(&TrainSpec { ensemble: None, ..spec.clone() }, &rows, &y).unwrap();
+        assert_eq!(h.weights[..2], plain.weights[..2], "the gate-on block is the single head");
+        // The gate-off block is fit_ensemble on its rows, the length column
+        // being the last (the one feature) of the block.
+        let idx: Vec<usize> = (0..rows.len()).filter(|&i| rows[i][4] < 0.5).collect();
+        let sub: Vec<Vec<f32>> = idx.iter().map(|&i| rows[i][2..4].to_vec()).collect();
+        let ys: Vec<f32> = idx.iter().map(|&i| y[i]).collect();
+        let opts = train::EnsembleOptions { l2s: e.l2.clone(), boosts: e.boost.clone(), length_weight: 0.5, length_col: Some(1) };
+        let (b, _) = train::fit_ensemble(&sub, &ys, &spec.fit, &opts).unwrap();
+        for (k, &i) in idx.iter().enumerate() {
+            assert!((h.logit(&rows[i]) - b.logit(&sub[k])).abs() < 1e-3, "row {i}");
+        }
+        // Without the length feature among the spec's features a length weight is refused.
+        spec.features = vec![Feature::LogWords];
+        assert!(matches!(fit_head(&spec, &rows, &y), Err(RouterError::Train(_))));
+    }
+
+    #[test]
+    fn the_ensemble_record_round_trips_and_is_checked() {
+        let mut f = tiny_file();
+        f.training.ensemble =
+            Some(Ensemble { l2: vec![300.0, 1000.0], boost: vec![1.0, 3.0], length_weight: 0.5, length_feature: Feature::LogTokens });
+        let text = f.to_json();
+        assert!(text.contains("\"length_weight\": 0.5"), "{text}");
+        assert_eq!(RouterFile::from_json(&text, "new").unwrap(), f);
+        let bad = text.replace("\"length_feature\": \"log_tokens\"", "\"length_feature\": \"no_such_feature\"");
+        assert!(matches!(RouterFile::from_json(&bad, "bad"), Err(RouterError::Format { .. })));
+        let bad = text.replace("\"length_weight\": 0.5", "\"length_weight\": \"half\"");
+        assert!(matches!(RouterFile::from_json(&bad, "bad"), Err(RouterError::Format { .. })));
+    }
+
+    #[test]
     fn nested_threshold_evaluation_is_held_out_and_deterministic() {
         let ex: Vec<Example> = (0..200)
             .map(|i| Example { id: i.into(), query: format!("q{i}"), cloud: i % 4 == 0, qualities: None, contaminated: false })
@@ -1044,6 +1127,7 @@ mod tests {
         let f = tiny_file();
         let text = f.to_json();
         assert!(!text.contains("l2_gate_off"), "an unset field is not written, so older readers see the old layout");
+        assert!(!text.contains("ensemble"));
         assert_eq!(RouterFile::from_json(&text, "old").unwrap(), f);
         let mut g = tiny_file();
         g.training.l2_gate_off = Some(300.0);
@@ -1078,6 +1162,7 @@ mod tests {
             label_mode: LabelMode::Hard,
             fit: train::FitOptions { l2: 1.0, ..Default::default() },
             l2_gate_off: None,
+            ensemble: None,
             data: vec![],
         };
         let a = cross_val_scores(&spec, &ex, &rows, 5, 1).unwrap();

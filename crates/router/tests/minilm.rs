@@ -101,6 +101,7 @@ fn training_end_to_end_is_deterministic() {
         label_mode: hearth_router::LabelMode::Soft,
         fit: hearth_router::train::FitOptions::default(),
         l2_gate_off: None,
+        ensemble: None,
         data: vec![path.clone()],
     };
     let texts: Vec<&str> = ex.iter().map(|x| x.query.as_str()).collect();
@@ -196,4 +197,19 @@ fn the_default_router_keeps_its_decision_under_paraphrase_and_translation() {
     for q in cloud {
         assert!(r.decide(q).unwrap().cloud, "{q}");
     }
+}
+
+#[test]
+fn the_previous_routellm_file_still_loads() {
+    // The routellm router as shipped before the averaged head (a single
+    // gated logistic head, no `training.ensemble`), byte for byte.
+    let text = include_str!("data/routellm-single-head.json");
+    assert!(!text.contains("ensemble"));
+    let f = RouterFile::from_json(text, "routellm-single-head.json").unwrap();
+    assert_eq!(f.training.ensemble, None);
+    assert_eq!(f.training.l2_gate_off, Some(1000.0));
+    let Some(dir) = model_dir() else { return };
+    let r = Router::new(f, embedder(&dir), "old".into()).unwrap();
+    let s = r.score_text("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?").unwrap();
+    assert!(s.is_finite() && s > 0.0 && s < 1.0, "{s}");
 }
