@@ -177,6 +177,14 @@ fn swiglu_row_impl(gate: &mut [f32], up: &[f32]) {
     if vx::swiglu(f, gate, up) {
         return;
     }
+    swiglu_emulated(f, gate, up)
+}
+
+/// SwiGLU of one row computing flavour `f`'s vector exponential one lane at
+/// a time: the fallback, and the reference the vector code is tested
+/// against.
+#[inline(always)]
+fn swiglu_emulated(f: Flavor, gate: &mut [f32], up: &[f32]) {
     let n = gate.len();
     for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
         let x = *g;
@@ -210,6 +218,14 @@ fn softmax_row_impl(x: &mut [f32]) {
     if vx::softmax(f, x) {
         return;
     }
+    softmax_emulated(f, x)
+}
+
+/// Softmax of one row computing flavour `f`'s vector exponential and lane
+/// sums one lane at a time: the fallback, and the reference the vector code
+/// is tested against.
+#[inline(always)]
+fn softmax_emulated(f: Flavor, x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         x.iter_mut().for_each(|v| *v = 0.0);
@@ -580,39 +596,6 @@ mod tests {
         }
     }
 
-    /// The scalar loops the vector ones replace, kept verbatim as the
-    /// reference for softmax and SwiGLU rows.
-    fn softmax_scalar(f: Flavor, x: &mut [f32]) {
-        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if max == f32::NEG_INFINITY {
-            x.iter_mut().for_each(|v| *v = 0.0);
-            return;
-        }
-        let (n, lanes) = (x.len(), f.lanes());
-        let mut sum = 0f64;
-        let mut i = 0;
-        let mut buf = [0f32; 16];
-        while i < n {
-            let m = (n - i).min(lanes);
-            for l in 0..lanes {
-                buf[l] = if l < m {
-                    let v = match f {
-                        Flavor::Avx512 => expf_avx512(x[i + l] - max),
-                        _ => expf_avx2(x[i + l] - max),
-                    };
-                    x[i + l] = v;
-                    v
-                } else {
-                    0.0
-                };
-            }
-            sum += lane_sum(&buf[..lanes]) as f64;
-            i += lanes;
-        }
-        let inv = (1.0 / sum) as f32;
-        x.iter_mut().for_each(|v| *v *= inv);
-    }
-
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_softmax_and_swiglu_rows_are_bit_identical_to_the_scalar_loops() {
@@ -631,16 +614,13 @@ mod tests {
                     if !vx::softmax(f, &mut a) {
                         continue;
                     }
-                    softmax_scalar(f, &mut b);
+                    softmax_emulated(f, &mut b);
                     assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{f:?} softmax n={n}");
                     let up: Vec<f32> = (0..n).map(|_| rnd() * 3.0).collect();
                     let gate: Vec<f32> = (0..n).map(|_| rnd() * scale).collect();
                     let (mut a, mut b) = (gate.clone(), gate.clone());
                     assert!(vx::swiglu(f, &mut a, &up));
-                    for (i, (g, &u)) in b.iter_mut().zip(&up).enumerate() {
-                        let x = *g;
-                        *g = x / (1.0 + exp_at(f, i, n, -x)) * u;
-                    }
+                    swiglu_emulated(f, &mut b, &up);
                     assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{f:?} swiglu n={n}");
                 }
             }
