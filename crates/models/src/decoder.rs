@@ -533,9 +533,11 @@ struct TileGeometry {
 /// For an F16 cache the whole tile is scored against keys `lo..pos0 + tn`
 /// in one `kq_f16` call and weighted in one `pv_f16_rows` call; each token's
 /// row is then masked to its own causal (and sliding-window) range, laid
-/// out from key 0 exactly as `attend_group` lays it out (the softmax's lane
+/// out from key 0 exactly as `attend` lays it out (the softmax's lane
 /// sums depend on positions), so the result is bit-identical to calling
-/// `attend_group` token by token (tested). Other caches go token by token.
+/// `attend` head by head and token by token (tested); the SIMD loops of
+/// `hearth_kernels::attn` keep its order of operations. Other caches go
+/// through `attend`.
 #[allow(clippy::too_many_arguments)]
 fn attend_tile(
     lkv: &crate::kv_cache::LayerKv,
@@ -557,7 +559,10 @@ fn attend_tile(
             let q = &q_buf[t * geo.q_dim + g * group * dk..t * geo.q_dim + (g + 1) * group * dk];
             // SAFETY: each (token, g) slot belongs to this task alone.
             let o = unsafe { out.slice(t * geo.attn_dim + g * group * dv, group * dv) };
-            attend_group(lkv, g, group, q, lo_of(pos), pos + 1, geo.scale, geo.softcap, sc, o);
+            for h in 0..group {
+                let (qh, oh) = (&q[h * dk..(h + 1) * dk], &mut o[h * dv..(h + 1) * dv]);
+                attend(lkv, g, qh, lo_of(pos), pos + 1, geo.scale, geo.softcap, sc, oh);
+            }
         }
         return;
     };
@@ -619,64 +624,6 @@ fn attend_tile(
         // SAFETY: each (token, g) slot belongs to this task alone.
         let o = unsafe { out.slice(t * geo.attn_dim + g * group * dv, group * dv) };
         o.copy_from_slice(&obuf[i * group * dv..(i + 1) * group * dv]);
-    }
-}
-
-/// The `group` query heads in `q` (each `head_dim_k` long) that share KV
-/// head `g`, against keys `lo..n_keys`, written to `out` (`group` rows of
-/// `head_dim_v`). For an F16 cache this is [`attend`] per head, computed
-/// with the SIMD loops of `hearth_kernels::attn`, which give bit-identical
-/// scores and outputs (same order of operations); other caches call
-/// [`attend`] per head.
-#[allow(clippy::too_many_arguments)]
-fn attend_group(
-    lkv: &crate::kv_cache::LayerKv,
-    g: usize,
-    group: usize,
-    q: &[f32],
-    lo: usize,
-    n_keys: usize,
-    scale: f32,
-    softcap: Option<f32>,
-    sc: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    use crate::kv_cache::KvData;
-    let (dk, dv) = (lkv.head_dim_k, lkv.head_dim_v);
-    let (KvData::F16(k), KvData::F16(v)) = (&lkv.k, &lkv.v) else {
-        for h in 0..group {
-            attend(lkv, g, &q[h * dk..(h + 1) * dk], lo, n_keys, scale, softcap, sc, &mut out[h * dv..(h + 1) * dv]);
-        }
-        return;
-    };
-    let n = n_keys - lo;
-    // Layout of the scratch: [q rounded to f16 | raw scores group x n |
-    // masked rows group x n_keys].
-    sc.clear();
-    sc.resize(group * dk + group * n + group * n_keys, 0.0);
-    let (qh, rest) = sc.split_at_mut(group * dk);
-    let (raw, rows) = rest.split_at_mut(group * n);
-    for (d, &x) in qh.iter_mut().zip(q) {
-        *d = f16::from_f32(x).to_f32();
-    }
-    hearth_kernels::attn::kq_f16(qh, &k[lkv.k_at(g, lo)..lkv.k_at(g, n_keys)], dk, raw);
-    for h in 0..group {
-        let row = &mut rows[h * n_keys..(h + 1) * n_keys];
-        row[..lo].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
-        for (s, &dot) in row[lo..].iter_mut().zip(&raw[h * n..(h + 1) * n]) {
-            *s = match softcap {
-                // As in `attend`: ggml scales by 1/c (a multiply), then tanh.
-                Some(c) => (dot * (1.0 / c)).tanh() * c * scale,
-                None => dot * scale,
-            };
-        }
-        ops::softmax_inplace(row);
-        for p in row[lo..].iter_mut() {
-            *p = f16::from_f32(*p).to_f32();
-        }
-        let o = &mut out[h * dv..(h + 1) * dv];
-        o.iter_mut().for_each(|x| *x = 0.0);
-        hearth_kernels::attn::pv_f16(&row[lo..], &v[lkv.v_at(g, lo)..lkv.v_at(g, n_keys)], o);
     }
 }
 
@@ -919,7 +866,8 @@ mod tests {
             .collect()
     }
 
-    /// A tile must give exactly what `attend_group` gives token by token:
+    /// A tile must give exactly what the scalar `attend` gives head by head
+    /// and token by token:
     /// the fidelity fixtures depend on every bit of the attention output.
     #[test]
     fn tiled_attention_is_bit_identical_to_one_token_at_a_time() {
@@ -957,8 +905,10 @@ mod tests {
                 let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
                 for g in 0..nkv {
                     let qs = &q[t * q_dim + g * group * dk..t * q_dim + (g + 1) * group * dk];
-                    let o = &mut want[t * attn_dim + g * group * dv..t * attn_dim + (g + 1) * group * dv];
-                    attend_group(&lkv, g, group, qs, lo, pos + 1, 0.125, softcap, &mut sc, o);
+                    for h in 0..group {
+                        let o = &mut want[t * attn_dim + (g * group + h) * dv..t * attn_dim + (g * group + h + 1) * dv];
+                        attend(&lkv, g, &qs[h * dk..(h + 1) * dk], lo, pos + 1, 0.125, softcap, &mut sc, o);
+                    }
                 }
             }
             let (a, b) = (&got[t0 * attn_dim..], &want[t0 * attn_dim..]);
