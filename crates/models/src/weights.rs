@@ -135,15 +135,17 @@ fn repack_disabled() -> bool {
     std::env::var_os("HEARTH_NO_REPACK").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
+#[cfg(target_os = "linux")]
+extern "C" {
+    fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+}
+
 /// Tells the OS it may drop the pages under `bytes` (part of a read-only
 /// file mapping): they are re-read from the file if touched again, so this
 /// only lowers the resident set. Pages are rounded outward: a neighbour's
 /// page dropped too is equally re-readable.
 #[cfg(target_os = "linux")]
 fn release_pages(bytes: &[u8]) {
-    extern "C" {
-        fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
-    }
     const MADV_DONTNEED: i32 = 4;
     const PAGE: usize = 4096;
     let start = bytes.as_ptr() as usize & !(PAGE - 1);
@@ -172,9 +174,6 @@ fn release_pages(_bytes: &[u8]) {}
 /// `HEARTH_NO_HUGEPAGES=1` turns it off (A/B measurements).
 #[cfg(target_os = "linux")]
 fn prefer_huge_pages(buf: &mut [u8]) {
-    extern "C" {
-        fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
-    }
     const MADV_HUGEPAGE: i32 = 14;
     const HUGE: usize = 2 << 20;
     if std::env::var_os("HEARTH_NO_HUGEPAGES").is_some_and(|v| !v.is_empty() && v != "0") {

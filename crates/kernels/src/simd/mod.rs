@@ -401,8 +401,10 @@ mod avx2 {
         static SUMS: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
 
-    /// Drives the x8 kernels: activation rows four at a time (prefill,
-    /// batches), then two (two row groups per pass) or one (one group).
+    /// Drives the x8 kernels: activation rows in blocks of 32 against
+    /// cache-sized blocks of row groups, in tiles of eight (Q4_K on the VNNI
+    /// tier) or four rows; the rest two at a time (two row groups per pass)
+    /// or one (one group, decode).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn matmul_packed(
         vnni: bool,

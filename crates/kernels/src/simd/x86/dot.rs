@@ -294,7 +294,7 @@ pub(crate) unsafe fn dpbusd_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256
 /// acc + sum of two i16 x i16 products per i32 lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dpwssd_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+pub(crate) unsafe fn dpwssd_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 }
 

@@ -392,14 +392,8 @@ unsafe fn store<const G: usize, const T: usize>(acc: &[[__m256; T]; G]) -> PTile
 
 /// AVX2-only instances.
 pub(crate) mod avx2 {
+    use super::super::dot::dpwssd_avx2;
     use super::*;
-
-    /// `acc + madd(a, b)`: two i16 products per i32 lane, added.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dpwssd_avx2(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-        _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
-    }
     packed_kernels!(dpbusd_avx2, dpwssd_avx2, "avx2,fma,f16c");
 }
 
