@@ -84,6 +84,32 @@ unsafe fn prefetch<const T: usize>(x: *const u8, bytes: usize) {
     }
 }
 
+/// The float step of one block against Q8_0 activations, the same for
+/// Q4_0, Q5_0 and Q8_0: `acc[g][t] = fma(d_w · d_a, (float)(lo + hi),
+/// acc[g][t])`, with group `g`'s eight f16 scales at `w[g] + at` and row
+/// `t`'s block `b` scale at `a[t] + 34 b`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn q8_block_step<const G: usize, const T: usize>(
+    acc: &mut [[__m256; T]; G],
+    lo: &[[__m256i; T]; G],
+    hi: &[[__m256i; T]; G],
+    w: [*const u8; G],
+    at: usize,
+    a: [*const u8; T],
+    b: usize,
+) {
+    for g in 0..G {
+        let dw = _mm256_cvtph_ps(loadu128(w[g].add(at)));
+        for t in 0..T {
+            let d = _mm256_mul_ps(dw, f16_splat(a[t].add(34 * b)));
+            let sum = _mm256_add_epi32(lo[g][t], hi[g][t]);
+            acc[g][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc[g][t]);
+        }
+    }
+}
+
 /// Results of a G x T tile: `out[g][t][i]` is row `8g + i` against
 /// activation row `t`.
 pub(crate) type PTile<const G: usize, const T: usize> = [[[f32; 8]; T]; G];
@@ -123,14 +149,7 @@ macro_rules! packed_kernels {
                         }
                     }
                 }
-                for g in 0..G {
-                    let dw = _mm256_cvtph_ps(loadu128(w[g].add(144 * b)));
-                    for t in 0..T {
-                        let d = _mm256_mul_ps(dw, f16_splat(a[t].add(34 * b)));
-                        let sum = _mm256_add_epi32(lo[g][t], hi[g][t]);
-                        acc[g][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc[g][t]);
-                    }
-                }
+                q8_block_step(&mut acc, &lo, &hi, w, 144 * b, a, b);
             }
             store(&acc)
         }
@@ -169,14 +188,7 @@ macro_rules! packed_kernels {
                         }
                     }
                 }
-                for g in 0..G {
-                    let dw = _mm256_cvtph_ps(loadu128(w[g].add(176 * b)));
-                    for t in 0..T {
-                        let d = _mm256_mul_ps(dw, f16_splat(a[t].add(34 * b)));
-                        let sum = _mm256_add_epi32(lo[g][t], hi[g][t]);
-                        acc[g][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc[g][t]);
-                    }
-                }
+                q8_block_step(&mut acc, &lo, &hi, w, 176 * b, a, b);
             }
             store(&acc)
         }
@@ -210,14 +222,7 @@ macro_rules! packed_kernels {
                         }
                     }
                 }
-                for g in 0..G {
-                    let dw = _mm256_cvtph_ps(loadu128(w[g].add(272 * b)));
-                    for t in 0..T {
-                        let d = _mm256_mul_ps(dw, f16_splat(a[t].add(34 * b)));
-                        let sum = _mm256_add_epi32(lo[g][t], hi[g][t]);
-                        acc[g][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc[g][t]);
-                    }
-                }
+                q8_block_step(&mut acc, &lo, &hi, w, 272 * b, a, b);
             }
             store(&acc)
         }
