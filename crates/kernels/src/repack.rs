@@ -19,7 +19,7 @@
 //! |------|-------|--------|
 //! | Q4_0 | 144 | `d[8]: f16` (row i's scale), then 4 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i (low nibble element `4c+k`, high nibble element `16+4c+k`) |
 //! | Q5_0 | 176 | `d[8]`, then a 32-byte high-bit plane: bit `v` of byte `4i + k` is bit 4 of row i's element `4v + k` (`v < 4`) or `16 + 4(v-4) + k` (`v >= 4`), then the 128 nibble bytes as for Q4_0 |
-//! | Q8_0 | 272 | `d[8]`, then 8 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i |
+//! | Q8_0 | 272 | `d[8]`, then 8 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k] ^ 0x80` of row i (the quant plus 128 as an unsigned byte, [`Q8_OFFSET`]) |
 //! | Q6_K | 1680 | `d[8]` (f16), 128 scale bytes: byte `8j + i` = `scales[j]` of row i, then 48 chunks of 32 bytes: byte `4i + k` of chunk `3s` = `ql[4c + k]` of row i with `c = 16(s/8) + s%8`, chunk `3s+1` the same for `c + 8`, chunk `3s+2` = `qh[4s + k]` (`q6_slot`) |
 //! | Q4_K | 1152 | `d[8]`, `dmin[8]` (f16), 96 scale bytes: byte `8k + i` = `scales[k]` of row i (still 6-bit packed; the kernel unpacks all eight rows at once with u64 shifts and masks), then 32 chunks of 32 bytes: byte `32c + 4i + k` = `qs[4c + k]` of row i (low nibbles: sub-block `2(c/8)`, high nibbles: sub-block `2(c/8)+1`, element `4(c%8)+k`) |
 //!
@@ -51,6 +51,15 @@ use crate::{row_bytes, simd, GgmlType, Variant};
 
 /// Rows per interleaved group.
 pub const ROWS: usize = 8;
+
+/// What the x8 Q8_0 layout XORs into every quant byte: `q ^ 0x80` is the
+/// unsigned `q + 128`, so `vpdpbusd` (unsigned x signed bytes) takes the
+/// weights as they are and the activations as they are, and the `+ 128`
+/// comes back out as `-128 · Σ a` per block, like Q4_0's `-8 · Σ a`.
+/// (Signed weights needed two `vpsignb` per vector and activation row to
+/// move the sign onto the activation; that was a third of the kernel's
+/// vector instructions.)
+pub const Q8_OFFSET: u8 = 0x80;
 
 /// Whether `ty` has an x8 layout.
 pub const fn is_repackable(ty: GgmlType) -> bool {
@@ -141,13 +150,13 @@ pub fn pack(ty: GgmlType, n: usize, src: &[u8], rows: usize, dst: &mut [u8]) {
     let gb = ROWS * bs; // bytes of one group-block
     let hb = head_bytes(ty);
     dst.fill(0);
+    // Padding rows are packed as all-zero GGUF rows (scale 0), so that they
+    // unpack to zeros whatever the layout's byte transform.
+    let zero_row = vec![0u8; rb];
     for (g, dg) in dst.chunks_exact_mut(nb * gb).enumerate() {
         for i in 0..ROWS {
             let r = g * ROWS + i;
-            if r >= rows {
-                break;
-            }
-            let row = &src[r * rb..(r + 1) * rb];
+            let row = if r < rows { &src[r * rb..(r + 1) * rb] } else { &zero_row[..] };
             for b in 0..nb {
                 let blk = &row[b * bs..(b + 1) * bs];
                 let o = &mut dg[b * gb..(b + 1) * gb];
@@ -182,7 +191,9 @@ pub fn pack(ty: GgmlType, n: usize, src: &[u8], rows: usize, dst: &mut [u8]) {
                     }
                     GgmlType::Q8_0 => {
                         for c in 0..8 {
-                            o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4].copy_from_slice(&blk[2 + 4 * c..6 + 4 * c]);
+                            for k in 0..4 {
+                                o[hb + 32 * c + 4 * i + k] = blk[2 + 4 * c + k] ^ Q8_OFFSET;
+                            }
                         }
                     }
                     _ => {
@@ -253,7 +264,9 @@ pub fn unpack_row(ty: GgmlType, n: usize, packed: &[u8], r: usize, dst: &mut [u8
             }
             GgmlType::Q8_0 => {
                 for c in 0..8 {
-                    blk[2 + 4 * c..6 + 4 * c].copy_from_slice(&o[hb + 32 * c + 4 * i..hb + 32 * c + 4 * i + 4]);
+                    for k in 0..4 {
+                        blk[2 + 4 * c + k] = o[hb + 32 * c + 4 * i + k] ^ Q8_OFFSET;
+                    }
                 }
             }
             _ => {

@@ -399,6 +399,7 @@ mod avx2 {
 
     thread_local! {
         static SUMS: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
+        static SCALES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
 
     /// Drives the x8 kernels: activation rows in blocks of 32 against
@@ -422,18 +423,20 @@ mod avx2 {
         let groups = n_w.div_ceil(8);
         // Activation row bytes: Q8_0 blocks of 34, or Q8_K blocks of 292 for the K-quants.
         let abytes = crate::row_bytes(crate::vec_dot_type(ty), n);
-        SUMS.with(|sums| {
-            let mut sums = sums.borrow_mut();
-            if matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0) {
+        let q8_act = matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0);
+        SUMS.with(|sums| SCALES.with(|scales| {
+            let (mut sums, mut scales) = (sums.borrow_mut(), scales.borrow_mut());
+            if q8_act {
                 sums.clear();
                 sums.resize(n_a * nb, 0);
+                scales.clear();
+                scales.resize(n_a * nb, 0.0);
                 // SAFETY: ISA detected; `a` is n_a rows of nb Q8_0 blocks (checked
-                // by the caller), `sums` holds n_a * nb values.
-                unsafe { x86::packed::block_sums(nb, a.as_ptr(), n_a, sums.as_mut_ptr()) };
-            } else if sums.is_empty() {
-                sums.push(0);
+                // by the caller), `sums` and `scales` hold n_a * nb values each.
+                unsafe { x86::packed::block_prep(nb, a.as_ptr(), n_a, sums.as_mut_ptr(), scales.as_mut_ptr()) };
             }
-            let sp = |t: usize| if matches!(ty, GgmlType::Q4_0 | GgmlType::Q5_0) { sums[t * nb..].as_ptr() } else { sums.as_ptr() };
+            let sp = |t: usize| sums[(t * nb).min(sums.len())..].as_ptr();
+            let dp = |t: usize| scales[(t * nb).min(scales.len())..].as_ptr();
             let wp = |g: usize| w[g * gbytes..].as_ptr();
             let ap = |t: usize| a[t * abytes..].as_ptr();
             macro_rules! run {
@@ -445,13 +448,13 @@ mod avx2 {
                     let res = unsafe {
                         match (ty, vnni) {
                             (GgmlType::Q4_0, false) => x86::packed::avx2::q4_0::<{ $g }, { $t }>(
-                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j)), std::array::from_fn(|j| dp(t0 + j))),
                             (GgmlType::Q4_0, true) => x86::packed::vnni::q4_0::<{ $g }, { $t }>(
-                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j)), std::array::from_fn(|j| dp(t0 + j))),
                             (GgmlType::Q5_0, false) => x86::packed::avx2::q5_0::<{ $g }, { $t }>(
-                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j)), std::array::from_fn(|j| dp(t0 + j))),
                             (GgmlType::Q5_0, true) => x86::packed::vnni::q5_0::<{ $g }, { $t }>(
-                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j)), std::array::from_fn(|j| dp(t0 + j))),
                             (GgmlType::Q4_K, false) => x86::packed::avx2::q4_k::<{ $g }, { $t }>(
                                 nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j))),
                             (GgmlType::Q4_K, true) => x86::packed::vnni::q4_k::<{ $g }, { $t }>(
@@ -461,9 +464,9 @@ mod avx2 {
                             (GgmlType::Q6_K, true) => x86::packed::vnni::q6_k::<{ $g }, { $t }>(
                                 nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j))),
                             (_, false) => x86::packed::avx2::q8_0::<{ $g }, { $t }>(
-                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j)), std::array::from_fn(|j| dp(t0 + j))),
                             (_, true) => x86::packed::vnni::q8_0::<{ $g }, { $t }>(
-                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j))),
+                                nb, std::array::from_fn(|i| wp(g0 + i)), std::array::from_fn(|j| ap(t0 + j)), std::array::from_fn(|j| sp(t0 + j)), std::array::from_fn(|j| dp(t0 + j))),
                         }
                     };
                     for (gi, per_t) in res.iter().enumerate() {
@@ -471,7 +474,12 @@ mod avx2 {
                             let r0 = 8 * (g0 + gi);
                             let k = (n_w - r0.min(n_w)).min(8);
                             let o = (t0 + ti) * stride + r0;
-                            out[o..o + k].copy_from_slice(&lanes[..k]);
+                            if k == 8 {
+                                // Fixed length: one vector store, not a memcpy call.
+                                out[o..o + 8].copy_from_slice(lanes);
+                            } else {
+                                out[o..o + k].copy_from_slice(&lanes[..k]);
+                            }
                         }
                     }
                 }};
@@ -491,7 +499,7 @@ mod avx2 {
             // group, shared by more rows (kernel bench p8 column, 8192-wide
             // rows: 79 -> 62 ns). Q6_K's tile keeps 4 sub-block sums per row
             // live and would spill at 8.
-            let wide = vnni && ty == GgmlType::Q4_K;
+            let wide = vnni && ty != GgmlType::Q6_K;
             let step = if wide { 8 } else { 4 };
             let whole = n_a - n_a % step;
             let mut tb0 = 0;
@@ -545,7 +553,7 @@ mod avx2 {
                     t0 += 1;
                 }
             }
-        });
+        }));
     }
 
     pub(super) fn quantize_activation(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> bool {

@@ -22,18 +22,28 @@
 use super::dot::dpbusd_avx2;
 use super::*;
 
-/// Sum of the 32 quants of Q8_0 activation block `b` of each row, as
-/// `out[t * nb + b]` (the zero-point terms of Q4_0/Q5_0).
+/// Per Q8_0 activation block `b` of each row `t`, at `[t * nb + b]`: the
+/// sum of its 32 quants in `sums` (the zero-point terms of Q4_0/Q5_0 and
+/// of the offset Q8_0 layout) and its scale as f32 in `scales` (exact; read
+/// once per block here instead of converted from f16 once per row group in
+/// the kernels).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn block_sums(nb: usize, a: *const u8, n_a: usize, out: *mut i32) {
+pub(crate) unsafe fn block_prep(nb: usize, a: *const u8, n_a: usize, sums: *mut i32, scales: *mut f32) {
     let ones8 = _mm256_set1_epi8(1);
     let ones16 = _mm256_set1_epi16(1);
     for i in 0..n_a * nb {
         let v = loadu(a.add(34 * i + 2));
         let s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, v), ones16);
-        *out.add(i) = hsum_epi32(s);
+        *sums.add(i) = hsum_epi32(s);
+        *scales.add(i) = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(rd16(a.add(34 * i))))));
     }
 }
+
+/// Tiles of this many activation rows or more keep one integer accumulator
+/// per (row group, activation row) instead of two: eight independent
+/// `vpdpbusd` chains already cover its latency, and the registers go to the
+/// extra rows.
+const ONE_CHAIN: usize = 8;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -87,7 +97,8 @@ unsafe fn prefetch<const T: usize>(x: *const u8, bytes: usize) {
 /// The float step of one block against Q8_0 activations, the same for
 /// Q4_0, Q5_0 and Q8_0: `acc[g][t] = fma(d_w · d_a, (float)(lo + hi),
 /// acc[g][t])`, with group `g`'s eight f16 scales at `w[g] + at` and row
-/// `t`'s block `b` scale at `a[t] + 34 b`.
+/// `t`'s block `b` scale at `da[t] + b` (`block_prep`). With `T >=
+/// ONE_CHAIN` the whole sum is in `lo`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
@@ -97,14 +108,14 @@ unsafe fn q8_block_step<const G: usize, const T: usize>(
     hi: &[[__m256i; T]; G],
     w: [*const u8; G],
     at: usize,
-    a: [*const u8; T],
+    da: [*const f32; T],
     b: usize,
 ) {
     for g in 0..G {
         let dw = _mm256_cvtph_ps(loadu128(w[g].add(at)));
         for t in 0..T {
-            let d = _mm256_mul_ps(dw, f16_splat(a[t].add(34 * b)));
-            let sum = _mm256_add_epi32(lo[g][t], hi[g][t]);
+            let d = _mm256_mul_ps(dw, _mm256_set1_ps(*da[t].add(b)));
+            let sum = if T >= ONE_CHAIN { lo[g][t] } else { _mm256_add_epi32(lo[g][t], hi[g][t]) };
             acc[g][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc[g][t]);
         }
     }
@@ -115,14 +126,16 @@ unsafe fn q8_block_step<const G: usize, const T: usize>(
 pub(crate) type PTile<const G: usize, const T: usize> = [[[f32; 8]; T]; G];
 
 macro_rules! packed_kernels {
-    ($dpbusd:ident, $dpwssd:ident, $feat:literal) => {
-        /// Q4_0 x8 against Q8_0 activations; `s[t]` are activation row t's block sums.
+    ($dpbusd:ident, $dpwssd:ident, $q8_prep:ident, $q8_dot:ident, $q8_zero:expr, $feat:literal) => {
+        /// Q4_0 x8 against Q8_0 activations; `s[t]` and `da[t]` are
+        /// activation row t's block sums and scales (`block_prep`).
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn q4_0<const G: usize, const T: usize>(
             nb: usize,
             w: [*const u8; G],
             a: [*const u8; T],
             s: [*const i32; T],
+            da: [*const f32; T],
         ) -> PTile<G, T> {
             let m4 = _mm256_set1_epi8(0x0F);
             let mut acc = [[_mm256_setzero_ps(); T]; G];
@@ -145,11 +158,15 @@ macro_rules! packed_kernels {
                         for t in 0..T {
                             let y = a[t].add(34 * b + 2 + 4 * c);
                             lo[g][t] = $dpbusd(lo[g][t], vl, bcast(y));
-                            hi[g][t] = $dpbusd(hi[g][t], vh, bcast(y.add(16)));
+                            if T >= ONE_CHAIN {
+                                lo[g][t] = $dpbusd(lo[g][t], vh, bcast(y.add(16)));
+                            } else {
+                                hi[g][t] = $dpbusd(hi[g][t], vh, bcast(y.add(16)));
+                            }
                         }
                     }
                 }
-                q8_block_step(&mut acc, &lo, &hi, w, 144 * b, a, b);
+                q8_block_step(&mut acc, &lo, &hi, w, 144 * b, da, b);
             }
             store(&acc)
         }
@@ -161,6 +178,7 @@ macro_rules! packed_kernels {
             w: [*const u8; G],
             a: [*const u8; T],
             s: [*const i32; T],
+            da: [*const f32; T],
         ) -> PTile<G, T> {
             let m4 = _mm256_set1_epi8(0x0F);
             let mut acc = [[_mm256_setzero_ps(); T]; G];
@@ -184,45 +202,57 @@ macro_rules! packed_kernels {
                         for t in 0..T {
                             let y = a[t].add(34 * b + 2 + 4 * c);
                             lo[g][t] = $dpbusd(lo[g][t], vl, bcast(y));
-                            hi[g][t] = $dpbusd(hi[g][t], vh, bcast(y.add(16)));
+                            if T >= ONE_CHAIN {
+                                lo[g][t] = $dpbusd(lo[g][t], vh, bcast(y.add(16)));
+                            } else {
+                                hi[g][t] = $dpbusd(hi[g][t], vh, bcast(y.add(16)));
+                            }
                         }
                     }
                 }
-                q8_block_step(&mut acc, &lo, &hi, w, 176 * b, a, b);
+                q8_block_step(&mut acc, &lo, &hi, w, 176 * b, da, b);
             }
             store(&acc)
         }
 
-        /// Q8_0 x8 against Q8_0 activations (sign trick: |w| unsigned,
-        /// the activation takes w's sign; |products| <= 128*127).
+        /// Q8_0 x8 (offset layout, `crate::repack::Q8_OFFSET`) against
+        /// Q8_0 activations; `$q8_prep`/`$q8_dot` are the tier's way of
+        /// multiplying the stored bytes by the activation bytes, `$q8_zero`
+        /// times the block sum the matching correction.
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn q8_0<const G: usize, const T: usize>(
             nb: usize,
             w: [*const u8; G],
             a: [*const u8; T],
-            _s: [*const i32; T],
+            s: [*const i32; T],
+            da: [*const f32; T],
         ) -> PTile<G, T> {
             let mut acc = [[_mm256_setzero_ps(); T]; G];
             for b in 0..nb {
                 let mut lo = [[_mm256_setzero_si256(); T]; G];
                 let mut hi = [[_mm256_setzero_si256(); T]; G];
+                for t in 0..T {
+                    let c = _mm256_set1_epi32($q8_zero * *s[t].add(b));
+                    for g in 0..G {
+                        lo[g][t] = c;
+                    }
+                }
                 for g in 0..G {
                     prefetch::<T>(w[g].add(272 * b), 272);
                     let x = w[g].add(272 * b + 16);
                     for c in 0..8 {
-                        let v = loadu(x.add(32 * c));
-                        let av = _mm256_sign_epi8(v, v);
+                        let p = $q8_prep(loadu(x.add(32 * c)));
                         for t in 0..T {
-                            let y = _mm256_sign_epi8(bcast(a[t].add(34 * b + 2 + 4 * c)), v);
-                            if c % 2 == 0 {
-                                lo[g][t] = $dpbusd(lo[g][t], av, y);
+                            let y = bcast(a[t].add(34 * b + 2 + 4 * c));
+                            if c % 2 == 0 || T >= ONE_CHAIN {
+                                lo[g][t] = $q8_dot(lo[g][t], p, y);
                             } else {
-                                hi[g][t] = $dpbusd(hi[g][t], av, y);
+                                hi[g][t] = $q8_dot(hi[g][t], p, y);
                             }
                         }
                     }
                 }
-                q8_block_step(&mut acc, &lo, &hi, w, 272 * b, a, b);
+                q8_block_step(&mut acc, &lo, &hi, w, 272 * b, da, b);
             }
             store(&acc)
         }
@@ -285,7 +315,10 @@ macro_rules! packed_kernels {
 
         /// Q6_K x8 (`crate::repack` layout, 1680 bytes per group-block)
         /// against Q8_K activations: per sub-block of 16 the sum of
-        /// `q * a` (q in 0..64) started at `-32 * bsum`, times its scale.
+        /// `q * a` (q in 0..64) times its scale, less `32 · Σ_j sc_j ·
+        /// bsum_j` for the `-32` offset, taken with `vpdpwssd` over pairs
+        /// of sub-blocks (eight instructions per activation row and
+        /// super-block instead of sixteen scalar products broadcast).
         #[target_feature(enable = $feat)]
         pub(crate) unsafe fn q6_k<const G: usize, const T: usize>(
             nb: usize,
@@ -299,7 +332,18 @@ macro_rules! packed_kernels {
                 for g in 0..G {
                     let x = w[g].add(1680 * b);
                     prefetch::<T>(x, 1680);
-                    let mut is = [_mm256_setzero_si256(); T];
+                    // Offset term: lane i of `off[t]` = Σ_j sc_j(row i) · bsum_j(row t).
+                    // The scale bytes of sub-blocks 2k and 2k+1 (eight rows each)
+                    // are interleaved into i16 pairs, one pair per row lane.
+                    let mut off = [_mm256_setzero_si256(); T];
+                    for k in 0..8 {
+                        let sb = _mm_loadu_si128(x.add(16 + 16 * k) as *const __m128i);
+                        let pairs = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(sb, _mm_srli_si128::<8>(sb)));
+                        for t in 0..T {
+                            off[t] = $dpwssd(off[t], pairs, bcast(a[t].add(292 * b + 260 + 4 * k)));
+                        }
+                    }
+                    let mut is: [__m256i; T] = std::array::from_fn(|t| _mm256_slli_epi32::<5>(_mm256_sub_epi32(_mm256_setzero_si256(), off[t])));
                     for h in 0..2 {
                         for u in 0..2 {
                             // The four sub-blocks 8h + 2s + u (s = 0..3) share the
@@ -307,13 +351,6 @@ macro_rules! packed_kernels {
                             // the qh chunk (bits 2s..2s+2) of elements 16u..16u+16
                             // of each 32-element run.
                             let mut lo = [[_mm256_setzero_si256(); T]; 4];
-                            for (sidx, l) in lo.iter_mut().enumerate() {
-                                let j = 8 * h + 2 * sidx + u;
-                                for t in 0..T {
-                                    let bs = (a[t].add(292 * b + 260 + 2 * j) as *const i16).read_unaligned();
-                                    l[t] = _mm256_set1_epi32(-32 * i32::from(bs));
-                                }
-                            }
                             for c in 0..4 {
                                 // Step 8h + 4u + c: ql (low run), ql (high run), qh.
                                 let st = x.add(144 + 96 * (8 * h + 4 * u + c));
@@ -399,7 +436,25 @@ unsafe fn store<const G: usize, const T: usize>(acc: &[[__m256; T]; G]) -> PTile
 pub(crate) mod avx2 {
     use super::super::dot::dpwssd_avx2;
     use super::*;
-    packed_kernels!(dpbusd_avx2, dpwssd_avx2, "avx2,fma,f16c");
+    packed_kernels!(dpbusd_avx2, dpwssd_avx2, q8_prep, q8_dot, 0, "avx2,fma,f16c");
+
+    /// The stored Q8_0 byte back to the signed quant `w`, and `|w|`.
+    /// Without `vpdpbusd`, `vpmaddubsw` saturates its i16 pair sums, so the
+    /// unsigned operand must stay within 128: the sign trick (`|w|` times
+    /// the activation with `w`'s sign, |pair sum| <= 2 · 128 · 127) instead
+    /// of the offset, whose correction is then zero.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q8_prep(v: __m256i) -> (__m256i, __m256i) {
+        let w = _mm256_xor_si256(v, _mm256_set1_epi8(crate::repack::Q8_OFFSET as i8));
+        (_mm256_sign_epi8(w, w), w)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q8_dot(acc: __m256i, (aw, w): (__m256i, __m256i), y: __m256i) -> __m256i {
+        dpbusd_avx2(acc, aw, _mm256_sign_epi8(y, w))
+    }
 }
 
 /// AVX-512 VNNI instances.
@@ -408,7 +463,22 @@ pub(crate) mod vnni {
     // The AVX-512 features let the compiler use all 32 vector registers
     // (the 4-row Q4_K/Q6_K tiles spilled with 16) and see `vpdpbusd` as an
     // intrinsic instead of an opaque asm block.
-    packed_kernels!(dpbusd_vnni_native, dpwssd_vnni_native, "avx2,fma,f16c,avx512f,avx512vl,avx512vnni");
+    packed_kernels!(dpbusd_vnni_native, dpwssd_vnni_native, q8_prep, q8_dot, -128, "avx2,fma,f16c,avx512f,avx512vl,avx512vnni");
+
+    /// The stored Q8_0 bytes are `w + 128` as unsigned bytes, exactly what
+    /// `vpdpbusd` multiplies (no saturation: it sums four products into
+    /// i32); the `+ 128` is taken out by starting at `-128 · Σ a`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    unsafe fn q8_prep(v: __m256i) -> __m256i {
+        v
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    unsafe fn q8_dot(acc: __m256i, u: __m256i, y: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, u, y)
+    }
 
     /// `vpdpbusd` as an intrinsic, for code compiled with the AVX-512
     /// features.
