@@ -792,15 +792,24 @@ pub(crate) fn matmul_multi(pool: &ThreadPool, parts: &mut [(&Weight, &[u8], &mut
         total += units;
     }
     // Pieces of whole 16-row multiples either way.
-    let chunk = pool.chunk_for(total, 4, if any_packed { 2 } else { 16 });
-    pool.parallel_for(total, chunk, &|g0, g1| {
+    let align = if any_packed { 2 } else { 16 };
+    let chunk = pool.chunk_for(total, 4, align);
+    let body = |g0: usize, g1: usize| {
         for p in &ps {
             let (lo, hi) = (g0.max(p.first), g1.min(p.first + p.units));
             if lo < hi {
                 matmul_piece(p.w, p.a, t, p.out, lo - p.first, hi - p.first);
             }
         }
-    });
+    };
+    if t > 1 {
+        // Batched rows are compute-bound: guided ranges so that both threads
+        // finish together. One row (decode) streams the weights, where the
+        // equal chunks measured best.
+        pool.parallel_for_guided(total, chunk, align, &body);
+    } else {
+        pool.parallel_for(total, chunk, &body);
+    }
 }
 
 /// Work units `u0..u1` (rows, or 8-row groups of a repacked matrix) of
@@ -836,6 +845,13 @@ fn matmul_piece(w: &Weight, a: &[u8], t: usize, out_ptr: SyncPtr<f32>, u0: usize
         // SAFETY: chunks are disjoint row ranges of the single output row.
         let o = unsafe { out_ptr.slice(r0, n) };
         run(o, n);
+        return;
+    }
+    if let Some(p) = packed {
+        let gb = hearth_kernels::repack::ROWS * rb;
+        // SAFETY: this task alone owns columns r0..r1 of each of the t
+        // output rows (stride `rows`), which is all the kernel writes.
+        unsafe { hearth_kernels::repack::matmul_strided(ty, cols, &p[u0 * gb..u1 * gb], n, a, t, out_ptr.0.add(r0), rows) };
         return;
     }
     TILE.with(|tile| {

@@ -104,6 +104,20 @@ impl ThreadPool {
     /// most `chunk` long, spread dynamically over the pool's threads. Returns
     /// when every range is done. A panic in any range is re-raised here.
     pub fn parallel_for(&self, n: usize, chunk: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        self.run(n, chunk, None, f)
+    }
+
+    /// [`parallel_for`](Self::parallel_for) with guided sizes: each claimed
+    /// range is about `1 / (2 · threads)` of what is left, rounded up to a
+    /// multiple of `align`, at most `chunk` and at least `align`. Large
+    /// ranges first keep the claims few; small ones last keep the threads
+    /// finishing together (equal chunks of a batched matmul left one thread
+    /// idle for half a chunk on average, ~6% of a batched decode step).
+    pub fn parallel_for_guided(&self, n: usize, chunk: usize, align: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        self.run(n, chunk, Some(align.max(1)), f)
+    }
+
+    fn run(&self, n: usize, chunk: usize, guided: Option<usize>, f: &(dyn Fn(usize, usize) + Sync)) {
         if n == 0 {
             return;
         }
@@ -119,12 +133,31 @@ impl ThreadPool {
         }
         let _one_job = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let next = AtomicUsize::new(0);
-        let work = || loop {
-            let start = next.fetch_add(chunk, SeqCst);
-            if start >= n {
-                break;
+        let parts = 2 * self.n_threads;
+        let claim = || match guided {
+            None => {
+                let start = next.fetch_add(chunk, SeqCst);
+                (start < n).then(|| (start, (start + chunk).min(n)))
             }
-            f(start, (start + chunk).min(n));
+            Some(align) => {
+                let mut start = next.load(SeqCst);
+                loop {
+                    if start >= n {
+                        return None;
+                    }
+                    let size = ((n - start).div_ceil(parts).div_ceil(align) * align).clamp(align, chunk.max(align));
+                    let end = (start + size).min(n);
+                    match next.compare_exchange_weak(start, end, SeqCst, SeqCst) {
+                        Ok(_) => return Some((start, end)),
+                        Err(now) => start = now,
+                    }
+                }
+            }
+        };
+        let work = || {
+            while let Some((start, end)) = claim() {
+                f(start, end);
+            }
         };
         let s = &*self.shared;
         let epoch = (s.state.load(SeqCst) >> 1) + 1;

@@ -94,10 +94,14 @@ pub(crate) fn has_packed(isa: Isa) -> bool {
     matches!(isa, Isa::Avx2 | Isa::Avx2Vnni)
 }
 
-/// `crate::repack::matmul_with` on a SIMD tier; `false` when `isa` has no
-/// packed kernels. Lengths were checked by the caller.
+/// `crate::repack::matmul_strided` on a SIMD tier; `false` when `isa` has
+/// no packed kernels. Lengths were checked by the caller.
+///
+/// # Safety
+/// `out + t * stride + r` is valid for writes for every `t < n_a`, `r <
+/// n_w`, and nothing else accesses those floats during the call.
 #[allow(clippy::too_many_arguments, unused_variables)]
-pub(crate) fn matmul_packed(
+pub(crate) unsafe fn matmul_packed(
     isa: Isa,
     ty: GgmlType,
     n: usize,
@@ -105,7 +109,7 @@ pub(crate) fn matmul_packed(
     n_w: usize,
     a: &[u8],
     n_a: usize,
-    out: &mut [f32],
+    out: *mut f32,
     stride: usize,
 ) -> bool {
     match isa {
@@ -407,7 +411,9 @@ mod avx2 {
     /// tier) or four rows; the rest two at a time (two row groups per pass)
     /// or one (one group, decode).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn matmul_packed(
+    /// # Safety
+    /// As [`super::matmul_packed`].
+    pub(super) unsafe fn matmul_packed(
         vnni: bool,
         ty: GgmlType,
         n: usize,
@@ -415,7 +421,7 @@ mod avx2 {
         n_w: usize,
         a: &[u8],
         n_a: usize,
-        out: &mut [f32],
+        out: *mut f32,
         stride: usize,
     ) {
         let nb = n / ty.block_size();
@@ -474,11 +480,14 @@ mod avx2 {
                             let r0 = 8 * (g0 + gi);
                             let k = (n_w - r0.min(n_w)).min(8);
                             let o = (t0 + ti) * stride + r0;
-                            if k == 8 {
-                                // Fixed length: one vector store, not a memcpy call.
-                                out[o..o + 8].copy_from_slice(lanes);
-                            } else {
-                                out[o..o + k].copy_from_slice(&lanes[..k]);
+                            // SAFETY: row t0 + ti < n_a, columns r0..r0 + k < n_w
+                            // (the caller's contract); k == 8 is one vector store.
+                            unsafe {
+                                if k == 8 {
+                                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), out.add(o), 8);
+                                } else {
+                                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), out.add(o), k);
+                                }
                             }
                         }
                     }
