@@ -407,12 +407,13 @@ mod avx2 {
     }
 
     /// Drives the x8 kernels: activation rows in blocks of 32 against
-    /// cache-sized blocks of row groups, in tiles of eight (Q4_K on the VNNI
-    /// tier) or four rows; the rest two at a time (two row groups per pass)
-    /// or one (one group, decode).
-    #[allow(clippy::too_many_arguments)]
+    /// cache-sized blocks of row groups, in tiles of eight (every type but
+    /// Q6_K on the VNNI tier) or four rows; the rest two at a time (two row
+    /// groups per pass) or one (one group, decode).
+    ///
     /// # Safety
     /// As [`super::matmul_packed`].
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn matmul_packed(
         vnni: bool,
         ty: GgmlType,
@@ -503,11 +504,13 @@ mod avx2 {
             const TB: usize = 32;
             const CACHE_BLOCK: usize = 256 * 1024;
             let gblk = (CACHE_BLOCK / gbytes.max(1)).clamp(1, groups.max(1));
-            // Q4_K tiles take 8 activation rows with the AVX-512 register
-            // file: the nibble unpacking and scale decoding are per weight
-            // group, shared by more rows (kernel bench p8 column, 8192-wide
-            // rows: 79 -> 62 ns). Q6_K's tile keeps 4 sub-block sums per row
-            // live and would spill at 8.
+            // Tiles take 8 activation rows with the AVX-512 register file:
+            // the unpacking and scale decoding are per weight group, shared
+            // by more rows (kernel bench p8 column, 8192-wide rows: Q4_K 79
+            // -> 62 ns; Q5_0 4864-wide 42 -> 40, Q8_0 56 -> 39 with the
+            // offset layout, `cargo bench -p hearth-kernels --bench kernels`).
+            // Q6_K's tile keeps 4 sub-block sums per row live and would
+            // spill at 8.
             let wide = vnni && ty != GgmlType::Q6_K;
             let step = if wide { 8 } else { 4 };
             let whole = n_a - n_a % step;
