@@ -12,7 +12,9 @@
 //!
 //! Weights: a matrix of ~1 MiB (hot in L2/L3) by default, or ~64 MiB with
 //! `--big` (streams from DRAM, closer to decode of a real model).
-//! Single-threaded. Also times quantize_activation per row.
+//! Single-threaded. Also times quantize_activation per row, and (on CPUs
+//! with AVX512-VNNI) the bare `vpdpbusd` throughput: the ceiling the x8
+//! kernels' multiply-adds per second can be compared with.
 
 use hearth_kernels::{self as k, reference, GgmlType};
 use std::hint::black_box;
@@ -112,6 +114,7 @@ fn main() {
             }
         }
     }
+    vnni_peak();
     println!("\nquantize_activation, ns per row:");
     for at in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K, GgmlType::F16, GgmlType::BF16] {
         for n in [896usize, 4864] {
@@ -216,3 +219,41 @@ fn bench_one(tier: k::Variant, ty: GgmlType, n: usize, big: bool, rng: &mut Rng)
     );
 
 }
+
+/// Multiply-adds per second of nothing but `vpdpbusd` on 256-bit registers:
+/// twelve independent accumulators (more than latency x throughput), no
+/// loads. The int8 arithmetic ceiling of one core.
+#[cfg(target_arch = "x86_64")]
+fn vnni_peak() {
+    use std::arch::x86_64::*;
+    if !(is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")) {
+        return;
+    }
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+    unsafe fn run(iters: usize) -> i32 {
+        let mut acc = [_mm256_set1_epi32(1); 12];
+        let (u, s) = black_box((_mm256_set1_epi8(3), _mm256_set1_epi8(-2)));
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm256_dpbusd_epi32(*a, u, s);
+            }
+            // Keeps the compiler from reasoning about the loop as a whole.
+            std::arch::asm!("", options(nomem, nostack, preserves_flags));
+        }
+        let mut r = acc[0];
+        for a in &acc[1..] {
+            r = _mm256_add_epi32(r, *a);
+        }
+        _mm256_extract_epi32::<0>(r)
+    }
+    let iters = 1_000_000;
+    // SAFETY: the features were detected above.
+    let t = time(|| {
+        black_box(unsafe { run(iters) });
+    });
+    let macs = (iters * 12 * 32) as f64;
+    println!("\nvpdpbusd (ymm) peak, 1 thread: {:.0} GMAC/s ({:.3} ns per instruction)", macs / t.as_nanos() as f64, t.as_nanos() as f64 / (iters * 12) as f64);
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn vnni_peak() {}
