@@ -452,9 +452,9 @@ pub fn matmul_with(
     unsafe { strided(v, ty, n, w, n_w_rows, a, n_a_rows, out.as_mut_ptr(), out_stride) }
 }
 
-/// [`matmul`] into rows that need not form one slice: `out[t * out_stride
-/// + r]` for `t < n_a_rows`, `r < n_w_rows`, and nothing else in between
-/// is touched. Callers that split one output matrix by columns between
+/// [`matmul`] into rows that need not form one slice: only
+/// `out[t * out_stride + r]` for `t < n_a_rows`, `r < n_w_rows` is touched,
+/// nothing in between. Callers that split one output matrix by columns between
 /// threads write their columns in place (instead of through a scratch
 /// tile and a copy, which was 2% of a batched decode step).
 ///
