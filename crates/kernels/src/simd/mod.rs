@@ -442,10 +442,15 @@ mod avx2 {
                 // by the caller), `sums` and `scales` hold n_a * nb values each.
                 unsafe { x86::packed::block_prep(nb, a.as_ptr(), n_a, sums.as_mut_ptr(), scales.as_mut_ptr()) };
             }
-            let sp = |t: usize| sums[(t * nb).min(sums.len())..].as_ptr();
-            let dp = |t: usize| scales[(t * nb).min(scales.len())..].as_ptr();
-            let wp = |g: usize| w[g * gbytes..].as_ptr();
-            let ap = |t: usize| a[t * abytes..].as_ptr();
+            // Plain pointer arithmetic (no slice bounds checks in the tile
+            // loops); every index below is in range by the loop bounds, and
+            // `sp`/`dp` are only read by the Q8_0-activation kernels, for
+            // which they hold n_a * nb values.
+            let (s0, d0, w0, a0) = (sums.as_ptr(), scales.as_ptr(), w.as_ptr(), a.as_ptr());
+            let sp = |t: usize| s0.wrapping_add(t * nb);
+            let dp = |t: usize| d0.wrapping_add(t * nb);
+            let wp = |g: usize| w0.wrapping_add(g * gbytes);
+            let ap = |t: usize| a0.wrapping_add(t * abytes);
             macro_rules! run {
                 ($m:ident, $g:expr, $t:expr, $g0:expr, $t0:expr) => {{
                     let (g0, t0): (usize, usize) = ($g0, $t0);
