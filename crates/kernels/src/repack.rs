@@ -431,14 +431,7 @@ pub fn matmul_with(
     out: &mut [f32],
     out_stride: usize,
 ) {
-    check_ty("repack::matmul", ty);
-    let ab = row_bytes(crate::vec_dot_type(ty), n);
-    assert!(
-        w.len() == packed_bytes(ty, n, n_w_rows),
-        "hearth-kernels: repack::matmul: {} bytes of weights is not {n_w_rows} packed rows",
-        w.len()
-    );
-    assert!(n_a_rows * ab == a.len(), "hearth-kernels: repack::matmul: {} bytes of activations is not {n_a_rows} rows", a.len());
+    check_operands(ty, n, w, n_w_rows, a, n_a_rows);
     if n_w_rows == 0 || n_a_rows == 0 {
         return;
     }
@@ -475,6 +468,18 @@ pub unsafe fn matmul_strided(
     out: *mut f32,
     out_stride: usize,
 ) {
+    check_operands(ty, n, w, n_w_rows, a, n_a_rows);
+    assert!(n_a_rows <= 1 || out_stride >= n_w_rows, "hearth-kernels: repack::matmul: stride {out_stride} < {n_w_rows} rows");
+    if n_w_rows == 0 || n_a_rows == 0 {
+        return;
+    }
+    strided(crate::selected_variant(), ty, n, w, n_w_rows, a, n_a_rows, out, out_stride)
+}
+
+/// The weight and activation checks of [`matmul_with`] and
+/// [`matmul_strided`].
+#[track_caller]
+fn check_operands(ty: GgmlType, n: usize, w: &[u8], n_w_rows: usize, a: &[u8], n_a_rows: usize) {
     check_ty("repack::matmul", ty);
     let ab = row_bytes(crate::vec_dot_type(ty), n);
     assert!(
@@ -483,11 +488,6 @@ pub unsafe fn matmul_strided(
         w.len()
     );
     assert!(n_a_rows * ab == a.len(), "hearth-kernels: repack::matmul: {} bytes of activations is not {n_a_rows} rows", a.len());
-    assert!(n_a_rows <= 1 || out_stride >= n_w_rows, "hearth-kernels: repack::matmul: stride {out_stride} < {n_w_rows} rows");
-    if n_w_rows == 0 || n_a_rows == 0 {
-        return;
-    }
-    strided(crate::selected_variant(), ty, n, w, n_w_rows, a, n_a_rows, out, out_stride)
 }
 
 /// The shared body of [`matmul_with`] and [`matmul_strided`] (lengths
