@@ -306,6 +306,28 @@ mod tests {
     }
 
     #[test]
+    fn guided_ranges_cover_every_index_once_aligned_and_bounded() {
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool::new(threads);
+            for n in [0usize, 1, 7, 64, 1000, 1217] {
+                for (chunk, align) in [(5, 1), (40, 2), (400, 16)] {
+                    let hits: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(0)).collect();
+                    pool.parallel_for_guided(n, chunk, align, &|s, e| {
+                        // Every range starts on a multiple of `align` and is
+                        // at most `chunk` (or `align`, if larger) long.
+                        assert_eq!(s % align, 0, "start {s}");
+                        assert!(e - s <= chunk.max(align), "range {s}..{e}");
+                        for h in &hits[s..e] {
+                            h.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                    assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "threads={threads} n={n} chunk={chunk} align={align}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn many_small_jobs_complete() {
         let pool = ThreadPool::new(3);
         let count = AtomicUsize::new(0);
