@@ -2,7 +2,10 @@
 """Concurrency benchmark for a running `hearth serve` (not a test).
 
 For each concurrency level C, C client threads each stream chat completions
-of exactly --tokens tokens (ignore_eos) for --rounds rounds. Reported:
+of exactly --tokens tokens (ignore_eos) for --rounds rounds. Every request's
+user message is new (client, round and a run counter are in it), so each
+one evaluates its message and shares only the system prompt with earlier
+requests: no run is helped by the cache of an earlier one. Reported:
 
 - aggregate tok/s: completion tokens of all streams / wall time of the level
   (what the server delivers in total);
@@ -13,6 +16,9 @@ Only the standard library is used, so any python3 runs it:
 
     hearth serve -m model.gguf --parallel 8 &
     python3 bench/serve_load.py --url http://127.0.0.1:8080 --levels 1,4,8
+
+Several reply lengths in one run (`--tokens 48,256`) give one table per
+length: the prompt's share of the work falls as replies grow.
 
 A/B on a shared, noisy machine: give several servers (say an old and a new
 binary on two ports) as a comma-separated --url and --reps N. Every level is
@@ -90,13 +96,18 @@ def percentile(xs, p):
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
+RUN = [0]
+
+
 def run_level(args, c):
     results = []
     lock = threading.Lock()
+    RUN[0] += 1
+    run = RUN[0]
 
     def client(i):
         for r in range(args.rounds):
-            prompt = f"Client {i}, round {r}: write a long story about a lighthouse keeper and the sea."
+            prompt = f"Client {i}, round {r}, run {run}: write a long story about a lighthouse keeper and the sea."
             res = one_stream(args.url, args.api_key, prompt, args.tokens, seed=1000 * i + r)
             with lock:
                 results.append(res)
@@ -148,7 +159,7 @@ def main():
     ap.add_argument("--url", default="http://127.0.0.1:8080", help="server URL, or several comma-separated (alternated)")
     ap.add_argument("--api-key", default=None)
     ap.add_argument("--levels", default="1,4,8")
-    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--tokens", default="64", help="reply length, or several comma-separated (one table each)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--reps", type=int, default=1, help="run every level this many times per server (medians reported)")
     ap.add_argument("--json", action="store_true", help="print one JSON object per level and run")
@@ -158,20 +169,22 @@ def main():
     # Warm-up: page the weights in.
     for u in urls:
         one_stream(u, args.api_key, "warm up", 4, 0)
-    rows = {u: [] for u in urls}
-    for rep in range(args.reps):
-        for c in levels:
-            for u in urls:
-                r = run_level(argparse.Namespace(**{**vars(args), "url": u}), c)
-                rows[u].append(r)
-                if args.json:
-                    print(json.dumps({"url": u, "rep": rep, **r}), flush=True)
+    lengths = [int(t) for t in args.tokens.split(",")]
+    rows = {(u, n): [] for u in urls for n in lengths}
+    for n in lengths:
+        for rep in range(args.reps):
+            for c in levels:
+                for u in urls:
+                    r = run_level(argparse.Namespace(**{**vars(args), "url": u, "tokens": n}), c)
+                    rows[(u, n)].append(r)
+                    if args.json:
+                        print(json.dumps({"url": u, "rep": rep, "reply_tokens": n, **r}), flush=True)
     if args.json:
         return
-    for u in urls:
-        if len(urls) > 1:
-            print(f"== {u}")
-        print_table(rows[u], args.reps)
+    for n in lengths:
+        for u in urls:
+            print(f"== {u}, {n}-token replies" if len(urls) > 1 else f"== {n}-token replies")
+            print_table(rows[(u, n)], args.reps)
 
 
 if __name__ == "__main__":
