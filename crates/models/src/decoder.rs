@@ -271,7 +271,7 @@ impl Decoder {
         resize(&mut s.logits, n_out * n_vocab);
         s.acts.clear();
         let out_w = self.output();
-        let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(out_w.ty), &s.out_x[..n_out * n_embd], n_out, n_embd);
+        let a = quantize_acts(pool, &mut s.acts, hearth_kernels::vec_dot_type(out_w.ty), &s.out_x[..n_out * n_embd], n_out, n_embd);
         matmul(pool, out_w, a, n_out, &mut s.logits[..n_out * n_vocab]);
         if let Some(cap) = cfg.final_softcap {
             ops::softcap(&mut s.logits[..n_out * n_vocab], cap);
@@ -317,7 +317,7 @@ impl Decoder {
         match &lw.qkv {
             Qkv::Separate { q, k, v } => {
                 for w in [q, k, v] {
-                    quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
+                    quantize_acts(pool, &mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
                 }
                 let (aq, ak, av) = (acts_of(&s.acts, q), acts_of(&s.acts, k), acts_of(&s.acts, v));
                 matmul_multi(
@@ -329,7 +329,7 @@ impl Decoder {
             Qkv::Fused(w) => {
                 let all = q_dim + k_dim + v_dim;
                 resize(&mut s.qkv, total * all);
-                let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
+                let a = quantize_acts(pool, &mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
                 matmul(pool, w, a, total, &mut s.qkv[..total * all]);
                 for t in 0..total {
                     let src = &s.qkv[t * all..(t + 1) * all];
@@ -426,7 +426,7 @@ impl Decoder {
         // Output projection and residual.
         resize(&mut s.proj, total * n_embd);
         s.acts.clear();
-        let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(lw.wo.ty), &s.attn[..total * attn_dim], total, attn_dim);
+        let a = quantize_acts(pool, &mut s.acts, hearth_kernels::vec_dot_type(lw.wo.ty), &s.attn[..total * attn_dim], total, attn_dim);
         matmul(pool, &lw.wo, a, total, &mut s.proj[..total * n_embd]);
         for t in 0..total {
             let p = &mut s.proj[t * n_embd..(t + 1) * n_embd];
@@ -453,14 +453,14 @@ impl Decoder {
         match &lw.gate_up {
             GateUp::Separate { gate, up } => {
                 for w in [gate, up] {
-                    quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
+                    quantize_acts(pool, &mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
                 }
                 let (ag, au) = (acts_of(&s.acts, gate), acts_of(&s.acts, up));
                 matmul_multi(pool, &mut [(gate, ag, &mut s.gate[..total * n_ff]), (up, au, &mut s.up[..total * n_ff])], total);
             }
             GateUp::Fused(w) => {
                 resize(&mut s.qkv, total * 2 * n_ff);
-                let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
+                let a = quantize_acts(pool, &mut s.acts, hearth_kernels::vec_dot_type(w.ty), &s.xn[..total * n_embd], total, n_embd);
                 matmul(pool, w, a, total, &mut s.qkv[..total * 2 * n_ff]);
                 for t in 0..total {
                     let src = &s.qkv[t * 2 * n_ff..(t + 1) * 2 * n_ff];
@@ -491,7 +491,7 @@ impl Decoder {
             }
         }
         s.acts.clear();
-        let a = quantize_acts(&mut s.acts, hearth_kernels::vec_dot_type(lw.down.ty), &s.gate[..total * n_ff], total, n_ff);
+        let a = quantize_acts(pool, &mut s.acts, hearth_kernels::vec_dot_type(lw.down.ty), &s.gate[..total * n_ff], total, n_ff);
         matmul(pool, &lw.down, a, total, &mut s.proj[..total * n_embd]);
         for t in 0..total {
             let p = &mut s.proj[t * n_embd..(t + 1) * n_embd];
@@ -742,16 +742,30 @@ fn acts_of<'a>(cache: &'a Acts, w: &Weight) -> &'a [u8] {
 }
 
 /// Quantizes `t` rows of `cols` activations to `ty` once per distinct type
-/// (q, k and v usually share one), reusing the buffers in `cache`.
-fn quantize_acts<'a>(cache: &'a mut Acts, ty: GgmlType, x: &[f32], t: usize, cols: usize) -> &'a [u8] {
+/// (q, k and v usually share one), reusing the buffers in `cache`. Several
+/// rows are split between the pool's threads: each row is quantized alone,
+/// so the bytes do not depend on the split, and on one thread the down
+/// projection's input (8 rows of 4,864 for Qwen2.5-0.5B, ~14 µs) kept the
+/// other thread waiting once per layer and batched step.
+fn quantize_acts<'a>(pool: &ThreadPool, cache: &'a mut Acts, ty: GgmlType, x: &[f32], t: usize, cols: usize) -> &'a [u8] {
     if let Some(i) = cache.live.iter().position(|(c, _)| *c == ty) {
         return &cache.live[i].1;
     }
     let rb = ty.row_bytes(cols as u64).expect("activation width is a whole number of blocks") as usize;
     let mut buf = cache.spare.pop().unwrap_or_default();
     buf.resize(rb * t, 0);
-    for r in 0..t {
-        hearth_kernels::quantize_activation(ty, &x[r * cols..(r + 1) * cols], &mut buf[r * rb..(r + 1) * rb]);
+    let out = SyncPtr::new(&mut buf[..rb * t]);
+    let rows = |r0: usize, r1: usize| {
+        for r in r0..r1 {
+            // SAFETY: each task owns rows r0..r1 of `buf`.
+            let dst = unsafe { out.slice(r * rb, rb) };
+            hearth_kernels::quantize_activation(ty, &x[r * cols..(r + 1) * cols], dst);
+        }
+    };
+    if t > 1 {
+        pool.parallel_for(t, t.div_ceil(pool.n_threads()), &rows);
+    } else {
+        rows(0, t);
     }
     cache.live.push((ty, buf));
     &cache.live.last().expect("just pushed").1
