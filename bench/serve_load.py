@@ -31,6 +31,7 @@ best aggregate (the least disturbed run).
 
 import argparse
 import http.client
+import itertools
 import json
 import statistics
 import threading
@@ -96,14 +97,15 @@ def percentile(xs, p):
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-RUN = [0]
+# Numbers every level's prompts, so that no level meets its own prompts in
+# a slot cache left by an earlier one.
+RUNS = itertools.count(1)
 
 
 def run_level(args, c):
     results = []
     lock = threading.Lock()
-    RUN[0] += 1
-    run = RUN[0]
+    run = next(RUNS)
 
     def client(i):
         for r in range(args.rounds):
